@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds and runs every test:
+#   1. build/       gcc, warnings as errors: unit tests
+#   2. build-asan/  gcc with AddressSanitizer + UndefinedBehaviorSanitizer: unit tests
+#   3. build-fuzz/  clang (warnings as errors) with libFuzzer: each fuzzer ~30 s
+# Ends with one summary line "N passed, N failed". Exit status 0 only if
+# everything passed. FUZZ_SECONDS overrides the fuzzing time per target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/install-deps.sh
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+passed=0
+failed=0
+failures=()
+
+# Counts Criterion's results from a meson test log.
+count_criterion() {
+	local log=$1 p f
+	p=$(grep -ho 'Passing: [0-9]*' "$log" | awk '{s+=$2} END {print s+0}')
+	f=$(grep -ho 'Failing: [0-9]*\|Crashing: [0-9]*' "$log" | awk '{s+=$2} END {print s+0}')
+	passed=$((passed + p))
+	failed=$((failed + f))
+}
+
+setup() { # dir, meson args...
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null
+	else
+		meson configure "$dir" "$@" >/dev/null
+	fi
+}
+
+unit() { # dir, label
+	local dir=$1 label=$2
+	echo "== $label: build"
+	ninja -C "$dir" >/dev/null
+	echo "== $label: unit tests"
+	if ! meson test -C "$dir" --suite unit --print-errorlogs; then
+		failures+=("$label unit tests")
+	fi
+	grep -h 'Synthesis' "$dir/meson-logs/testlog.txt" || true
+	count_criterion "$dir/meson-logs/testlog.txt"
+}
+
+setup build -Dwerror=true
+unit build "gcc -Werror"
+
+setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	unit build-asan "gcc ASan+UBSan"
+
+echo "== clang libFuzzer: build"
+CC=clang setup build-fuzz -Dwerror=true -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+ninja -C build-fuzz >/dev/null
+for fz in build-fuzz/tests/fuzz/fuzz_*; do
+	[ -x "$fz" ] || continue
+	name=$(basename "$fz")
+	corpus=tests/fuzz/corpus/${name#fuzz_}
+	work=$(mktemp -d)
+	[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null || true
+	echo "== fuzz: $name for ${FUZZ_SECONDS}s"
+	if "$fz" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 "$work" >"$work.log" 2>&1; then
+		passed=$((passed + 1))
+		grep -E 'stat::number_of_executed_units|Done' "$work.log" | tail -2 || true
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+		tail -40 "$work.log"
+	fi
+	rm -rf "$work" "$work.log"
+done
+
+echo
+if [ "${#failures[@]}" -gt 0 ]; then
+	echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "${#failures[@]}" -eq 0 ] && [ "$failed" -eq 0 ]
