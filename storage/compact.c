@@ -2,10 +2,13 @@
  * a floor. See storage.h for the three steps and their threads.
  *
  * The key map holds a 128-bit hash of each key (XXH3) and the newest
- * offset seen for it, in a fixed amount of memory (compact_map_bytes). When
- * the map fills, the run covers only the offsets mapped so far; a later run
- * goes on from there. Records above the mapped range are copied as they
- * are, so a full map costs completeness, never correctness. */
+ * offset seen for it, in a fixed amount of memory (compact_map_bytes). It
+ * is built from the records after the log's clean point (everything below
+ * was deduplicated by earlier runs) and every selected segment is cleaned
+ * against it. When the map fills, the run covers only the offsets mapped so
+ * far and the clean point moves there; the next run goes on from it.
+ * Records above the mapped range are copied as they are, so a full map
+ * costs completeness, never correctness. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +36,8 @@ struct key_map {
 struct cseg {
 	sl_segment *seg; /* a reference, for identity and its path */
 	int64_t base;
+	uint32_t reopened; /* seg->reopened at begin */
+	bool gone;         /* removed by retention before run read it */
 	bool rewritten;
 	uint64_t bytes_before;
 	uint64_t bytes_after;
@@ -46,7 +51,8 @@ struct sl_compaction {
 	int64_t now_ms;
 	struct cseg *segs;
 	size_t n;
-	int64_t mapped_upto; /* records at or below it were all mapped */
+	int64_t map_from;    /* the log's clean point at begin */
+	int64_t mapped_upto; /* records in (map_from, mapped_upto] are mapped */
 	bool ran;
 	int run_rv;
 };
@@ -129,10 +135,12 @@ int sl_log_compact_begin(sl_log *log, int64_t floor, int64_t now_ms, sl_compacti
 	c->ctx.cfg = log->cfg;
 	c->now_ms = now_ms;
 	c->n = n;
-	c->mapped_upto = -1;
+	c->map_from = log->clean_upto;
+	c->mapped_upto = log->clean_upto;
 	for (size_t i = 0; i < n; i++) {
 		c->segs[i].seg = log->segs[i];
 		c->segs[i].base = log->segs[i]->base;
+		c->segs[i].reopened = log->segs[i]->reopened;
 		sl_segment_ref(log->segs[i]);
 	}
 	pthread_mutex_unlock(&log->mu);
@@ -143,11 +151,16 @@ int sl_log_compact_begin(sl_log *log, int64_t floor, int64_t now_ms, sl_compacti
 /* ---- Run ------------------------------------------------------------ */
 
 /* Opens a sealed segment's file for this run (its own descriptor: the
- * log's may be closed under it at any time). */
+ * log's may be closed under it at any time). Retention may have deleted it
+ * since begin (from the front only): then it is skipped, marked gone. */
 static int open_input(sl_compaction *c, struct cseg *cs, int *fd, uint64_t *size)
 {
 	sl_vfs *vfs = c->ctx.vfs;
 	*fd = vfs->open(vfs, cs->seg->path, O_RDONLY, 0);
+	if (*fd == -ENOENT) {
+		cs->gone = true;
+		return SL_OK;
+	}
 	if (*fd < 0)
 		return sl_log_errf(&c->ctx, SL_ESTORAGE, "open %s: %s", cs->seg->path, strerror(-*fd));
 	int rv = vfs->fsize(vfs, *fd, size);
@@ -158,17 +171,21 @@ static int open_input(sl_compaction *c, struct cseg *cs, int *fd, uint64_t *size
 	return SL_OK;
 }
 
-/* Pass 1: the newest offset of every key, from the oldest segment on,
- * until the map is full or a segment cannot be read. */
+/* Pass 1: the newest offset of every key after the clean point, until
+ * the map is full or a segment cannot be read. */
 static int build_map(sl_compaction *c, struct key_map *m)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		struct cseg *cs = &c->segs[i];
 		int fd;
 		uint64_t size, pos = 0;
+		if (i + 1 < c->n && c->segs[i + 1].base <= c->map_from + 1)
+			continue; /* wholly below the clean point */
 		int rv = open_input(c, cs, &fd, &size);
 		if (rv != SL_OK)
 			return rv;
+		if (cs->gone)
+			continue;
 		struct sl_reader r;
 		sl_reader_init(&r, c->ctx.vfs, fd, size, c->ctx.cfg.max_batch_bytes);
 		bool full = false;
@@ -178,14 +195,15 @@ static int build_map(sl_compaction *c, struct key_map *m)
 			rv = sl_reader_batch(&r, pos, true, &h, &bytes);
 			if (rv != SL_OK)
 				break;
-			if (!(h.attributes & SL_ATTR_CONTROL)) {
+			if (!(h.attributes & SL_ATTR_CONTROL) &&
+			    sl_batch_last_offset(&h) > c->map_from) {
 				struct sl_record_iter it;
 				struct sl_record rec;
 				rv = sl_record_iter_init(&it, bytes, sl_batch_total_size(&h));
 				if (rv != SL_OK)
 					break;
 				while (sl_record_iter_next(&it, &rec)) {
-					if (rec.key_len < 0)
+					if (rec.key_len < 0 || rec.offset <= c->map_from)
 						continue;
 					if (!map_put(m, rec.key, (size_t)rec.key_len, rec.offset)) {
 						full = true;
@@ -197,7 +215,7 @@ static int build_map(sl_compaction *c, struct key_map *m)
 					rv = it.err;
 				sl_record_iter_free(&it);
 			}
-			if (!full && rv == SL_OK)
+			if (!full && rv == SL_OK && sl_batch_last_offset(&h) > c->mapped_upto)
 				c->mapped_upto = sl_batch_last_offset(&h);
 			pos += sl_batch_total_size(&h);
 		}
@@ -256,12 +274,13 @@ static int cout_batch(struct cout *o, const uint8_t *bytes, size_t len)
 	return SL_OK;
 }
 
-/* Whether a record survives. */
+/* Whether a record survives. A record at or below the clean point whose
+ * key is not in the map was already the newest for its key. */
 static bool keep_record(sl_compaction *c, struct key_map *m, const struct sl_record *rec)
 {
 	if (rec->offset > c->mapped_upto || rec->key_len < 0)
 		return true;
-	if (map_get(m, rec->key, (size_t)rec->key_len) != rec->offset)
+	if (map_get(m, rec->key, (size_t)rec->key_len) > rec->offset)
 		return false; /* a newer record has this key */
 	if (rec->value_len < 0 && rec->timestamp < c->now_ms - c->ctx.cfg.delete_retention_ms)
 		return false; /* a tombstone past its delay */
@@ -325,7 +344,7 @@ static int clean_segment(sl_compaction *c, struct key_map *m, struct cseg *cs,
 	int in_fd;
 	uint64_t size, pos = 0;
 	int rv = open_input(c, cs, &in_fd, &size);
-	if (rv != SL_OK)
+	if (rv != SL_OK || cs->gone)
 		return rv;
 	sl_segment_path(&c->ctx, cs->base, SEG_LOG_SUFFIX SEG_CLEANED_SUFFIX, out_path);
 	sl_segment_path(&c->ctx, cs->base, SEG_INDEX_SUFFIX SEG_CLEANED_SUFFIX, idx_path);
@@ -458,7 +477,7 @@ int sl_log_compact_finish(sl_log *log, sl_compaction *c, struct sl_compaction_st
 	if (stats != NULL)
 		memset(stats, 0, sizeof(*stats));
 	pthread_mutex_lock(&log->mu);
-	bool swapped = false;
+	bool swapped = false, cancelled = false;
 	for (size_t k = 0; k < c->n; k++) {
 		struct cseg *cs = &c->segs[k];
 		if (!cs->rewritten)
@@ -467,10 +486,12 @@ int sl_log_compact_finish(sl_log *log, sl_compaction *c, struct sl_compaction_st
 		while (i < log->nsegs && log->segs[i] != cs->seg)
 			i++;
 		int s = SL_OK;
-		if (rv == SL_OK && i < log->nsegs && cs->seg->sealed && !cs->seg->removed)
+		/* Gone or truncated meanwhile: the copy describes old data. */
+		if (rv == SL_OK && i < log->nsegs && cs->seg->sealed && !cs->seg->removed &&
+		    cs->seg->reopened == cs->reopened)
 			s = swap_in(log, i, cs);
 		else
-			s = SL_ECANCELED; /* gone meanwhile (retention, truncation) */
+			s = SL_ECANCELED;
 		if (s == SL_OK) {
 			swapped = true;
 			if (stats != NULL) {
@@ -488,7 +509,13 @@ int sl_log_compact_finish(sl_log *log, sl_compaction *c, struct sl_compaction_st
 		log->vfs->unlink(log->vfs, path);
 		if (s != SL_ECANCELED && rv == SL_OK)
 			rv = s;
+		cancelled = true;
 	}
+	/* The clean point moves only when every cleaned segment went in (or
+	 * needed no change) and nothing was truncated below it meanwhile. */
+	if (rv == SL_OK && !cancelled && log->clean_upto == c->map_from &&
+	    c->mapped_upto < log->segs[log->nsegs - 1]->base)
+		log->clean_upto = c->mapped_upto;
 	if (swapped) {
 		int s = log->vfs->fsync_dir(log->vfs, log->dir);
 		if (s < 0 && rv == SL_OK)

@@ -281,7 +281,7 @@ static int orphan_entry(void *arg, const char *name)
 	int64_t base = parse_name(name, SEG_INDEX_SUFFIX);
 	if (base < 0)
 		return 0;
-	if (bsearch(&base, os->bases, os->n, sizeof(*os->bases), cmp_i64) == NULL) {
+	if (os->n == 0 || bsearch(&base, os->bases, os->n, sizeof(*os->bases), cmp_i64) == NULL) {
 		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "%s/%s", os->log->dir, name);
 		os->log->vfs->unlink(os->log->vfs, path);
@@ -300,8 +300,11 @@ static int recover_active(sl_log *log)
 	if (rv != SL_OK)
 		return rv;
 	/* The active segment's index lives in memory; a file left on disk
-	 * could go stale unnoticed after a truncation, so it goes now. */
-	log->vfs->unlink(log->vfs, path);
+	 * could go stale unnoticed after a truncation, so it goes now, for
+	 * good (a crash must not bring it back). */
+	if (log->vfs->unlink(log->vfs, path) == 0 &&
+	    (rv = log->vfs->fsync_dir(log->vfs, log->dir)) < 0)
+		return sl_log_errf(log, SL_ESTORAGE, "fsync %s: %s", log->dir, strerror(-rv));
 	if (seg->corrupt_pos != UINT64_MAX) {
 		/* A torn or corrupt tail: cut at the last whole batch. */
 		rv = log->vfs->ftruncate(log->vfs, seg->fd, seg->corrupt_pos);
@@ -384,7 +387,8 @@ int sl_log_open(const char *dir, const struct sl_log_config *cfg, sl_vfs *vfs,
 		rv = rv < 0 ? sl_log_errf(log, SL_ESTORAGE, "list %s: %s", dir, strerror(-rv)) : rv;
 		goto fail;
 	}
-	qsort(sd.bases, sd.n, sizeof(*sd.bases), cmp_i64);
+	if (sd.n > 1)
+		qsort(sd.bases, sd.n, sizeof(*sd.bases), cmp_i64);
 	struct orphan_scan os = { .log = log, .bases = sd.bases, .n = sd.n };
 	log->vfs->list_dir(log->vfs, dir, orphan_entry, &os);
 	for (size_t i = 0; i < sd.n; i++) {
@@ -404,6 +408,7 @@ int sl_log_open(const char *dir, const struct sl_log_config *cfg, sl_vfs *vfs,
 	if (rv != SL_OK)
 		goto fail;
 	log->durable = active(log)->next_offset;
+	log->clean_upto = -1;
 	free(sd.bases);
 	*out = log;
 	return SL_OK;
@@ -658,6 +663,20 @@ static uint64_t data_end(const sl_segment *seg)
 	return seg->corrupt_pos < seg->size ? seg->corrupt_pos : seg->size;
 }
 
+/* A batch at pos of seg could not be read: a disk error (not sticky), or
+ * corruption, remembered so that the batch is never served. */
+static int bad_batch(sl_log *log, sl_segment *seg, uint64_t pos, int brv)
+{
+	if (brv == SL_EIO || brv == SL_ENOMEM)
+		return sl_log_errf(log, brv == SL_EIO ? SL_ESTORAGE : SL_ENOMEM,
+				   "%s: reading the batch at position %" PRIu64 ": %s", seg->path, pos,
+				   sl_strerror(brv));
+	if (pos < seg->corrupt_pos)
+		seg->corrupt_pos = pos;
+	return sl_log_errf(log, SL_ELOG_CORRUPT, "%s: corrupt batch at position %" PRIu64 ": %s",
+			   seg->path, pos, sl_strerror(brv));
+}
+
 /* Position of the first batch in seg whose last offset is >= offset, found
  * from the index then by walking headers; *h gets its header. Returns
  * SL_ENOT_FOUND when no such batch is in the readable data. */
@@ -667,12 +686,8 @@ static int find_batch(sl_log *log, sl_segment *seg, struct sl_reader *r, int64_t
 	uint64_t p = sl_segment_lookup(seg, offset);
 	while (p < r->limit) {
 		int rv = sl_reader_batch(r, p, false, h, NULL);
-		if (rv != SL_OK) {
-			seg->corrupt_pos = p;
-			return sl_log_errf(log, SL_ELOG_CORRUPT,
-					   "%s: corrupt batch at position %" PRIu64 ": %s", seg->path,
-					   p, sl_strerror(rv));
-		}
+		if (rv != SL_OK)
+			return bad_batch(log, seg, p, rv);
 		if (sl_batch_last_offset(h) >= offset) {
 			*pos = p;
 			return SL_OK;
@@ -682,10 +697,11 @@ static int find_batch(sl_log *log, sl_segment *seg, struct sl_reader *r, int64_t
 	return SL_ENOT_FOUND;
 }
 
-/* The last index entry with a position in (start, limit]: its position,
- * and in *base the base offset of the batch there. start if none. */
-static uint64_t index_floor_pos(const sl_segment *seg, uint64_t start, uint64_t limit,
-				int64_t *base)
+/* Where a read that has whole batches up to start may jump to, knowing
+ * that the batches before limit are whole: the second-to-last index entry
+ * at or below limit (so that the walk from there includes at least the
+ * batch up to the last entry, and so learns its last offset), or start. */
+static uint64_t index_floor_pos(const sl_segment *seg, uint64_t start, uint64_t limit)
 {
 	size_t lo = 0, hi = seg->nidx;
 	while (lo < hi) { /* first entry with pos > limit */
@@ -695,10 +711,9 @@ static uint64_t index_floor_pos(const sl_segment *seg, uint64_t start, uint64_t 
 		else
 			hi = mid;
 	}
-	if (lo == 0 || seg->idx[lo - 1].pos <= start)
+	if (lo < 2 || seg->idx[lo - 2].pos <= start)
 		return start;
-	*base = seg->base + seg->idx[lo - 1].rel;
-	return seg->idx[lo - 1].pos;
+	return seg->idx[lo - 2].pos;
 }
 
 int sl_log_read(sl_log *log, int64_t offset, uint64_t max_bytes, struct sl_slice *out)
@@ -745,9 +760,9 @@ int sl_log_read(sl_log *log, int64_t offset, uint64_t max_bytes, struct sl_slice
 		uint64_t stop = pos + sl_batch_total_size(&h);
 		int64_t next = sl_batch_last_offset(&h) + 1;
 		/* Batches before an index entry within reach are whole: jump
-		 * there, then walk headers. next is where a reader goes on. */
+		 * near there, then walk headers. */
 		uint64_t reach = pos + max_bytes < r.limit ? pos + max_bytes : r.limit;
-		stop = index_floor_pos(seg, stop, reach, &next);
+		stop = index_floor_pos(seg, stop, reach);
 		while (stop < r.limit) {
 			struct sl_batch_header nh;
 			if (sl_reader_batch(&r, stop, false, &nh, NULL) != SL_OK)
@@ -761,14 +776,12 @@ int sl_log_read(sl_log *log, int64_t offset, uint64_t max_bytes, struct sl_slice
 			/* First read of these bytes since open: check every CRC. */
 			uint64_t q = pos;
 			int64_t qnext = -1;
+			int brv = SL_OK;
 			while (q < stop) {
 				struct sl_batch_header vh;
-				int brv = sl_reader_batch(&r, q, true, &vh, NULL);
+				brv = sl_reader_batch(&r, q, true, &vh, NULL);
 				if (brv != SL_OK) {
-					seg->corrupt_pos = q;
-					sl_log_errf(log, SL_ELOG_CORRUPT,
-						    "%s: corrupt batch at position %" PRIu64 ": %s",
-						    seg->path, q, sl_strerror(brv));
+					brv = bad_batch(log, seg, q, brv);
 					break;
 				}
 				q += sl_batch_total_size(&vh);
@@ -776,9 +789,9 @@ int sl_log_read(sl_log *log, int64_t offset, uint64_t max_bytes, struct sl_slice
 			}
 			if (pos <= seg->verified && q > seg->verified)
 				seg->verified = q;
-			if (q == pos) {
+			if (q == pos || brv == SL_ESTORAGE || brv == SL_ENOMEM) {
 				sl_reader_free(&r);
-				rv = SL_ELOG_CORRUPT;
+				rv = brv;
 				goto out;
 			}
 			if (q < stop) {
@@ -844,15 +857,12 @@ static int find_time_in(sl_log *log, sl_segment *seg, int64_t ts, int64_t *offse
 		const uint8_t *bytes;
 		int brv = sl_reader_batch(&r, pos, false, &h, NULL);
 		if (brv != SL_OK) {
-			rv = sl_log_errf(log, SL_ELOG_CORRUPT, "%s: corrupt batch at position %" PRIu64,
-					 seg->path, pos);
+			rv = bad_batch(log, seg, pos, brv);
 			break;
 		}
 		if (h.max_timestamp >= ts && !(h.attributes & SL_ATTR_CONTROL)) {
 			if ((brv = sl_reader_batch(&r, pos, true, &h, &bytes)) != SL_OK) {
-				rv = sl_log_errf(log, SL_ELOG_CORRUPT,
-						 "%s: corrupt batch at position %" PRIu64 ": %s",
-						 seg->path, pos, sl_strerror(brv));
+				rv = bad_batch(log, seg, pos, brv);
 				break;
 			}
 			struct sl_record_iter it;
@@ -972,10 +982,18 @@ int sl_log_truncate(sl_log *log, int64_t offset)
 			goto out;
 		}
 	}
-	/* Later segments go, newest first, so a crash leaves a prefix. */
-	while (log->nsegs > i + 1)
-		if ((rv = segs_delete(log, log->nsegs - 1)) != SL_OK)
+	/* Later segments go first, durably, so that a crash leaves the old
+	 * log or a prefix of it, never a cut segment with later ones after. */
+	if (log->nsegs > i + 1) {
+		while (log->nsegs > i + 1)
+			if ((rv = segs_delete(log, log->nsegs - 1)) != SL_OK)
+				goto out;
+		int d = log->vfs->fsync_dir(log->vfs, log->dir);
+		if (d < 0) {
+			rv = sl_log_errf(log, SL_ESTORAGE, "fsync %s: %s", log->dir, strerror(-d));
 			goto out;
+		}
+	}
 	if (seg->sealed) {
 		/* It becomes the active segment again: writable, index in
 		 * memory only. */
@@ -983,6 +1001,7 @@ int sl_log_truncate(sl_log *log, int64_t offset)
 		if (seg->fd >= 0)
 			log->open_sealed--;
 		seg->sealed = false;
+		seg->reopened++; /* a compaction that picked it must not swap */
 		sl_segment_path(log, seg->base, SEG_INDEX_SUFFIX, path);
 		log->vfs->unlink(log->vfs, path);
 		seg->window_chunk = log->cfg.prewrite_min;
@@ -990,8 +1009,6 @@ int sl_log_truncate(sl_log *log, int64_t offset)
 	int s = log->vfs->ftruncate(log->vfs, seg->fd, cut);
 	if (s == 0)
 		s = log->vfs->fdatasync(log->vfs, seg->fd);
-	if (s == 0)
-		s = log->vfs->fsync_dir(log->vfs, log->dir);
 	if (s < 0) {
 		rv = sl_log_errf(log, SL_ESTORAGE, "truncate %s: %s", seg->path, strerror(-s));
 		goto out;
@@ -1008,6 +1025,8 @@ int sl_log_truncate(sl_log *log, int64_t offset)
 	while (seg->ntidx > 0 && seg->tidx[seg->ntidx - 1].rel >= rel)
 		seg->ntidx--;
 	seg->next_offset = offset;
+	if (log->clean_upto >= offset)
+		log->clean_upto = offset - 1;
 	rv = recompute_max_ts(log, seg);
 	if (log->durable > offset)
 		log->durable = offset;
@@ -1031,6 +1050,7 @@ int sl_log_reset(sl_log *log, int64_t start_offset)
 	if (rv == SL_OK) {
 		active(log)->next_offset = start_offset;
 		log->durable = start_offset;
+		log->clean_upto = start_offset - 1;
 	}
 	pthread_mutex_unlock(&log->mu);
 	/* On failure the log may have no segment left: only close is safe. */

@@ -86,6 +86,7 @@ struct sl_segment {
 	uint64_t verified;
 	uint64_t corrupt_pos;
 	uint64_t lru; /* tick of last use, to close idle sealed descriptors */
+	uint32_t reopened; /* times a truncation made it active again */
 	/* Active segment only: when its first batch came (wall clock), for
 	 * rolling by age; INT64_MIN while empty. */
 	int64_t created_ms;
@@ -105,6 +106,9 @@ struct sl_log {
 	int64_t durable;
 	uint64_t tick;
 	size_t open_sealed;
+	/* Compaction has deduplicated every record at or below this offset
+	 * (in memory: after a restart the first run starts over). */
+	int64_t clean_upto;
 	char errmsg[SL_ERRMSG_SIZE];
 };
 
