@@ -68,6 +68,26 @@ const char *sl_log_errmsg(sl_log *log)
 	return log->errmsg;
 }
 
+/* Fails every write of a fenced log. */
+static int fenced(sl_log *log)
+{
+	if (!log->fenced)
+		return SL_OK;
+	return sl_log_errf(log, SL_ESTORAGE,
+			   "%s: an fdatasync failed earlier; reopen the log to recover it", log->dir);
+}
+
+/* fdatasync of seg's file; a failure fences the log. */
+static int sync_fd(sl_log *log, sl_segment *seg)
+{
+	int rv = log->vfs->fdatasync(log->vfs, seg->fd);
+	if (rv == 0)
+		return SL_OK;
+	log->fenced = true;
+	return sl_log_errf(log, SL_ESTORAGE, "fdatasync %s: %s (the log is fenced until reopened)",
+			   seg->path, strerror(-rv));
+}
+
 /* ---- Segment list --------------------------------------------------- */
 
 static int segs_push(sl_log *log, sl_segment *seg)
@@ -189,9 +209,8 @@ static int roll(sl_log *log, int64_t base)
 	int rv = trim_window(log, seg);
 	if (rv != SL_OK)
 		return rv;
-	rv = log->vfs->fdatasync(log->vfs, seg->fd);
-	if (rv < 0)
-		return sl_log_errf(log, SL_ESTORAGE, "fdatasync %s: %s", seg->path, strerror(-rv));
+	if ((rv = sync_fd(log, seg)) != SL_OK)
+		return rv;
 	sl_segment_path(log, seg->base, SEG_INDEX_SUFFIX, path);
 	rv = sl_segment_write_index(log, seg, path);
 	if (rv != SL_OK)
@@ -200,7 +219,6 @@ static int roll(sl_log *log, int64_t base)
 	if (rv != SL_OK)
 		return rv;
 	seg->sealed = true;
-	seg->verified = seg->size;
 	seg->have_max = true;
 	seg->lru = ++log->tick;
 	log->open_sealed++;
@@ -315,10 +333,10 @@ static int recover_active(sl_log *log)
 		seg->corrupt_pos = UINT64_MAX;
 	}
 	/* Data a killed process left in the page cache becomes durable now. */
-	rv = log->vfs->fdatasync(log->vfs, seg->fd);
-	if (rv < 0)
-		return sl_log_errf(log, SL_ESTORAGE, "fdatasync %s: %s", seg->path, strerror(-rv));
-	seg->verified = seg->size;
+	if ((rv = sync_fd(log, seg)) != SL_OK)
+		return rv;
+	/* Batches the scan checked count as verified; an index trusted from
+	 * a clean close left verified at 0, so reads check CRCs lazily. */
 	seg->window_end = seg->size;
 	seg->window_chunk = log->cfg.prewrite_min;
 	/* Its age counts from its first batch's timestamp when that is
@@ -431,15 +449,14 @@ int sl_log_close(sl_log *log)
 	if (log == NULL)
 		return SL_OK;
 	pthread_mutex_lock(&log->mu);
-	sl_segment *seg = active(log);
 	char path[PATH_MAX];
-	int rv = trim_window(log, seg);
-	if (rv == SL_OK) {
-		int s = log->vfs->fdatasync(log->vfs, seg->fd);
-		if (s < 0)
-			rv = sl_log_errf(log, SL_ESTORAGE, "fdatasync %s: %s", seg->path, strerror(-s));
-	}
-	if (rv == SL_OK) {
+	int rv = log->nsegs == 0 ? SL_ESTORAGE : fenced(log);
+	sl_segment *seg = rv == SL_OK ? active(log) : NULL;
+	if (rv == SL_OK)
+		rv = trim_window(log, seg);
+	if (rv == SL_OK)
+		rv = sync_fd(log, seg);
+	if (rv == SL_OK && seg->corrupt_pos == UINT64_MAX) {
 		/* Lets the next open trust the active segment without a scan. */
 		sl_segment_path(log, seg->base, SEG_INDEX_SUFFIX, path);
 		rv = sl_segment_write_index(log, seg, path);
@@ -521,6 +538,8 @@ static int write_run(sl_log *log, const uint8_t *buf, size_t len)
 	}
 	if (seg->created_ms == INT64_MIN)
 		seg->created_ms = sl_log_now_ms(log);
+	if (seg->verified == seg->size)
+		seg->verified = seg->size + len; /* checked by sl_log_append */
 	seg->size += len;
 	if (seg->window_end < seg->size)
 		seg->window_end = seg->size;
@@ -571,7 +590,7 @@ int sl_log_append(sl_log *log, const void *buf, size_t len)
 	}
 	pthread_mutex_lock(&log->mu);
 	size_t run_start = 0, off = 0;
-	rv = SL_OK;
+	rv = fenced(log);
 	while (off < len && rv == SL_OK) {
 		struct sl_batch_header h;
 		sl_batch_parse_header(p + off, len - off, log->cfg.max_batch_bytes, &h);
@@ -592,17 +611,23 @@ int sl_log_append(sl_log *log, const void *buf, size_t len)
 int sl_log_flush(sl_log *log)
 {
 	pthread_mutex_lock(&log->mu);
+	int rv = fenced(log);
 	sl_segment *seg = active(log);
 	int64_t end = seg->next_offset;
 	pthread_mutex_unlock(&log->mu);
+	if (rv != SL_OK)
+		return rv;
 	/* The writer is this thread, so the active segment cannot change
 	 * under the sync; readers are not held up by it. */
-	int rv = log->vfs->fdatasync(log->vfs, seg->fd);
+	int s = log->vfs->fdatasync(log->vfs, seg->fd);
 	pthread_mutex_lock(&log->mu);
-	if (rv < 0)
-		rv = sl_log_errf(log, SL_ESTORAGE, "fdatasync %s: %s", seg->path, strerror(-rv));
-	else if (log->durable < end)
+	if (s < 0) {
+		log->fenced = true;
+		rv = sl_log_errf(log, SL_ESTORAGE, "fdatasync %s: %s (the log is fenced until reopened)",
+				 seg->path, strerror(-s));
+	} else if (log->durable < end) {
 		log->durable = end;
+	}
 	pthread_mutex_unlock(&log->mu);
 	return rv;
 }
@@ -711,8 +736,8 @@ static uint64_t index_floor_pos(const sl_segment *seg, uint64_t start, uint64_t 
 		else
 			hi = mid;
 	}
-	if (lo < 2 || seg->idx[lo - 2].pos <= start)
-		return start;
+	if (lo < 2 || seg->idx[lo - 2].pos <= start || seg->idx[lo - 2].pos > limit)
+		return start; /* (the last test guards against a forged index) */
 	return seg->idx[lo - 2].pos;
 }
 
@@ -772,14 +797,20 @@ int sl_log_read(sl_log *log, int64_t offset, uint64_t max_bytes, struct sl_slice
 			stop += sl_batch_total_size(&nh);
 			next = sl_batch_last_offset(&nh) + 1;
 		}
-		if (seg->sealed && stop > seg->verified) {
-			/* First read of these bytes since open: check every CRC. */
+		if (stop > seg->verified) {
+			/* First read of these bytes since open: check every CRC,
+			 * and that offsets rise within the segment (they are
+			 * outside the CRC). */
 			uint64_t q = pos;
 			int64_t qnext = -1;
 			int brv = SL_OK;
 			while (q < stop) {
 				struct sl_batch_header vh;
 				brv = sl_reader_batch(&r, q, true, &vh, NULL);
+				if (brv == SL_OK &&
+				    (vh.base_offset < seg->base || vh.base_offset < qnext ||
+				     sl_batch_last_offset(&vh) >= seg->next_offset))
+					brv = SL_ELOG_OFFSET_ORDER;
 				if (brv != SL_OK) {
 					brv = bad_batch(log, seg, q, brv);
 					break;
@@ -919,8 +950,9 @@ int sl_log_find_time(sl_log *log, int64_t ts, int64_t *offset)
 
 /* Recomputes seg's newest timestamp after a cut, from its last time entry
  * on (entries before the cut are exact running maxima). */
-static int recompute_max_ts(sl_log *log, sl_segment *seg)
+static int recompute_tail(sl_log *log, sl_segment *seg)
 {
+	seg->next_offset = seg->base;
 	seg->max_ts = seg->ntidx ? seg->tidx[seg->ntidx - 1].ts : INT64_MIN;
 	uint64_t pos = seg->ntidx ? sl_segment_lookup(seg, seg->base + seg->tidx[seg->ntidx - 1].rel) : 0;
 	seg->last_tidx_pos = pos;
@@ -935,6 +967,7 @@ static int recompute_max_ts(sl_log *log, sl_segment *seg)
 			seg->max_ts = h.max_timestamp;
 		seg->last_pos = pos;
 		seg->last_crc = h.crc;
+		seg->next_offset = sl_batch_last_offset(&h) + 1;
 		pos += sl_batch_total_size(&h);
 	}
 	sl_reader_free(&r);
@@ -949,7 +982,9 @@ int sl_log_truncate(sl_log *log, int64_t offset)
 {
 	pthread_mutex_lock(&log->mu);
 	int64_t start = log->segs[0]->base, end = active(log)->next_offset;
-	int rv = SL_OK;
+	int rv = fenced(log);
+	if (rv != SL_OK)
+		goto out;
 	if (offset < start || offset > end) {
 		rv = sl_log_errf(log, SL_EOFFSET_OUT_OF_RANGE,
 				 "%s: truncation offset %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]",
@@ -1003,16 +1038,22 @@ int sl_log_truncate(sl_log *log, int64_t offset)
 		seg->sealed = false;
 		seg->reopened++; /* a compaction that picked it must not swap */
 		sl_segment_path(log, seg->base, SEG_INDEX_SUFFIX, path);
-		log->vfs->unlink(log->vfs, path);
+		/* Durably gone before the cut: after a crash, a stale index
+		 * must not describe the re-appended segment. */
+		if (log->vfs->unlink(log->vfs, path) == 0 &&
+		    (rv = log->vfs->fsync_dir(log->vfs, log->dir)) < 0) {
+			rv = sl_log_errf(log, SL_ESTORAGE, "fsync %s: %s", log->dir, strerror(-rv));
+			goto out;
+		}
 		seg->window_chunk = log->cfg.prewrite_min;
 	}
 	int s = log->vfs->ftruncate(log->vfs, seg->fd, cut);
-	if (s == 0)
-		s = log->vfs->fdatasync(log->vfs, seg->fd);
 	if (s < 0) {
 		rv = sl_log_errf(log, SL_ESTORAGE, "truncate %s: %s", seg->path, strerror(-s));
 		goto out;
 	}
+	if ((rv = sync_fd(log, seg)) != SL_OK)
+		goto out;
 	seg->size = cut;
 	seg->window_end = cut;
 	seg->corrupt_pos = UINT64_MAX;
@@ -1024,12 +1065,11 @@ int sl_log_truncate(sl_log *log, int64_t offset)
 	uint64_t rel = (uint64_t)(offset - seg->base);
 	while (seg->ntidx > 0 && seg->tidx[seg->ntidx - 1].rel >= rel)
 		seg->ntidx--;
-	seg->next_offset = offset;
 	if (log->clean_upto >= offset)
 		log->clean_upto = offset - 1;
-	rv = recompute_max_ts(log, seg);
-	if (log->durable > offset)
-		log->durable = offset;
+	rv = recompute_tail(log, seg); /* the end: one past the last batch kept */
+	if (log->durable > seg->next_offset)
+		log->durable = seg->next_offset;
 out:
 	pthread_mutex_unlock(&log->mu);
 	return rv;
@@ -1040,7 +1080,7 @@ int sl_log_reset(sl_log *log, int64_t start_offset)
 	if (start_offset < 0)
 		return sl_log_errf(log, SL_EINVALID_ARGUMENT, "%s: negative start offset", log->dir);
 	pthread_mutex_lock(&log->mu);
-	int rv = SL_OK;
+	int rv = fenced(log);
 	/* Newest first: a crash part-way leaves a prefix of the old log. */
 	while (log->nsegs > 0 && rv == SL_OK) {
 		rv = segs_delete(log, log->nsegs - 1);

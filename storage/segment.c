@@ -381,14 +381,17 @@ static uint8_t *index_read(sl_log *log, sl_segment *seg, bool want_all,
 	    size != (uint64_t)t->nidx * 8 + (uint64_t)t->ntidx * 12 + INDEX_TRAILER_SIZE)
 		goto out;
 	if (t->log_size > 0) {
-		/* The .log must still hold the batch the index ends with. */
-		uint8_t crcb[4];
+		/* The .log must still end with the batch the index ends with:
+		 * same place, same CRC, same offsets (those are outside the
+		 * CRC: a batch re-appended at other offsets must not match). */
+		uint8_t hb[SL_BATCH_HEADER_SIZE];
+		struct sl_batch_header h;
 		if (t->last_pos + SL_BATCH_HEADER_SIZE > t->log_size ||
-		    log->vfs->pread(log->vfs, seg->fd, crcb, 4, t->last_pos + SL_BATCH_OFF_CRC) != 4)
+		    log->vfs->pread(log->vfs, seg->fd, hb, sizeof(hb), t->last_pos) != (ssize_t)sizeof(hb) ||
+		    sl_batch_parse_header(hb, sizeof(hb), UINT32_MAX, &h) != SL_OK)
 			goto out;
-		uint32_t crc = (uint32_t)crcb[0] << 24 | (uint32_t)crcb[1] << 16 |
-			       (uint32_t)crcb[2] << 8 | crcb[3];
-		if (crc != t->last_crc)
+		if (h.crc != t->last_crc || sl_batch_last_offset(&h) + 1 != t->next_offset ||
+		    t->last_pos + sl_batch_total_size(&h) != t->log_size)
 			goto out;
 	}
 	if (!want_all) {
@@ -459,11 +462,14 @@ int sl_segment_load(sl_log *log, sl_segment *seg)
 	seg->next_offset = seg->base;
 	seg->max_ts = INT64_MIN;
 	seg->first_ts = INT64_MIN;
+	seg->have_max = false; /* until the scan completes */
 	uint64_t end;
 	int err;
 	rv = sl_segment_scan(log, seg, 0, seg->size, &end, &err);
-	if (rv != SL_OK)
+	if (rv != SL_OK) {
+		sl_segment_free_index(seg);
 		return rv;
+	}
 	seg->verified = end;
 	seg->have_max = true;
 	seg->loaded = true;

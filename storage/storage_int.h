@@ -109,6 +109,10 @@ struct sl_log {
 	/* Compaction has deduplicated every record at or below this offset
 	 * (in memory: after a restart the first run starts over). */
 	int64_t clean_upto;
+	/* An fdatasync failed: the kernel may have dropped the dirty pages it
+	 * could not write, so no later sync can vouch for them. Every write
+	 * fails until the log is reopened (and recovered from disk). */
+	bool fenced;
 	char errmsg[SL_ERRMSG_SIZE];
 };
 

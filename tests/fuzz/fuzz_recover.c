@@ -21,7 +21,7 @@
  *   whole, CRC-valid batches with increasing offsets, and the end offset is
  *   one past that prefix's last offset (unless an index file for the
  *   active segment was given: one that matches is believed without a scan,
- *   and the active segment's batches are then never CRC-checked);
+ *   and the active segment's batches are then CRC-checked on first read);
  * - reading the whole range, and at offsets taken from the input, returns
  *   SL_OK with whole CRC-valid batches (but see above) that are bytes of
  *   the input files, always making progress, or LOG_CORRUPT (sealed data
@@ -297,11 +297,10 @@ static int64_t read_at(struct ctx *c, int64_t offset, uint64_t max_bytes)
 		/* At least one batch, then only as many as fit. */
 		CHECK(pos == sl_batch_total_size(&h) || pos <= max_bytes);
 	}
-	/* next_offset: one past the last batch (a gap after it may be
-	 * skipped, see crash/read_next_offset_*), and always progress. */
+	/* next_offset: one past the last batch, and always progress. */
 	CHECK(s.next_offset > offset);
 	if (strict_offsets)
-		CHECK(s.next_offset > last);
+		CHECK(s.next_offset == last + 1);
 	free(buf);
 	int64_t next = s.next_offset;
 	sl_slice_release(&s);
@@ -441,7 +440,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* The log goes on: one batch at the end, kept over a clean reopen
-	 * (only checked when the log did not believe a forged index). */
+	 * (read back only when no index of the active segment was given). */
 	if (end >= start && end >= 0 && end < ((int64_t)1 << 40)) {
 		struct sl_batch_builder b;
 		const uint8_t *batch;

@@ -1,7 +1,8 @@
 /* Crash safety of the partition log (storage/storage.h) on the simulated
  * disk (tests/lib/simdisk.h): a torn last write at every byte, a long
  * seeded random walk checked against a model, and disk failures at every
- * operation of a script.
+ * operation of a script; then focused cases, each the minimised form of a
+ * failure those found.
  *
  * What "survives" means everywhere here: after a crash the log holds a
  * prefix of the batches appended, byte for byte, and that prefix contains
@@ -151,6 +152,15 @@ static void tbatch_free(struct tbatch *tb)
 	free(tb->bytes);
 	free(tb->ts);
 	memset(tb, 0, sizeof(*tb));
+}
+
+static void tbatch_copy(struct tbatch *dst, const struct tbatch *src)
+{
+	*dst = *src;
+	dst->bytes = xmalloc(src->len);
+	memcpy(dst->bytes, src->bytes, src->len);
+	dst->ts = xmalloc((size_t)src->nrec * sizeof(*src->ts));
+	memcpy(dst->ts, src->ts, (size_t)src->nrec * sizeof(*src->ts));
 }
 
 /* ---- The log on a sim disk ------------------------------------------- */
@@ -345,10 +355,15 @@ static void torn_every_byte(enum sl_prewrite pw, const struct tbatch *batches, s
 	set_where("prewrite=%s last=%zu probe", prewrite_name(pw), last);
 	torn_build(&e, &cfg, batches, last);
 	uint64_t wlen = sim_last_unsynced_write_len(e.sd);
-	check(wlen == batches[last].len, "the newest unsynced write is %" PRIu64 " bytes, not the batch's %zu", wlen, batches[last].len);
+	check(wlen == batches[last].len,
+	      "the newest unsynced write is %" PRIu64 " bytes, not the batch's %zu", wlen,
+	      batches[last].len);
 	env_free(&e);
 
 	int64_t end_before = batches[last].base;
+	uint64_t size_before = 0;
+	for (size_t i = 0; i < last; i++)
+		size_before += batches[i].len;
 	for (uint64_t keep = 0; keep < wlen; keep++) {
 		set_where("prewrite=%s last=%zu keep=%" PRIu64, prewrite_name(pw), last, keep);
 		torn_build(&e, &cfg, batches, last);
@@ -357,6 +372,8 @@ static void torn_every_byte(enum sl_prewrite pw, const struct tbatch *batches, s
 		check(sl_log_end_offset(e.log) == end_before, "end %" PRId64 ", expected %" PRId64,
 		      sl_log_end_offset(e.log), end_before);
 		check(sl_log_start_offset(e.log) == 0, "start moved");
+		check(sl_log_size(e.log) == size_before, "size %" PRIu64 ", expected %" PRIu64
+		      " (the torn tail was not cut)", sl_log_size(e.log), size_before);
 		assert_log_holds(e.log, batches, last);
 
 		/* The log goes on from there, and a clean reopen keeps it. */
@@ -535,9 +552,11 @@ static void m_truncate(struct model *m, int64_t offset)
 	while (k > 0 && m->b[k - 1].base >= offset)
 		k--;
 	m_cut(m, k);
-	m->s[j].next = offset;
-	if (m->durable_lb > offset)
-		m->durable_lb = offset;
+	/* The end is one past the last batch kept (the segment's base if it
+	 * kept none), also when offset fell in a gap. */
+	m->s[j].next = m->n > m->s[j].first ? m->b[m->n - 1].last + 1 : m->s[j].base;
+	if (m->durable_lb > m->s[j].next)
+		m->durable_lb = m->s[j].next;
 }
 
 static void m_drop_front_seg(struct model *m)
@@ -635,8 +654,9 @@ static void m_check_all(struct env *e, const struct model *m)
 }
 
 /* A read at offset: the batch holding it (or the first after it), then
- * whole batches of the same segment while they fit in max_bytes. */
-static void check_read(struct env *e, const struct model *m, uint64_t *rng)
+ * whole batches of the same segment while they fit in max_bytes. With
+ * faulty, the disk fails part-way: STORAGE is then a fine answer. */
+static void check_read(struct env *e, const struct model *m, uint64_t *rng, bool faulty)
 {
 	int64_t start = m_start(m), end = m_end(m), offset;
 	uint64_t max_bytes;
@@ -668,6 +688,8 @@ static void check_read(struct env *e, const struct model *m, uint64_t *rng)
 	max_bytes = r < 15 ? 1 : r < 30 ? 1 + rnd(rng, 600) : 1 + rnd(rng, 3 * m->segment_bytes);
 
 	int rv = sl_log_read(e->log, offset, max_bytes, &s);
+	if (faulty && rv == SL_ESTORAGE)
+		return;
 	check(rv == SL_OK, "read at %" PRId64 " max %" PRIu64 ": %s (%s)", offset, max_bytes,
 	      sl_err_name(rv), sl_log_errmsg(e->log));
 	size_t j = m_find(m, offset);
@@ -685,10 +707,6 @@ static void check_read(struct env *e, const struct model *m, uint64_t *rng)
 	uint64_t len = m->b[j].len;
 	while (k < seg_end && len + m->b[k].len <= max_bytes)
 		len += m->b[k++].len;
-#ifdef EXPLORE_NEXT
-	if (k < m->n && s.next_offset == m->b[k].base && s.len == len)
-		s.next_offset = m->b[k - 1].last + 1;
-#endif
 	check(s.len == len && s.first_offset == m->b[j].base && s.next_offset == m->b[k - 1].last + 1,
 	      "read at %" PRId64 " max %" PRIu64 ": got [%" PRId64 ", %" PRId64 ") %" PRIu64
 	      " bytes, model [%" PRId64 ", %" PRId64 ") %" PRIu64 " bytes",
@@ -698,6 +716,11 @@ static void check_read(struct env *e, const struct model *m, uint64_t *rng)
 		check(s.first_offset <= offset && offset < s.next_offset, "offset not in the slice");
 	uint8_t *buf = xmalloc(len);
 	rv = sl_slice_read(&s, buf);
+	if (faulty && rv == SL_ESTORAGE) {
+		free(buf);
+		sl_slice_release(&s);
+		return;
+	}
 	check(rv == SL_OK, "slice read: %s", sl_err_name(rv));
 	uint64_t p = 0;
 	for (size_t i = j; i < k; i++) {
@@ -709,7 +732,7 @@ static void check_read(struct env *e, const struct model *m, uint64_t *rng)
 	sl_slice_release(&s);
 }
 
-static void check_find_time(struct env *e, const struct model *m, uint64_t *rng)
+static void check_find_time(struct env *e, const struct model *m, uint64_t *rng, bool faulty)
 {
 	int64_t ts;
 	if (m->n > 0 && chance(rng, 70)) {
@@ -740,6 +763,8 @@ static void check_find_time(struct env *e, const struct model *m, uint64_t *rng)
 	}
 	int64_t got = -2;
 	int rv = sl_log_find_time(e->log, ts, &got);
+	if (faulty && rv == SL_ESTORAGE)
+		return;
 	check(rv == SL_OK, "find_time %" PRId64 ": %s (%s)", ts, sl_err_name(rv),
 	      sl_log_errmsg(e->log));
 	check(got == want, "find_time %" PRId64 ": %" PRId64 ", brute force %" PRId64, ts, got,
@@ -804,9 +829,6 @@ static const struct gen_opts random_gen_big = {
 	.min_rec = 2, .max_rec = 8, .max_key = 16, .max_value = 2000, .allow_zstd = true,
 };
 
-#ifdef STATS
-static size_t stat_ops[100], stat_maxn, stat_maxs, stat_batches;
-#endif
 static void random_run(uint64_t seed, int nops)
 {
 	uint64_t rng = seed;
@@ -821,6 +843,11 @@ static void random_run(uint64_t seed, int nops)
 	struct env e;
 	struct model m;
 	struct held h = { 0 };
+	/* The batches the last truncation removed, which a producer's retry
+	 * may append again: the same bytes at other offsets (the base offset
+	 * and epoch are outside the CRC). */
+	struct tbatch gone[8];
+	size_t ngone = 0, gone_in_seg = 0; /* how many were in the cut segment */
 	int64_t clock = 1700000000000;
 	env_init(&e, &cfg);
 	m_init(&m, cfg.segment_bytes);
@@ -830,7 +857,7 @@ static void random_run(uint64_t seed, int nops)
 	for (int op = 0; op < nops; op++) {
 		unsigned r = (unsigned)rnd(&rng, 1000);
 		clock += (int64_t)rnd(&rng, 200);
-		if (r < 380) {
+		if (r < 365) {
 			set_where("seed=%#" PRIx64 " op=%d append", seed, op);
 			size_t nb = chance(&rng, 60) ? 1 : 2 + rnd(&rng, 3);
 			struct tbatch tbs[4];
@@ -855,6 +882,37 @@ static void random_run(uint64_t seed, int nops)
 			free(buf);
 			for (size_t i = 0; i < nb; i++)
 				m_append(&m, &tbs[i]);
+		} else if (r < 395) {
+			set_where("seed=%#" PRIx64 " op=%d append again", seed, op);
+			/* Often exactly what the cut segment lost: it grows back
+			 * to its old size, the last batch with its old CRC. */
+			size_t nb = ngone == 0 ? 0 : chance(&rng, 50) ? gone_in_seg : 1 + rnd(&rng, ngone);
+			size_t len = 0;
+			int64_t base = m_end(&m) + (int64_t)rnd(&rng, 8);
+			struct tbatch tbs[8];
+			for (size_t i = 0; i < nb; i++) {
+				tbatch_copy(&tbs[i], &gone[i]);
+				sl_batch_stamp(tbs[i].bytes, base, (int32_t)rnd(&rng, 5));
+				tbs[i].last = base + (tbs[i].last - tbs[i].base);
+				tbs[i].base = base;
+				base = tbs[i].last + 1;
+				len += tbs[i].len;
+			}
+			uint8_t *buf = xmalloc(len), *p = buf;
+			for (size_t i = 0; i < nb; i++) {
+				memcpy(p, tbs[i].bytes, tbs[i].len);
+				p += tbs[i].len;
+			}
+			int rv = nb == 0 ? SL_OK : sl_log_append(e.log, buf, len);
+			check(rv == SL_OK, "append again of %zu batches: %s (%s)", nb, sl_err_name(rv),
+			      sl_log_errmsg(e.log));
+			free(buf);
+			for (size_t i = 0; i < nb; i++)
+				m_append(&m, &tbs[i]);
+			if (chance(&rng, 50)) {
+				check(sl_log_flush(e.log) == SL_OK, "flush");
+				m.durable_lb = m_end(&m);
+			}
 		} else if (r < 450) {
 			set_where("seed=%#" PRIx64 " op=%d flush", seed, op);
 			int rv = sl_log_flush(e.log);
@@ -863,10 +921,10 @@ static void random_run(uint64_t seed, int nops)
 			check(sl_log_durable_offset(e.log) == m_end(&m), "durable after flush");
 		} else if (r < 680) {
 			set_where("seed=%#" PRIx64 " op=%d read", seed, op);
-			check_read(&e, &m, &rng);
+			check_read(&e, &m, &rng, false);
 		} else if (r < 760) {
 			set_where("seed=%#" PRIx64 " op=%d find_time", seed, op);
-			check_find_time(&e, &m, &rng);
+			check_find_time(&e, &m, &rng, false);
 		} else if (r < 785) {
 			set_where("seed=%#" PRIx64 " op=%d truncate", seed, op);
 			int64_t offset;
@@ -892,6 +950,13 @@ static void random_run(uint64_t seed, int nops)
 			check(rv == want, "truncate at %" PRId64 ": %s, expected %s (%s)", offset,
 			      sl_err_name(rv), sl_err_name(want), sl_log_errmsg(e.log));
 			if (want == SL_OK) {
+				while (ngone > 0)
+					tbatch_free(&gone[--ngone]);
+				size_t first = m_find(&m, offset);
+				size_t seg_end = first < m.n ? m_seg_end(&m, m_seg_of(&m, first)) : m.n;
+				for (size_t i = first; i < m.n && ngone < 8; i++)
+					tbatch_copy(&gone[ngone++], &m.b[i]);
+				gone_in_seg = seg_end - first < ngone ? seg_end - first : ngone;
 				m_truncate(&m, offset);
 				h.stale = true;
 			}
@@ -994,6 +1059,16 @@ static void random_run(uint64_t seed, int nops)
 			check(rv == SL_OK, "reset to %" PRId64 ": %s", start, sl_err_name(rv));
 			m_reset(&m, start);
 			h.stale = true;
+		} else if (r < 910) {
+			/* The disk fails for a while under a reader: it may get
+			 * STORAGE, and nothing may change because of it. */
+			set_where("seed=%#" PRIx64 " op=%d read on a failing disk", seed, op);
+			sim_fail_after(e.sd, (int64_t)rnd(&rng, 12), EIO);
+			if (chance(&rng, 50))
+				check_read(&e, &m, &rng, true);
+			else
+				check_find_time(&e, &m, &rng, true);
+			sim_fail_after(e.sd, -1, 0);
 		} else if (r < 940) {
 			set_where("seed=%#" PRIx64 " op=%d hold", seed, op);
 			held_take(&e, &m, &h, &rng);
@@ -1005,19 +1080,10 @@ static void random_run(uint64_t seed, int nops)
 			m_check_all(&e, &m);
 		}
 		m_check(&e, &m);
-#ifdef STATS
-		stat_ops[r / 10]++;
-		if (m.n > stat_maxn) stat_maxn = m.n;
-		if (m.ns > stat_maxs) stat_maxs = m.ns;
-		stat_batches += m.n;
-#endif
 	}
-#ifdef STATS
-	fprintf(stderr, "STATS maxn=%zu maxsegs=%zu avgn=%zu endoff=%lld\n", stat_maxn, stat_maxs, stat_batches / (size_t)nops, (long long)m_end(&m));
-	for (int i = 0; i < 100; i++) fprintf(stderr, "%d:%zu ", i, stat_ops[i]);
-	fprintf(stderr, "\n");
-#endif
 	set_where("seed=%#" PRIx64 " end", seed);
+	while (ngone > 0)
+		tbatch_free(&gone[--ngone]);
 	held_drop(&h);
 	m_check_all(&e, &m);
 	env_close(&e);
@@ -1027,13 +1093,14 @@ static void random_run(uint64_t seed, int nops)
 
 Test(crash, random_ops_against_model)
 {
-	/* CRASH_SEED=<n> replays one seed. */
+	/* CRASH_SEED=<n> replays one seed (it is printed with any failure). */
 	const char *env = getenv("CRASH_SEED");
 	if (env != NULL) {
 		random_run(strtoull(env, NULL, 0), 10000);
 		return;
 	}
-	random_run(0x5eed0001, 10000);
+	for (uint64_t seed = 1; seed <= 32; seed++)
+		random_run(seed, 10000);
 }
 
 /* ---- 3. Disk failures ------------------------------------------------- */
@@ -1193,9 +1260,6 @@ static void fail_at(const struct sl_log_config *cfg, enum fault_kind kind, uint6
 		sim_fail_after(e.sd, (int64_t)n, err);
 	bool done = fail_script(&e, &fr);
 	if (!done) {
-#ifdef EXPLORE_ERR
-		if (fr.err == SL_ELOG_CORRUPT) fr.err = SL_ESTORAGE;
-#endif
 		check(fr.err == SL_ESTORAGE, "%s at step %d failed with %s, expected STORAGE",
 		      fr.failed_call, fr.failed_step, sl_err_name(fr.err));
 		check(sl_log_errmsg(e.log)[0] != '\0', "no errmsg after a failed %s", fr.failed_call);
@@ -1224,12 +1288,6 @@ static void fail_at(const struct sl_log_config *cfg, enum fault_kind kind, uint6
 		break;
 	}
 	env_open(&e);
-#ifdef DEBUG_FAIL
-	fprintf(stderr, "DBG %s: failed %s at step %d (%s); model n=%zu ns=%zu end=%lld must=%lld; log start=%lld end=%lld segs=%zu\n", where,
-		fr.failed_call ? fr.failed_call : "-", fr.failed_step, done ? "done" : sl_err_name(fr.err), fr.m.n, fr.m.ns, (long long)m_end(&fr.m), (long long)fr.must,
-		(long long)sl_log_start_offset(e.log), (long long)sl_log_end_offset(e.log), sl_log_segment_count(e.log));
-	for (size_t j = 0; j < fr.m.ns; j++) fprintf(stderr, "  mseg %zu base %lld first %zu\n", j, (long long)fr.m.s[j].base, fr.m.s[j].first);
-#endif
 	assert_recovered(&e, &fr);
 	fail_run_free(&fr);
 	env_free(&e);
@@ -1311,9 +1369,6 @@ Test(crash, disk_failure_is_reported)
 		for (uint64_t n = 0; n <= nops; n++) {
 			for (size_t k = 0; k < 3; k++) {
 				int err = n % 2 ? ENOSPC : EIO;
-#ifdef EXPLORE_LOOP
-				if (getenv("EXPL") && (strtoull(getenv("EXPL"), NULL, 0) != p * 100000 + k * 1000 + n)) continue;
-#endif
 				set_where("prewrite=%s fault=%s at op %" PRIu64 "/%" PRIu64 " errno=%d",
 					  prewrite_name(pws[p]), fault_name(kinds[k]), n, nops, err);
 				fail_at(&cfg, kinds[k], n, err);
@@ -1341,9 +1396,6 @@ Test(crash, disk_failure_is_reported)
 		env_free(&e);
 		for (uint64_t n = 0; n <= open_ops; n++) {
 			for (size_t k = 0; k < 3; k++) {
-#ifdef EXPLORE_LOOP
-				if (getenv("EXPL") && (strtoull(getenv("EXPL"), NULL, 0) != 900000 + p * 100000 + k * 1000 + n)) continue;
-#endif
 				set_where("prewrite=%s fault=%s in open at op %" PRIu64 "/%" PRIu64,
 					  prewrite_name(pws[p]), fault_name(kinds[k]), n, open_ops);
 				fail_in_open(&cfg, kinds[k], n, EIO);
@@ -1435,10 +1487,10 @@ Test(crash, truncate_into_sealed_segment_is_a_prefix_at_every_crash_point)
 	}
 }
 
-/* A read that hits an I/O error reports STORAGE (retriable), not
- * LOG_CORRUPT, and once the disk answers again the same read works: the
- * error must not leave the segment marked corrupt. For the active segment
- * and for a sealed one read for the first time since open. */
+/* A read or time lookup that hits an I/O error reports STORAGE
+ * (retriable), not LOG_CORRUPT, and once the disk answers again the same
+ * call works: the error must not leave the segment marked corrupt. For the
+ * active segment and for a sealed one read for the first time since open. */
 Test(crash, read_error_is_storage_and_does_not_stick)
 {
 	struct sl_log_config cfg;
@@ -1477,6 +1529,27 @@ Test(crash, read_error_is_storage_and_does_not_stick)
 			check(s.len == tbs[i].len, "the read after the disk recovered: %" PRIu64 " bytes",
 			      s.len);
 			sl_slice_release(&s);
+
+			/* The same for a time lookup that lands there. */
+			int64_t ts = tbs[i].ts[0], want = -1, got = -2;
+			for (size_t j = 0; j < nb && want < 0; j++)
+				for (int32_t r = 0; r < tbs[j].nrec && want < 0; r++)
+					if (tbs[j].ts[r] >= ts)
+						want = tbs[j].base + r;
+			env_close(&e);
+			env_open(&e);
+			ops0 = sim_ops(e.sd);
+			sim_fail_after(e.sd, (int64_t)n, EIO);
+			rv = sl_log_find_time(e.log, ts, &got);
+			finished = finished && rv == SL_OK && sim_ops(e.sd) - ops0 <= n;
+			check(rv == SL_OK || rv == SL_ESTORAGE,
+			      "find_time failed with %s (%s), expected STORAGE", sl_err_name(rv),
+			      sl_log_errmsg(e.log));
+			sim_fail_after(e.sd, -1, 0);
+			rv = sl_log_find_time(e.log, ts, &got);
+			check(rv == SL_OK && got == want,
+			      "find_time after the disk recovered: %s, %" PRId64 ", expected %" PRId64,
+			      sl_err_name(rv), got, want);
 			assert_log_holds(e.log, tbs, nb);
 			free_n(tbs, nb);
 			env_free(&e);
@@ -1563,4 +1636,126 @@ Test(crash, stale_index_of_a_truncated_segment_is_not_believed_after_a_crash)
 	free(again.bytes);
 	free_n(tbs, nb);
 	env_free(&e);
+}
+
+/* A sealed segment whose load (index file or scan) fails on a disk error
+ * keeps what was known of it: a retention pass afterwards still sees its
+ * newest timestamp and keeps a recent segment, and a time lookup still
+ * finds its records. */
+Test(crash, failed_segment_load_keeps_its_newest_timestamp)
+{
+	struct sl_log_config cfg;
+	small_config(&cfg);
+	cfg.retention_ms = 3600 * 1000;
+	const size_t nb = 14;
+	for (uint64_t n = 0;; n++) {
+		struct env e;
+		set_where("load error at op %" PRIu64, n);
+		env_init(&e, &cfg);
+		env_open(&e);
+		struct tbatch *tbs = append_n(&e, nb, 0x10ad);
+		cr_assert_geq(sl_log_segment_count(e.log), 2);
+		env_close(&e);
+		env_open(&e);
+		int64_t now = 1700000000000 + 60 * 1000, end = sl_log_end_offset(e.log);
+		size_t deleted = 1;
+		/* Learns the sealed segment's newest timestamp from its index. */
+		check(sl_log_retain(e.log, end, now, &deleted) == SL_OK && deleted == 0, "retain");
+		struct sl_slice s;
+		uint64_t ops0 = sim_ops(e.sd);
+		sim_fail_after(e.sd, (int64_t)n, EIO);
+		int rv = sl_log_read(e.log, 0, 1, &s);
+		bool finished = rv == SL_OK && sim_ops(e.sd) - ops0 <= n;
+		check(rv == SL_OK || rv == SL_ESTORAGE, "read: %s", sl_err_name(rv));
+		sl_slice_release(&s);
+		sim_fail_after(e.sd, -1, 0);
+		/* The first record at or after the first batch's newest one. */
+		int64_t ts = tbs[0].max_ts, want = -1, got = -2;
+		for (size_t j = 0; j < nb && want < 0; j++)
+			for (int32_t r = 0; r < tbs[j].nrec && want < 0; r++)
+				if (tbs[j].ts[r] >= ts)
+					want = tbs[j].base + r;
+		rv = sl_log_find_time(e.log, ts, &got);
+		check(rv == SL_OK && got == want, "find_time after the error: %s, %" PRId64
+		      ", expected %" PRId64, sl_err_name(rv), got, want);
+		rv = sl_log_retain(e.log, end, now, &deleted);
+		check(rv == SL_OK && deleted == 0,
+		      "retention after the error deleted %zu segments of minute-old records: %s",
+		      deleted, sl_err_name(rv));
+		assert_log_holds(e.log, tbs, nb);
+		free_n(tbs, nb);
+		env_free(&e);
+		if (finished)
+			break;
+	}
+}
+
+/* Retention and reset, with a crash at each of their steps: retention
+ * leaves the log from some segment boundary on, every later batch kept;
+ * reset leaves the old log or a prefix of it, or the new empty log. */
+Test(crash, retention_and_reset_at_every_crash_point)
+{
+	struct sl_log_config cfg;
+	small_config(&cfg);
+	cfg.retention_ms = 0;
+	const size_t nb = 30;
+	for (int reset = 0; reset < 2; reset++) {
+		for (uint64_t n = 0;; n++) {
+			struct env e;
+			set_where("%s, crash at op %" PRIu64, reset ? "reset" : "retention", n);
+			env_init(&e, &cfg);
+			env_open(&e);
+			struct tbatch *tbs = append_n(&e, nb, 0x2e7a);
+			size_t nsegs = sl_log_segment_count(e.log);
+			cr_assert_geq(nsegs, 4);
+			int64_t end = sl_log_end_offset(e.log), new_start = end + 100;
+			uint64_t ops0 = sim_ops(e.sd);
+			sim_crash_after(e.sd, (int64_t)n);
+			int rv;
+			size_t deleted = 0;
+			if (reset)
+				rv = sl_log_reset(e.log, new_start);
+			else
+				rv = sl_log_retain(e.log, end, 1800000000000, &deleted);
+			bool finished = rv == SL_OK && sim_ops(e.sd) - ops0 <= n;
+			if (finished && !reset)
+				check(deleted == nsegs - 1, "retention deleted %zu of %zu segments", deleted,
+				      nsegs);
+			env_crash(&e, false, 0);
+			env_open(&e);
+			int64_t start = sl_log_start_offset(e.log);
+			if (reset && sl_log_end_offset(e.log) == new_start) {
+				check(start == new_start && sl_log_segment_count(e.log) == 1,
+				      "after the reset: start %" PRId64 ", %zu segments", start,
+				      sl_log_segment_count(e.log));
+			} else {
+				check(!(finished && reset), "a finished reset did not last");
+				size_t first = 0;
+				while (first < nb && tbs[first].base < start)
+					first++;
+				check(first < nb && tbs[first].base == start,
+				      "the log starts at %" PRId64 ", not at a batch", start);
+				struct readback rb;
+				read_all(e.log, 1u << 20, &rb);
+				if (!reset)
+					check(rb.n == nb - first, "the log holds %zu batches from %" PRId64
+					      ", expected %zu", rb.n, start, nb - first);
+				else
+					check(first == 0, "a reset cut the front of the old log");
+				for (size_t i = 0; i < rb.n; i++)
+					check(rb_batch_len(&rb, i) == tbs[first + i].len &&
+						      memcmp(rb.buf + rb.pos[i], tbs[first + i].bytes,
+							     tbs[first + i].len) == 0,
+					      "batch %zu differs", first + i);
+				readback_free(&rb);
+				if (finished)
+					check(sl_log_segment_count(e.log) == 1,
+					      "a finished retention did not last");
+			}
+			free_n(tbs, nb);
+			env_free(&e);
+			if (finished)
+				break;
+		}
+	}
 }

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
@@ -604,6 +605,61 @@ Test(log, recovers_on_simulated_disk_after_crash)
 	while (nmodel > 0 && model[nmodel - 1].base >= durable)
 		free(model[--nmodel].bytes);
 	check_all();
+	sl_log_close(log_);
+	log_ = NULL;
+	sim_free(sd);
+}
+
+Test(log, corrupt_batch_behind_a_trusted_active_index_is_not_served)
+{
+	open_log();
+	for (int i = 0; i < 5; i++)
+		append(2, 1, 40);
+	reopen_log(); /* the clean close wrote an index the next open trusts */
+	sl_log_close(log_);
+	log_ = NULL;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/00000000000000000000.log", dir);
+	off_t pos = (off_t)(model[0].len + model[1].len);
+	flip_byte(path, pos + 70);
+	open_log();
+	cr_assert_eq(sl_log_end_offset(log_), model[4].last + 1, "the index was not trusted");
+	struct sl_slice s = check_read(0, 1 << 20);
+	cr_assert_eq(s.next_offset, model[2].base);
+	sl_slice_release(&s);
+	cr_assert_eq(sl_log_read(log_, model[2].base, 1 << 20, &s), SL_ELOG_CORRUPT);
+	cr_assert_neq(strstr(sl_log_errmsg(log_), "position"), NULL, "%s", sl_log_errmsg(log_));
+}
+
+Test(log, failed_fdatasync_fences_the_log_until_reopened)
+{
+	sim_disk *sd = sim_new();
+	sl_vfs *vfs = sim_vfs(sd);
+	cr_assert_eq(vfs->mkdir(vfs, "/sim", 0755), 0);
+	char err[SL_ERRMSG_SIZE];
+	cr_assert_eq(sl_log_open("/sim/p", &cfg, vfs, &log_, err), SL_OK, "%s", err);
+	append(2, 1, 100);
+	cr_assert_eq(sl_log_flush(log_), SL_OK);
+	append(2, 1, 100);
+	sim_fail_after(sd, 0, EIO);
+	cr_assert_eq(sl_log_flush(log_), SL_ESTORAGE);
+	sim_fail_after(sd, -1, 0);
+	/* The disk answers again, but the pages the failed sync dropped are
+	 * gone for good: no later sync may vouch for them. */
+	cr_assert_eq(sl_log_flush(log_), SL_ESTORAGE);
+	cr_assert_neq(strstr(sl_log_errmsg(log_), "reopen"), NULL, "%s", sl_log_errmsg(log_));
+	size_t len;
+	uint8_t *b = make_batch(4, 1, 1, 10, SL_CODEC_NONE, &len);
+	cr_assert_eq(sl_log_append(log_, b, len), SL_ESTORAGE);
+	cr_assert_eq(sl_log_truncate(log_, 2), SL_ESTORAGE);
+	cr_assert_eq(sl_log_durable_offset(log_), 2);
+	struct sl_slice s = check_read(0, 1 << 20); /* reads still work */
+	sl_slice_release(&s);
+	sl_log_close(log_);
+	cr_assert_eq(sl_log_open("/sim/p", &cfg, vfs, &log_, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_log_append(log_, b, len), SL_OK);
+	cr_assert_eq(sl_log_flush(log_), SL_OK);
+	free(b);
 	sl_log_close(log_);
 	log_ = NULL;
 	sim_free(sd);
