@@ -1,0 +1,1015 @@
+/* The raft_io backend over the partition log. See rio.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "raft_int.h"
+#include "slot.h"
+
+/* What the backend knows of every entry in libraft's log (the "mirror"):
+ * enough to truncate, to anchor a snapshot and to answer the guards. */
+struct rent {
+	raft_term term;
+	int64_t base; /* offset of the entry's batch */
+	int64_t next; /* one past its last offset */
+	unsigned short type;
+};
+
+struct rcb {
+	struct raft_io_append *req;
+	raft_io_append_cb cb;
+};
+
+enum op_kind { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT };
+
+/* Disk work, queued in the order libraft asked for it. Consecutive
+ * appends share one op: one write and one fdatasync for all of them. */
+struct rop {
+	enum op_kind kind;
+	struct rop *next;
+	/* OP_APPEND */
+	uint8_t *bytes;
+	size_t len, cap;
+	struct rcb *cbs;
+	size_t ncbs, cbs_cap;
+	raft_index last_index;
+	/* OP_TRUNCATE */
+	int64_t offset;
+	/* OP_SNAPSHOT */
+	struct raft_io_snapshot_put *sreq;
+	raft_io_snapshot_put_cb scb;
+	uint8_t *manifest;
+	size_t mlen;
+	unsigned trailing;
+	struct sl_rmanifest m; /* conf unused */
+	int rv;
+};
+
+struct rsend {
+	struct sl_rwork w;
+	struct raft_io_send *req;
+	raft_io_send_cb cb;
+	struct sl_rio *rio;
+};
+
+struct rget {
+	struct sl_rwork w;
+	struct raft_io_snapshot_get *req;
+	raft_io_snapshot_get_cb cb;
+	struct sl_rio *rio;
+	struct raft_snapshot *snap;
+	int status;
+};
+
+struct sl_rio {
+	struct raft_io *io;
+	struct sl_rio_config cfg;
+	char *dir;
+	char logdir[PATH_MAX];
+	sl_vfs *vfs;
+	struct sl_renv *env;
+	struct sl_rnet *net;
+	sl_rio_fault_cb fault;
+	void *fault_arg;
+	raft_id id;
+
+	sl_log *log;
+	raft_term term;
+	raft_id vote;
+	uint64_t meta_version;
+	uint64_t snap_version;
+	uint8_t *snap; /* the stored manifest (raft_malloc'd), or NULL */
+	size_t snap_len;
+	raft_index snap_index;
+	raft_term snap_term;
+
+	/* The mirror: entries first .. first + nents - 1. */
+	struct rent *ents;
+	size_t nents, cap;
+	raft_index first;
+	int64_t next_offset; /* after the last entry */
+	raft_index last_stored;
+
+	/* Disk work: queue and the op in flight. */
+	struct rop *head, *tail, *running;
+	struct sl_rwork work;
+	unsigned inflight_works; /* sends, gets, disk work not yet done */
+
+	unsigned tick_ms;
+	raft_io_tick_cb tick;
+	raft_io_recv_cb recv;
+	bool fenced;
+	bool closing;
+	raft_io_close_cb close_cb;
+	struct rop *held; /* appends withheld from a fenced group */
+};
+
+static struct sl_rio *rio_of(struct raft_io *io)
+{
+	return io->impl;
+}
+
+/* ---- Mirror --------------------------------------------------------- */
+
+static raft_index mirror_last(const struct sl_rio *rio)
+{
+	return rio->first + rio->nents - 1;
+}
+
+static struct rent *mirror_at(struct sl_rio *rio, raft_index i)
+{
+	if (i < rio->first || i > mirror_last(rio))
+		return NULL;
+	return &rio->ents[i - rio->first];
+}
+
+static int mirror_push(struct sl_rio *rio, struct rent e)
+{
+	if (rio->nents == rio->cap) {
+		size_t ncap = rio->cap ? rio->cap * 2 : 64;
+		struct rent *p = realloc(rio->ents, ncap * sizeof(*p));
+		if (p == NULL)
+			return SL_ENOMEM;
+		rio->ents = p;
+		rio->cap = ncap;
+	}
+	rio->ents[rio->nents++] = e;
+	rio->next_offset = e.next;
+	return SL_OK;
+}
+
+/* Forgets entries below index (they are in a snapshot). */
+static void mirror_drop_before(struct sl_rio *rio, raft_index index)
+{
+	if (index <= rio->first)
+		return;
+	size_t k = index - rio->first;
+	if (k > rio->nents)
+		k = rio->nents;
+	memmove(rio->ents, rio->ents + k, (rio->nents - k) * sizeof(*rio->ents));
+	rio->nents -= k;
+	rio->first += k;
+}
+
+/* ---- Faults --------------------------------------------------------- */
+
+/* A disk error: libraft never hears of it (its 0.15 reactions to storage
+ * errors are unsafe, libraft-guards.md (e)); the group stops doing
+ * anything and the owner restarts it from what is on disk. */
+static void fence(struct sl_rio *rio, int err, const char *why)
+{
+	if (rio->fenced)
+		return;
+	rio->fenced = true;
+	if (rio->fault != NULL)
+		rio->fault(rio->fault_arg, rio->cfg.group, err, why);
+}
+
+/* ---- Disk work ------------------------------------------------------ */
+
+static void op_free(struct rop *op)
+{
+	free(op->bytes);
+	free(op->cbs);
+	if (op->manifest != NULL)
+		raft_free(op->manifest);
+	free(op);
+}
+
+static int apply_snapshot_disk(struct sl_rio *rio, struct rop *op)
+{
+	char errmsg[SL_ERRMSG_SIZE];
+	int rv;
+	if (op->trailing == 0) {
+		/* Install: the log must end exactly at the anchor. Entries up
+		 * to it that this replica holds are the leader's too (they are
+		 * committed); what lies beyond goes. */
+		int64_t end = sl_log_end_offset(rio->log);
+		if (end > op->m.anchor)
+			rv = sl_log_truncate(rio->log, op->m.anchor);
+		else if (end < op->m.anchor)
+			/* TODO(transport issue): pull [end, anchor) from the
+			 * leader's segments instead of restarting the log. */
+			rv = sl_log_reset(rio->log, op->m.anchor);
+		else
+			rv = SL_OK;
+		if (rv != SL_OK)
+			return rv;
+	}
+	rv = sl_slot_store(rio->vfs, rio->dir, "snap", op->manifest, op->mlen,
+			   rio->snap_version + 1, errmsg);
+	return rv;
+}
+
+static void work_run(struct sl_rwork *w)
+{
+	struct sl_rio *rio = (struct sl_rio *)((char *)w - offsetof(struct sl_rio, work));
+	struct rop *op = rio->running;
+	switch (op->kind) {
+	case OP_APPEND:
+		op->rv = sl_log_append(rio->log, op->bytes, op->len);
+		if (op->rv == SL_OK)
+			op->rv = sl_log_flush(rio->log);
+		break;
+	case OP_TRUNCATE:
+		op->rv = sl_log_truncate(rio->log, op->offset);
+		break;
+	case OP_SNAPSHOT:
+		op->rv = apply_snapshot_disk(rio, op);
+		break;
+	}
+}
+
+static void kick(struct sl_rio *rio);
+
+static void work_done(struct sl_rwork *w)
+{
+	struct sl_rio *rio = (struct sl_rio *)((char *)w - offsetof(struct sl_rio, work));
+	struct rop *op = rio->running;
+	rio->running = NULL;
+	rio->inflight_works--;
+	if (op->rv != SL_OK) {
+		char why[SL_ERRMSG_SIZE + 64];
+		snprintf(why, sizeof(why), "%s", sl_log_errmsg(rio->log));
+		fence(rio, op->rv, why);
+	}
+	if (rio->fenced || rio->closing) {
+		/* Held until close, which cancels them. */
+		op->next = rio->held;
+		rio->held = op;
+		kick(rio);
+		return;
+	}
+	switch (op->kind) {
+	case OP_APPEND:
+		rio->last_stored = op->last_index;
+		for (size_t i = 0; i < op->ncbs; i++)
+			op->cbs[i].cb(op->cbs[i].req, 0);
+		break;
+	case OP_TRUNCATE:
+		break;
+	case OP_SNAPSHOT:
+		if (rio->snap != NULL)
+			raft_free(rio->snap);
+		rio->snap = op->manifest;
+		rio->snap_len = op->mlen;
+		op->manifest = NULL;
+		rio->snap_version++;
+		rio->snap_index = op->m.index;
+		rio->snap_term = op->m.term;
+		if (op->trailing == 0) {
+			rio->last_stored = op->m.index;
+		}
+		op->scb(op->sreq, 0);
+		break;
+	}
+	op_free(op);
+	kick(rio);
+}
+
+/* Starts the next disk work if none is running. */
+static void kick(struct sl_rio *rio)
+{
+	if (rio->running != NULL || rio->head == NULL || rio->fenced || rio->closing)
+		return;
+	struct rop *op = rio->head;
+	rio->head = op->next;
+	if (rio->head == NULL)
+		rio->tail = NULL;
+	op->next = NULL;
+	rio->running = op;
+	rio->inflight_works++;
+	rio->work.work = work_run;
+	rio->work.done = work_done;
+	rio->env->submit(rio->env, &rio->work);
+}
+
+static struct rop *op_new(struct sl_rio *rio, enum op_kind kind)
+{
+	struct rop *op = calloc(1, sizeof(*op));
+	if (op == NULL)
+		return NULL;
+	op->kind = kind;
+	if (rio->tail != NULL)
+		rio->tail->next = op;
+	else
+		rio->head = op;
+	rio->tail = op;
+	return op;
+}
+
+static int buf_add(struct rop *op, const void *p, size_t len)
+{
+	if (op->len + len > op->cap) {
+		size_t ncap = op->cap ? op->cap * 2 : 64 * 1024;
+		while (ncap < op->len + len)
+			ncap *= 2;
+		uint8_t *nb = realloc(op->bytes, ncap);
+		if (nb == NULL)
+			return SL_ENOMEM;
+		op->bytes = nb;
+		op->cap = ncap;
+	}
+	memcpy(op->bytes + op->len, p, len);
+	op->len += len;
+	return SL_OK;
+}
+
+/* ---- raft_io: load, bootstrap, term and vote ------------------------ */
+
+static int rio_init(struct raft_io *io, raft_id id, const char *address)
+{
+	(void)address;
+	rio_of(io)->id = id;
+	return 0;
+}
+
+/* Sets libraft's error message and returns raft_rv. */
+static int errf(struct sl_rio *rio, int raft_rv, const char *detail)
+{
+	snprintf(rio->io->errmsg, RAFT_ERRMSG_BUF_SIZE, "%.60s: %.180s", rio->dir, detail);
+	return raft_rv;
+}
+
+/* Opens the directory, the log, term and vote and the snapshot manifest
+ * (once). Returns a RAFT_* code. */
+static int open_state(struct sl_rio *rio)
+{
+	char errmsg[SL_ERRMSG_SIZE] = "";
+	void *data;
+	size_t len;
+	uint64_t version;
+	if (rio->log != NULL)
+		return 0;
+	int rv = rio->vfs->mkdir(rio->vfs, rio->dir, 0755);
+	if (rv < 0 && rv != -EEXIST)
+		return errf(rio, RAFT_IOERR, strerror(-rv));
+	rv = sl_slot_load(rio->vfs, rio->dir, "meta", &data, &len, &version, errmsg);
+	if (rv == SL_OK) {
+		if (len != 16) {
+			free(data);
+			return errf(rio, RAFT_CORRUPT, "term/vote record has a bad size");
+		}
+		uint8_t *d = data;
+		rio->term = 0;
+		rio->vote = 0;
+		for (int i = 7; i >= 0; i--) {
+			rio->term = rio->term << 8 | d[i];
+			rio->vote = rio->vote << 8 | d[8 + i];
+		}
+		rio->meta_version = version;
+		free(data);
+	} else if (rv != SL_ENOT_FOUND) {
+		return errf(rio, RAFT_IOERR, errmsg);
+	}
+	rv = sl_slot_load(rio->vfs, rio->dir, "snap", &data, &len, &version, errmsg);
+	if (rv == SL_OK) {
+		struct sl_rmanifest m;
+		if (sl_rmanifest_decode(data, len, &m) != SL_OK) {
+			free(data);
+			return errf(rio, RAFT_CORRUPT, "snapshot manifest does not decode");
+		}
+		raft_configuration_close(&m.conf);
+		rio->snap = raft_malloc(len);
+		if (rio->snap == NULL) {
+			free(data);
+			return RAFT_NOMEM;
+		}
+		memcpy(rio->snap, data, len);
+		free(data);
+		rio->snap_len = len;
+		rio->snap_version = version;
+		rio->snap_index = m.index;
+		rio->snap_term = m.term;
+		rio->first = m.index + 1;
+		rio->next_offset = m.anchor;
+		rio->last_stored = m.index;
+	} else if (rv != SL_ENOT_FOUND) {
+		return errf(rio, RAFT_IOERR, errmsg);
+	}
+	rv = sl_log_open(rio->logdir, &rio->cfg.log, rio->vfs, &rio->log, errmsg);
+	if (rv != SL_OK)
+		return errf(rio, RAFT_IOERR, errmsg);
+	if (rio->snap == NULL)
+		rio->next_offset = sl_log_start_offset(rio->log);
+	return 0;
+}
+
+static int store_meta(struct sl_rio *rio, raft_term term, raft_id vote)
+{
+	char errmsg[SL_ERRMSG_SIZE];
+	uint8_t d[16];
+	for (int i = 0; i < 8; i++) {
+		d[i] = (uint8_t)(term >> (8 * i));
+		d[8 + i] = (uint8_t)(vote >> (8 * i));
+	}
+	int rv = sl_slot_store(rio->vfs, rio->dir, "meta", d, sizeof(d), rio->meta_version + 1, errmsg);
+	if (rv != SL_OK)
+		return errf(rio, RAFT_IOERR, errmsg);
+	rio->meta_version++;
+	rio->term = term;
+	rio->vote = vote;
+	return 0;
+}
+
+/* Reads the entries from the anchor to the end of the log into chunks of
+ * raft_malloc'd memory that the entries share (libraft frees a shared
+ * batch once no entry refers to it). */
+static int load_entries(struct sl_rio *rio, struct raft_entry **out, size_t *n_out)
+{
+	struct raft_entry *ents = NULL;
+	size_t n = 0, cap = 0;
+	int64_t off = rio->next_offset, end = sl_log_end_offset(rio->log);
+	int rv = 0;
+	while (off < end) {
+		struct sl_slice s;
+		int srv = sl_log_read(rio->log, off, 1 << 20, &s);
+		if (srv != SL_OK || s.len == 0) {
+			rv = errf(rio, RAFT_CORRUPT, sl_log_errmsg(rio->log));
+			break;
+		}
+		uint8_t *chunk = raft_malloc(s.len);
+		if (chunk == NULL || sl_slice_read(&s, chunk) != SL_OK) {
+			sl_slice_release(&s);
+			if (chunk != NULL)
+				raft_free(chunk);
+			rv = chunk == NULL ? RAFT_NOMEM : errf(rio, RAFT_IOERR, "read failed");
+			break;
+		}
+		int64_t next = s.next_offset;
+		sl_slice_release(&s);
+		bool used = false;
+		for (size_t pos = 0; pos < s.len && rv == 0;) {
+			struct sl_batch_header h;
+			sl_batch_parse_header(chunk + pos, s.len - pos, UINT32_MAX, &h);
+			size_t blen = sl_batch_total_size(&h);
+			struct raft_entry e = { .batch = chunk };
+			size_t poff, plen;
+			/* Entries are contiguous from the anchor on. */
+			if (sl_rentry_decode(chunk + pos, blen, &e.type, &e.term, &poff, &plen) != SL_OK ||
+			    h.base_offset != rio->next_offset) {
+				rv = errf(rio, RAFT_CORRUPT, "a stored entry does not decode");
+				break;
+			}
+			e.buf.base = chunk + pos + poff;
+			e.buf.len = plen;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				struct raft_entry *p = raft_realloc(ents, cap * sizeof(*p));
+				if (p == NULL) {
+					rv = RAFT_NOMEM;
+					break;
+				}
+				ents = p;
+			}
+			ents[n++] = e;
+			used = true;
+			struct rent r = { .term = e.term, .base = h.base_offset,
+					  .next = sl_batch_last_offset(&h) + 1, .type = e.type };
+			if (mirror_push(rio, r) != SL_OK)
+				rv = RAFT_NOMEM;
+			pos += blen;
+		}
+		if (!used)
+			raft_free(chunk);
+		if (rv != 0)
+			break;
+		off = next;
+	}
+	if (rv != 0) {
+		/* Free each shared chunk once. */
+		void *last = NULL;
+		for (size_t i = 0; i < n; i++)
+			if (ents[i].batch != last)
+				raft_free(last = ents[i].batch);
+		raft_free(ents);
+		rio->nents = 0;
+		return rv;
+	}
+	*out = ents;
+	*n_out = n;
+	return 0;
+}
+
+static int rio_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+		    struct raft_snapshot **snapshot, raft_index *start_index,
+		    struct raft_entry *entries[], size_t *n_entries)
+{
+	struct sl_rio *rio = rio_of(io);
+	int rv = open_state(rio);
+	if (rv != 0)
+		return rv;
+	*term = rio->term;
+	*voted_for = rio->vote;
+	*snapshot = NULL;
+	*start_index = rio->first;
+	*entries = NULL;
+	*n_entries = 0;
+	rio->nents = 0;
+	if (rio->snap != NULL) {
+		struct sl_rmanifest m;
+		sl_rmanifest_decode(rio->snap, rio->snap_len, &m);
+		struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
+		void *copy = raft_malloc(rio->snap_len);
+		if (s == NULL || copy == NULL || (s->bufs = raft_malloc(sizeof(*s->bufs))) == NULL) {
+			raft_configuration_close(&m.conf);
+			raft_free(s);
+			raft_free(copy);
+			return RAFT_NOMEM;
+		}
+		memcpy(copy, rio->snap, rio->snap_len);
+		s->index = m.index;
+		s->term = m.term;
+		s->configuration = m.conf; /* libraft takes it */
+		s->configuration_index = m.conf_index;
+		s->bufs[0].base = copy;
+		s->bufs[0].len = rio->snap_len;
+		s->n_bufs = 1;
+		*snapshot = s;
+	}
+	rv = load_entries(rio, entries, n_entries);
+	if (rv != 0) {
+		if (*snapshot != NULL) {
+			raft_configuration_close(&(*snapshot)->configuration);
+			raft_free((*snapshot)->bufs[0].base);
+			raft_free((*snapshot)->bufs);
+			raft_free(*snapshot);
+			*snapshot = NULL;
+		}
+		return rv;
+	}
+	rio->last_stored = rio->nents ? mirror_last(rio) : rio->snap_index;
+	return 0;
+}
+
+/* Appends a CHANGE entry synchronously (bootstrap and recover). */
+static int append_change_now(struct sl_rio *rio, raft_term term, const struct raft_configuration *conf)
+{
+	struct raft_buffer buf;
+	uint8_t *bytes;
+	size_t len;
+	int rv = raft_configuration_encode(conf, &buf);
+	if (rv != 0)
+		return rv;
+	int64_t at = sl_log_end_offset(rio->log);
+	rv = sl_rentry_control(at, term, RAFT_CHANGE, buf.base, buf.len, &bytes, &len);
+	raft_free(buf.base);
+	if (rv != SL_OK)
+		return RAFT_NOMEM;
+	rv = sl_log_append(rio->log, bytes, len);
+	if (rv == SL_OK)
+		rv = sl_log_flush(rio->log);
+	free(bytes);
+	if (rv != SL_OK)
+		return errf(rio, RAFT_IOERR, sl_log_errmsg(rio->log));
+	return 0;
+}
+
+static int rio_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
+{
+	struct sl_rio *rio = rio_of(io);
+	int rv = open_state(rio);
+	if (rv != 0)
+		return rv;
+	if (rio->term != 0 || rio->snap != NULL || sl_log_end_offset(rio->log) != sl_log_start_offset(rio->log))
+		return RAFT_CANTBOOTSTRAP;
+	if ((rv = store_meta(rio, 1, 0)) != 0)
+		return rv;
+	return append_change_now(rio, 1, conf);
+}
+
+static int rio_recover(struct raft_io *io, const struct raft_configuration *conf)
+{
+	struct sl_rio *rio = rio_of(io);
+	int rv = open_state(rio);
+	if (rv != 0)
+		return rv;
+	return append_change_now(rio, rio->term ? rio->term : 1, conf);
+}
+
+static int rio_set_term(struct raft_io *io, raft_term term)
+{
+	return store_meta(rio_of(io), term, 0);
+}
+
+static int rio_set_vote(struct raft_io *io, raft_id server_id)
+{
+	struct sl_rio *rio = rio_of(io);
+	return store_meta(rio, rio->term, server_id);
+}
+
+/* ---- raft_io: append, truncate -------------------------------------- */
+
+/* Checks and encodes one entry as the batch stored at rio->next_offset.
+ * A COMMAND must be exactly one batch, stamped by the leader with that
+ * offset and the entry's term. */
+static int encode_entry(struct sl_rio *rio, struct rop *op, const struct raft_entry *e)
+{
+	int64_t at = rio->next_offset;
+	struct rent r = { .term = e->term, .base = at, .type = e->type };
+	int rv;
+	if (e->type == RAFT_COMMAND) {
+		struct sl_batch_header h;
+		rv = sl_batch_parse_header(e->buf.base, e->buf.len, UINT32_MAX, &h);
+		if (rv == SL_OK && (sl_batch_total_size(&h) != e->buf.len || h.base_offset != at ||
+				    (raft_term)h.leader_epoch != e->term))
+			rv = SL_EINVALID_RECORD;
+		if (rv != SL_OK)
+			return rv;
+		rv = buf_add(op, e->buf.base, e->buf.len);
+		r.next = sl_batch_last_offset(&h) + 1;
+	} else {
+		uint8_t *bytes;
+		size_t len;
+		rv = sl_rentry_control(at, e->term, e->type, e->buf.base, e->buf.len, &bytes, &len);
+		if (rv != SL_OK)
+			return rv;
+		rv = buf_add(op, bytes, len);
+		free(bytes);
+		r.next = at + 1;
+	}
+	if (rv == SL_OK)
+		rv = mirror_push(rio, r);
+	return rv;
+}
+
+static int rio_append(struct raft_io *io, struct raft_io_append *req,
+		      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+	struct sl_rio *rio = rio_of(io);
+	struct rop *op = rio->tail;
+	if (op == NULL || op->kind != OP_APPEND) {
+		if ((op = op_new(rio, OP_APPEND)) == NULL)
+			return RAFT_NOMEM;
+	}
+	if (op->ncbs == op->cbs_cap) {
+		size_t ncap = op->cbs_cap ? op->cbs_cap * 2 : 8;
+		struct rcb *p = realloc(op->cbs, ncap * sizeof(*p));
+		if (p == NULL)
+			return RAFT_NOMEM;
+		op->cbs = p;
+		op->cbs_cap = ncap;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		int rv = encode_entry(rio, op, &entries[i]);
+		if (rv != SL_OK) {
+			/* A bug or corruption upstream: fence rather than let
+			 * libraft go on with a log that differs from ours. */
+			char why[128];
+			snprintf(why, sizeof(why), "entry %u of an append does not fit the log: %s", i,
+				 sl_strerror(rv));
+			fence(rio, rv, why);
+			break;
+		}
+	}
+	op->cbs[op->ncbs++] = (struct rcb){ .req = req, .cb = cb };
+	op->last_index = mirror_last(rio);
+	kick(rio);
+	return 0;
+}
+
+static int rio_truncate(struct raft_io *io, raft_index index)
+{
+	struct sl_rio *rio = rio_of(io);
+	struct rent *e = mirror_at(rio, index);
+	if (e == NULL)
+		return 0; /* nothing of it here */
+	struct rop *op = op_new(rio, OP_TRUNCATE);
+	if (op == NULL)
+		return RAFT_NOMEM;
+	op->offset = e->base;
+	rio->next_offset = e->base;
+	rio->nents = index - rio->first;
+	if (rio->last_stored >= index)
+		rio->last_stored = index - 1;
+	kick(rio);
+	return 0;
+}
+
+/* ---- raft_io: snapshots --------------------------------------------- */
+
+static int rio_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+			    const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+	struct sl_rio *rio = rio_of(io);
+	struct rop *op = op_new(rio, OP_SNAPSHOT);
+	if (op == NULL)
+		return RAFT_NOMEM;
+	op->sreq = req;
+	op->scb = cb;
+	op->trailing = trailing;
+	int rv;
+	if (trailing == 0) {
+		/* Installed from the leader: the data is the leader's stored
+		 * manifest, as rio_snapshot_get handed it out. */
+		if (snapshot->n_bufs != 1 ||
+		    sl_rmanifest_decode(snapshot->bufs[0].base, snapshot->bufs[0].len, &op->m) != SL_OK) {
+			fence(rio, SL_EINVALID_RECORD, "an installed snapshot does not decode");
+			return 0;
+		}
+		raft_configuration_close(&op->m.conf);
+		op->mlen = snapshot->bufs[0].len;
+		op->manifest = raft_malloc(op->mlen);
+		if (op->manifest == NULL)
+			return RAFT_NOMEM;
+		memcpy(op->manifest, snapshot->bufs[0].base, op->mlen);
+		rio->nents = 0;
+		rio->first = snapshot->index + 1;
+		rio->next_offset = op->m.anchor;
+		rio->last_stored = 0; /* as libraft does during an install */
+	} else {
+		struct rent *e = mirror_at(rio, snapshot->index);
+		if (e == NULL) {
+			fence(rio, SL_EINVALID_ARGUMENT, "a snapshot names an entry the log lacks");
+			return 0;
+		}
+		op->m.index = snapshot->index;
+		op->m.term = snapshot->term;
+		op->m.anchor = e->next;
+		op->m.conf_index = snapshot->configuration_index;
+		op->m.conf = snapshot->configuration;
+		rv = sl_rmanifest_encode(&op->m, snapshot->bufs, snapshot->n_bufs, &op->manifest, &op->mlen);
+		raft_configuration_init(&op->m.conf); /* not ours */
+		if (rv != SL_OK)
+			return RAFT_NOMEM;
+		/* The data stays: retention, not Raft, deletes segments. */
+		if (snapshot->index > trailing)
+			mirror_drop_before(rio, snapshot->index - trailing + 1);
+	}
+	op->m.index = snapshot->index;
+	op->m.term = snapshot->term;
+	kick(rio);
+	return 0;
+}
+
+static void get_done(struct sl_rwork *w)
+{
+	struct rget *g = (struct rget *)w;
+	g->rio->inflight_works--;
+	g->cb(g->req, g->snap, g->status);
+	free(g);
+}
+
+static int rio_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+			    raft_io_snapshot_get_cb cb)
+{
+	struct sl_rio *rio = rio_of(io);
+	struct rget *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return RAFT_NOMEM;
+	g->req = req;
+	g->cb = cb;
+	g->rio = rio;
+	g->status = rio->snap == NULL ? RAFT_NOTFOUND : 0;
+	if (rio->snap != NULL) {
+		struct sl_rmanifest m;
+		struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
+		void *copy = raft_malloc(rio->snap_len);
+		if (s == NULL || copy == NULL || (s->bufs = raft_malloc(sizeof(*s->bufs))) == NULL ||
+		    sl_rmanifest_decode(rio->snap, rio->snap_len, &m) != SL_OK) {
+			if (s != NULL)
+				raft_free(s->bufs);
+			raft_free(s);
+			raft_free(copy);
+			free(g);
+			return RAFT_NOMEM;
+		}
+		memcpy(copy, rio->snap, rio->snap_len);
+		s->index = m.index;
+		s->term = m.term;
+		s->configuration = m.conf;
+		s->configuration_index = m.conf_index;
+		s->bufs[0] = (struct raft_buffer){ .base = copy, .len = rio->snap_len };
+		s->n_bufs = 1;
+		g->snap = s;
+	}
+	g->w.done = get_done;
+	rio->inflight_works++;
+	rio->env->submit(rio->env, &g->w);
+	return 0;
+}
+
+/* ---- raft_io: network, time, lifecycle ------------------------------ */
+
+static int rio_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+	struct sl_rio *rio = rio_of(io);
+	rio->tick_ms = msecs;
+	rio->tick = tick;
+	rio->recv = recv;
+	return 0;
+}
+
+static void send_done(struct sl_rwork *w)
+{
+	struct rsend *s = (struct rsend *)w;
+	s->rio->inflight_works--;
+	if (s->cb != NULL)
+		s->cb(s->req, 0);
+	free(s);
+}
+
+static int rio_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
+		    raft_io_send_cb cb)
+{
+	struct sl_rio *rio = rio_of(io);
+	if (rio->fenced || rio->net == NULL)
+		return RAFT_NOCONNECTION;
+	int rv = rio->net->send(rio->net, rio->cfg.group, msg);
+	if (rv != 0)
+		return RAFT_NOCONNECTION;
+	struct rsend *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return RAFT_NOCONNECTION;
+	s->req = req;
+	s->cb = cb;
+	s->rio = rio;
+	s->w.done = send_done;
+	rio->inflight_works++;
+	rio->env->submit(rio->env, &s->w);
+	return 0;
+}
+
+static raft_time rio_time(struct raft_io *io)
+{
+	struct sl_rio *rio = rio_of(io);
+	return (raft_time)rio->env->now_ms(rio->env);
+}
+
+static int rio_random(struct raft_io *io, int min, int max)
+{
+	struct sl_rio *rio = rio_of(io);
+	return rio->env->random(rio->env, min, max);
+}
+
+static int rio_async_work(struct raft_io *io, struct raft_io_async_work *req,
+			  raft_io_async_work_cb cb)
+{
+	(void)io;
+	(void)req;
+	(void)cb;
+	return RAFT_NOTFOUND; /* only for fsm v3 async snapshots, unused */
+}
+
+static void rio_free(struct sl_rio *rio)
+{
+	struct rop *op;
+	while ((op = rio->head) != NULL) {
+		rio->head = op->next;
+		op_free(op);
+	}
+	while ((op = rio->held) != NULL) {
+		rio->held = op->next;
+		op_free(op);
+	}
+	if (rio->log != NULL)
+		sl_log_close(rio->log);
+	if (rio->snap != NULL)
+		raft_free(rio->snap);
+	free(rio->ents);
+	free(rio->dir);
+	free(rio);
+}
+
+/* Cancels what never ran or was held, once no disk work is in flight. */
+static void close_finish(struct sl_rio *rio)
+{
+	struct raft_io *io = rio->io;
+	struct rop *ops[2] = { rio->held, rio->head };
+	rio->held = rio->head = rio->tail = NULL;
+	for (int k = 0; k < 2; k++) {
+		for (struct rop *op = ops[k], *next; op != NULL; op = next) {
+			next = op->next;
+			if (op->kind == OP_APPEND)
+				for (size_t i = 0; i < op->ncbs; i++)
+					op->cbs[i].cb(op->cbs[i].req, RAFT_CANCELED);
+			else if (op->kind == OP_SNAPSHOT)
+				op->scb(op->sreq, RAFT_CANCELED);
+			op_free(op);
+		}
+	}
+	raft_io_close_cb cb = rio->close_cb;
+	rio_free(rio);
+	io->impl = NULL;
+	if (cb != NULL)
+		cb(io);
+}
+
+static void close_poll(struct sl_rwork *w);
+
+static void close_wait(struct sl_rio *rio, struct sl_rwork *w)
+{
+	if (rio->inflight_works == 0) {
+		free(w);
+		close_finish(rio);
+		return;
+	}
+	/* Let in-flight work and deferred callbacks finish first. */
+	w->work = NULL;
+	w->done = close_poll;
+	rio->env->submit(rio->env, w);
+}
+
+struct rclose {
+	struct sl_rwork w;
+	struct sl_rio *rio;
+};
+
+static void close_poll(struct sl_rwork *w)
+{
+	struct rclose *c = (struct rclose *)w;
+	close_wait(c->rio, w);
+}
+
+static void rio_close(struct raft_io *io, raft_io_close_cb cb)
+{
+	struct sl_rio *rio = rio_of(io);
+	rio->closing = true;
+	rio->close_cb = cb;
+	struct rclose *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close_finish(rio); /* cannot wait: callbacks may race */
+		return;
+	}
+	c->rio = rio;
+	c->w.done = close_poll;
+	rio->env->submit(rio->env, &c->w); /* never call back inside close */
+}
+
+/* ---- Public --------------------------------------------------------- */
+
+int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs,
+		struct sl_renv *env, struct sl_rnet *net, sl_rio_fault_cb fault, void *fault_arg)
+{
+	struct sl_rio *rio = calloc(1, sizeof(*rio));
+	if (rio == NULL || (rio->dir = strdup(cfg->dir)) == NULL) {
+		free(rio);
+		return SL_ENOMEM;
+	}
+	rio->io = io;
+	rio->cfg = *cfg;
+	rio->cfg.dir = rio->dir;
+	if (rio->cfg.max_append_bytes == 0)
+		rio->cfg.max_append_bytes = 1 << 20;
+	snprintf(rio->logdir, sizeof(rio->logdir), "%s/log", rio->dir);
+	rio->vfs = vfs != NULL ? vfs : sl_vfs_posix();
+	rio->env = env;
+	rio->net = net;
+	rio->fault = fault;
+	rio->fault_arg = fault_arg;
+	rio->first = 1;
+	memset(io, 0, sizeof(*io));
+	io->version = 2;
+	io->impl = rio;
+	io->init = rio_init;
+	io->close = rio_close;
+	io->load = rio_load;
+	io->start = rio_start;
+	io->bootstrap = rio_bootstrap;
+	io->recover = rio_recover;
+	io->set_term = rio_set_term;
+	io->set_vote = rio_set_vote;
+	io->send = rio_send;
+	io->append = rio_append;
+	io->truncate = rio_truncate;
+	io->snapshot_put = rio_snapshot_put;
+	io->snapshot_get = rio_snapshot_get;
+	io->time = rio_time;
+	io->random = rio_random;
+	io->async_work = rio_async_work;
+	return SL_OK;
+}
+
+void sl_rio_tick(struct raft_io *io)
+{
+	struct sl_rio *rio = rio_of(io);
+	if (rio->tick != NULL && !rio->fenced && !rio->closing)
+		rio->tick(io);
+}
+
+void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
+{
+	struct sl_rio *rio = rio_of(io);
+	if (rio->recv != NULL && !rio->fenced && !rio->closing)
+		rio->recv(io, msg);
+}
+
+sl_log *sl_rio_log(struct raft_io *io)
+{
+	return rio_of(io)->log;
+}
+
+int64_t sl_rio_next_offset(struct raft_io *io)
+{
+	return rio_of(io)->next_offset;
+}
+
+raft_index sl_rio_last_stored(struct raft_io *io)
+{
+	return rio_of(io)->last_stored;
+}

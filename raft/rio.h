@@ -1,0 +1,96 @@
+/* raft/: Sluice's raft_io backend, whose Raft log is the partition log.
+ *
+ * One sl_rio per Raft group. It implements libraft's struct raft_io
+ * (version 2) over a storage/ log in the group's directory:
+ *
+ *   <dir>/log/      the partition log (storage/): every Raft entry is one
+ *                   record batch; COMMAND entries are the batches producers
+ *                   sent, CHANGE and BARRIER entries are control batches
+ *   <dir>/meta1,2   term and vote (raft/slot.h)
+ *   <dir>/snap1,2   the snapshot manifest
+ *
+ * What the backend needs from its surroundings comes through struct
+ * sl_renv, so that the same code runs on a libuv loop with a worker thread
+ * and in the deterministic simulator. Ticks and received messages are
+ * pushed in by the owner (sl_rio_tick, sl_rio_deliver): one timer and one
+ * connection can serve every group of a node.
+ *
+ * Threads: everything here runs on the owner's loop thread; disk work runs
+ * wherever sl_renv.submit puts it, one work item per group at a time. */
+#ifndef SL_RAFT_RIO_H
+#define SL_RAFT_RIO_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage.h"
+
+/* A unit of deferred work: work() runs off the loop thread (may be NULL),
+ * then done() on the loop thread. */
+struct sl_rwork {
+	void (*work)(struct sl_rwork *w);
+	void (*done)(struct sl_rwork *w);
+	struct sl_rwork *next; /* for the environment's queue */
+};
+
+struct sl_renv {
+	void *data;
+	/* Queues w; work and done run later, never inside this call. Items
+	 * submitted to one environment complete in submission order. */
+	void (*submit)(struct sl_renv *env, struct sl_rwork *w);
+	/* Milliseconds, monotonic (virtual in the simulator). */
+	int64_t (*now_ms)(struct sl_renv *env);
+	/* Uniform in [min, max]. */
+	int (*random)(struct sl_renv *env, int min, int max);
+};
+
+/* Outgoing messages. send() must copy what it needs before it returns
+ * (the backend fires raft's send callback right after). Returns 0, or
+ * RAFT_NOCONNECTION when the peer is unreachable. */
+struct sl_rnet {
+	void *data;
+	int (*send)(struct sl_rnet *net, uint32_t group, const struct raft_message *msg);
+};
+
+struct sl_rio_config {
+	const char *dir;            /* the group's directory */
+	uint32_t group;             /* Raft group id (0: the controller) */
+	struct sl_log_config log;   /* settings of the partition log */
+	uint64_t max_append_bytes;  /* AppendEntries payload budget; 0: 1 MiB */
+};
+
+/* Fault report: the group hit a disk error and is fenced (no call into
+ * libraft sees the error); the owner must close and restart it. */
+typedef void (*sl_rio_fault_cb)(void *arg, uint32_t group, int err, const char *why);
+
+struct sl_rio;
+
+/* Sets up io (struct raft_io, version 2) to use a new backend. Nothing
+ * touches the disk until libraft calls load() or bootstrap(). vfs NULL:
+ * POSIX. Returns SL_OK or SL_ENOMEM. */
+int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs,
+		struct sl_renv *env, struct sl_rnet *net, sl_rio_fault_cb fault, void *fault_arg);
+
+/* libraft's io->close frees the backend (after its close callback). */
+
+/* Drives the group: call every heartbeat interval (raft's tick) and for
+ * every message received for it. Loop thread. */
+void sl_rio_tick(struct raft_io *io);
+void sl_rio_deliver(struct raft_io *io, struct raft_message *msg);
+
+/* The partition log, for readers (fetch). Valid after load(). */
+sl_log *sl_rio_log(struct raft_io *io);
+/* The offset the next entry will get: one past the last entry in Raft's
+ * log, durable or not. A leader stamps a COMMAND batch with it before
+ * raft_apply. */
+int64_t sl_rio_next_offset(struct raft_io *io);
+/* Last index and offset made durable. */
+raft_index sl_rio_last_stored(struct raft_io *io);
+
+/* Control batch key types for Raft's own entries, beside Kafka's
+ * transaction markers (0 abort, 1 commit). */
+#define SL_CONTROL_RAFT_CHANGE 16
+#define SL_CONTROL_RAFT_BARRIER 17
+
+#endif

@@ -1,0 +1,624 @@
+/* The raft_io backend over the partition log, on the simulated disk:
+ * load, bootstrap, term and vote, append, truncate, snapshots, crashes at
+ * every step, and one real libraft instance driving it. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "rio.h"
+#include "simdisk.h"
+#include "storage.h"
+
+/* ---- A deterministic environment ------------------------------------ */
+
+struct env {
+	struct sl_renv base;
+	struct sl_rwork *head, *tail;
+	int64_t now;
+	uint64_t rng;
+};
+
+static void env_submit(struct sl_renv *e, struct sl_rwork *w)
+{
+	struct env *env = (struct env *)e;
+	w->next = NULL;
+	if (env->tail != NULL)
+		env->tail->next = w;
+	else
+		env->head = w;
+	env->tail = w;
+}
+
+static int64_t env_now(struct sl_renv *e)
+{
+	return ((struct env *)e)->now;
+}
+
+static int env_random(struct sl_renv *e, int min, int max)
+{
+	struct env *env = (struct env *)e;
+	env->rng = env->rng * 6364136223846793005ull + 1442695040888963407ull;
+	return min + (int)((env->rng >> 33) % (uint64_t)(max - min + 1));
+}
+
+/* Runs queued work in order, including work queued meanwhile. */
+static int pump(struct env *env)
+{
+	int n = 0;
+	struct sl_rwork *w;
+	while ((w = env->head) != NULL) {
+		env->head = w->next;
+		if (env->head == NULL)
+			env->tail = NULL;
+		if (w->work != NULL)
+			w->work(w);
+		w->done(w);
+		n++;
+	}
+	return n;
+}
+
+/* ---- Fixture -------------------------------------------------------- */
+
+static struct env env;
+static sim_disk *sd;
+static sl_vfs *vfs;
+static struct raft_io io;
+static bool io_open;
+static int faults;
+
+static void on_fault(void *arg, uint32_t group, int err, const char *why)
+{
+	(void)arg;
+	(void)group;
+	(void)err;
+	(void)why;
+	faults++;
+}
+
+static void setup(void)
+{
+	memset(&env, 0, sizeof(env));
+	env.base.submit = env_submit;
+	env.base.now_ms = env_now;
+	env.base.random = env_random;
+	env.now = 1000;
+	env.rng = 42;
+	sd = sim_new();
+	vfs = sim_vfs(sd);
+	cr_assert_eq(vfs->mkdir(vfs, "/sim", 0755), 0);
+	io_open = false;
+	faults = 0;
+}
+
+static void closed_cb(struct raft_io *i)
+{
+	(void)i;
+	io_open = false;
+}
+
+static void close_io(void)
+{
+	if (!io_open)
+		return;
+	io.close(&io, closed_cb);
+	pump(&env);
+	cr_assert(!io_open, "close did not finish");
+}
+
+static void teardown(void)
+{
+	close_io();
+	sim_free(sd);
+}
+
+TestSuite(rio, .init = setup, .fini = teardown, .timeout = 60);
+
+static void open_io(void)
+{
+	struct sl_rio_config cfg = { .dir = "/sim/g1", .group = 1 };
+	sl_log_config_init(&cfg.log);
+	cfg.log.segment_bytes = 4096;
+	cr_assert_eq(sl_rio_init(&io, &cfg, vfs, &env.base, NULL, on_fault, NULL), SL_OK);
+	cr_assert_eq(io.init(&io, 1, "n1"), 0);
+	io_open = true;
+}
+
+static void bootstrap(void)
+{
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	cr_assert_eq(raft_configuration_add(&conf, 1, "n1", RAFT_VOTER), 0);
+	cr_assert_eq(io.bootstrap(&io, &conf), 0, "%s", io.errmsg);
+	raft_configuration_close(&conf);
+}
+
+struct loaded {
+	raft_term term;
+	raft_id vote;
+	struct raft_snapshot *snap;
+	raft_index start;
+	struct raft_entry *ents;
+	size_t n;
+};
+
+static void free_loaded(struct loaded *l)
+{
+	void *last = NULL;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->ents[i].batch != last)
+			raft_free(last = l->ents[i].batch);
+	raft_free(l->ents);
+	if (l->snap != NULL) {
+		raft_configuration_close(&l->snap->configuration);
+		raft_free(l->snap->bufs[0].base);
+		raft_free(l->snap->bufs);
+		raft_free(l->snap);
+	}
+	memset(l, 0, sizeof(*l));
+}
+
+static void load(struct loaded *l)
+{
+	memset(l, 0, sizeof(*l));
+	int rv = io.load(&io, &l->term, &l->vote, &l->snap, &l->start, &l->ents, &l->n);
+	cr_assert_eq(rv, 0, "load: %d %s", rv, io.errmsg);
+}
+
+/* A COMMAND payload: one batch stamped at the next offset with term. */
+static struct raft_buffer command(raft_term term, int records, int tag)
+{
+	struct sl_batch_opts o;
+	struct sl_batch_builder b;
+	sl_batch_opts_init(&o);
+	sl_batch_builder_init(&b, &o);
+	char val[64];
+	for (int i = 0; i < records; i++) {
+		int n = snprintf(val, sizeof(val), "tag%d-rec%d", tag, i);
+		cr_assert_eq(sl_batch_builder_add(&b, 100 + i, NULL, -1, val, n, NULL, 0), SL_OK);
+	}
+	const uint8_t *bytes;
+	size_t len;
+	cr_assert_eq(sl_batch_builder_finish(&b, &bytes, &len), SL_OK);
+	struct raft_buffer buf = { .base = raft_malloc(len), .len = len };
+	memcpy(buf.base, bytes, len);
+	sl_batch_builder_free(&b);
+	sl_batch_stamp(buf.base, sl_rio_next_offset(&io), (int32_t)term);
+	return buf;
+}
+
+struct appended {
+	int status;
+	bool fired;
+};
+
+static void append_cb(struct raft_io_append *req, int status)
+{
+	struct appended *a = req->data;
+	a->fired = true;
+	a->status = status;
+}
+
+/* ---- Tests ---------------------------------------------------------- */
+
+Test(rio, bootstrap_writes_term_and_a_change_entry)
+{
+	open_io();
+	bootstrap();
+	close_io();
+	open_io();
+	struct loaded l;
+	load(&l);
+	cr_assert_eq(l.term, 1);
+	cr_assert_eq(l.vote, 0);
+	cr_assert_null(l.snap);
+	cr_assert_eq(l.start, 1);
+	cr_assert_eq(l.n, 1);
+	cr_assert_eq(l.ents[0].type, RAFT_CHANGE);
+	cr_assert_eq(l.ents[0].term, 1);
+	/* The CHANGE is a control batch at offset 0: offsets need no
+	 * translation, and consumers skip control batches. */
+	cr_assert_eq(sl_log_end_offset(sl_rio_log(&io)), 1);
+	cr_assert_eq(sl_rio_next_offset(&io), 1);
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	raft_configuration_add(&conf, 1, "n1", RAFT_VOTER);
+	struct raft_buffer enc;
+	raft_configuration_encode(&conf, &enc);
+	cr_assert_eq(l.ents[0].buf.len, enc.len);
+	cr_assert_eq(memcmp(l.ents[0].buf.base, enc.base, enc.len), 0);
+	raft_free(enc.base);
+	raft_configuration_close(&conf);
+	free_loaded(&l);
+	/* A second bootstrap is refused. */
+	struct raft_configuration c2;
+	raft_configuration_init(&c2);
+	raft_configuration_add(&c2, 1, "n1", RAFT_VOTER);
+	cr_assert_eq(io.bootstrap(&io, &c2), RAFT_CANTBOOTSTRAP);
+	raft_configuration_close(&c2);
+}
+
+Test(rio, term_and_vote_are_durable_before_they_return)
+{
+	open_io();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	cr_assert_eq(io.set_term(&io, 7), 0);
+	cr_assert_eq(io.set_vote(&io, 3), 0);
+	sim_crash(sd); /* nothing pumped: no deferred work may matter */
+	close_io();
+	open_io();
+	load(&l);
+	cr_assert_eq(l.term, 7);
+	cr_assert_eq(l.vote, 3);
+	free_loaded(&l);
+	cr_assert_eq(io.set_term(&io, 8), 0);
+	sim_crash(sd);
+	close_io();
+	open_io();
+	load(&l);
+	cr_assert_eq(l.term, 8);
+	cr_assert_eq(l.vote, 0, "a new term clears the vote");
+	free_loaded(&l);
+}
+
+Test(rio, appends_fire_in_order_after_return_and_reload_byte_identical)
+{
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	struct raft_buffer bufs[6];
+	struct raft_io_append reqs[3];
+	struct appended done[3] = { 0 };
+	for (int k = 0; k < 3; k++) {
+		struct raft_entry e[2];
+		for (int j = 0; j < 2; j++) {
+			/* The leader stamps each batch at the next offset. */
+			bufs[2 * k + j] = command(1, 1 + j, 2 * k + j);
+			e[j] = (struct raft_entry){ .term = 1, .type = RAFT_COMMAND, .buf = bufs[2 * k + j] };
+			/* The backend learns the entry only in append: stamp
+			 * the second of a pair past the first. */
+			if (j == 1) {
+				struct sl_batch_header h;
+				sl_batch_parse_header(bufs[2 * k].base, bufs[2 * k].len, UINT32_MAX, &h);
+				sl_batch_stamp(bufs[2 * k + 1].base, sl_batch_last_offset(&h) + 1, 1);
+			}
+		}
+		reqs[k].data = &done[k];
+		cr_assert_eq(io.append(&io, &reqs[k], e, 2, append_cb), 0);
+		cr_assert(!done[k].fired, "callback fired inside append");
+	}
+	cr_assert_eq(sl_rio_last_stored(&io), 1);
+	pump(&env);
+	for (int k = 0; k < 3; k++) {
+		cr_assert(done[k].fired);
+		cr_assert_eq(done[k].status, 0);
+	}
+	cr_assert_eq(sl_rio_last_stored(&io), 7);
+	close_io();
+	open_io();
+	load(&l);
+	cr_assert_eq(l.n, 7);
+	for (int i = 0; i < 6; i++) {
+		cr_assert_eq(l.ents[1 + i].type, RAFT_COMMAND);
+		cr_assert_eq(l.ents[1 + i].buf.len, bufs[i].len);
+		cr_assert_eq(memcmp(l.ents[1 + i].buf.base, bufs[i].base, bufs[i].len), 0);
+	}
+	free_loaded(&l);
+	for (int i = 0; i < 6; i++)
+		raft_free(bufs[i].base);
+}
+
+Test(rio, barrier_entries_are_control_batches_with_one_offset)
+{
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	uint8_t payload[8] = { 0 };
+	struct raft_entry e = { .term = 1, .type = RAFT_BARRIER, .buf = { payload, sizeof(payload) } };
+	struct raft_io_append req;
+	struct appended done = { 0 };
+	req.data = &done;
+	cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
+	cr_assert_eq(sl_rio_next_offset(&io), 2);
+	pump(&env);
+	cr_assert(done.fired);
+	close_io();
+	open_io();
+	load(&l);
+	cr_assert_eq(l.n, 2);
+	cr_assert_eq(l.ents[1].type, RAFT_BARRIER);
+	cr_assert_eq(l.ents[1].buf.len, sizeof(payload));
+	free_loaded(&l);
+}
+
+Test(rio, truncate_is_ordered_between_appends)
+{
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	struct raft_buffer a = command(1, 2, 1);
+	struct raft_entry ea = { .term = 1, .type = RAFT_COMMAND, .buf = a };
+	struct raft_io_append r1, r2;
+	struct appended d1 = { 0 }, d2 = { 0 };
+	r1.data = &d1;
+	r2.data = &d2;
+	cr_assert_eq(io.append(&io, &r1, &ea, 1, append_cb), 0);
+	/* Truncated before its append even reached the disk. */
+	cr_assert_eq(io.truncate(&io, 2), 0);
+	struct raft_buffer b = command(2, 3, 2);
+	struct raft_entry eb = { .term = 2, .type = RAFT_COMMAND, .buf = b };
+	cr_assert_eq(io.append(&io, &r2, &eb, 1, append_cb), 0);
+	pump(&env);
+	cr_assert(d1.fired && d2.fired);
+	close_io();
+	open_io();
+	load(&l);
+	cr_assert_eq(l.n, 2);
+	cr_assert_eq(l.ents[1].term, 2);
+	cr_assert_eq(memcmp(l.ents[1].buf.base, b.base, b.len), 0);
+	free_loaded(&l);
+	raft_free(a.base);
+	raft_free(b.base);
+}
+
+/* Appends 6 entries in 3 calls; returns the number of callbacks that
+ * fired with status 0 when the disk died after `die` operations. */
+static int append_until_crash(int64_t die, struct raft_buffer *bufs)
+{
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	if (die >= 0)
+		sim_crash_after(sd, die);
+	/* Static: a fenced group's callbacks fire at close, after return. */
+	static struct raft_io_append reqs[3];
+	static struct appended done[3];
+	memset(done, 0, sizeof(done));
+	for (int k = 0; k < 3; k++) {
+		bufs[k] = command(1, 1 + k, k);
+		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = bufs[k] };
+		reqs[k].data = &done[k];
+		cr_assert_eq(io.append(&io, &reqs[k], &e, 1, append_cb), 0);
+		pump(&env); /* one write and sync per append */
+	}
+	int acked = 0;
+	for (int k = 0; k < 3; k++)
+		if (done[k].fired && done[k].status == 0)
+			acked = k + 1;
+	return acked;
+}
+
+Test(rio, load_after_a_crash_at_every_step_of_append)
+{
+	struct raft_buffer bufs[3];
+	uint64_t before = sim_ops(sd);
+	append_until_crash(-1, bufs);
+	uint64_t total = sim_ops(sd) - before;
+	close_io();
+	for (int i = 0; i < 3; i++)
+		raft_free(bufs[i].base);
+	for (uint64_t k = 0; k <= total; k++) {
+		sim_free(sd);
+		sd = sim_new();
+		vfs = sim_vfs(sd);
+		vfs->mkdir(vfs, "/sim", 0755);
+		faults = 0;
+		int acked = append_until_crash((int64_t)k, bufs);
+		close_io();
+		sim_crash(sd);
+		open_io();
+		struct loaded l;
+		memset(&l, 0, sizeof(l));
+		int rv = io.load(&io, &l.term, &l.vote, &l.snap, &l.start, &l.ents, &l.n);
+		if (rv == 0 && l.n == 0) {
+			/* Died before bootstrap was durable. */
+			cr_assert_eq(acked, 0);
+		} else {
+			cr_assert_eq(rv, 0, "crash at op %llu: load %d %s", (unsigned long long)k, rv, io.errmsg);
+			cr_assert_geq(l.n, 1 + (size_t)acked, "crash at op %llu: %zu entries, %d acked",
+				      (unsigned long long)k, l.n, acked);
+			for (size_t i = 1; i < l.n; i++)
+				cr_assert_eq(memcmp(l.ents[i].buf.base, bufs[i - 1].base, bufs[i - 1].len), 0);
+		}
+		free_loaded(&l);
+		close_io();
+		for (int i = 0; i < 3; i++)
+			raft_free(bufs[i].base);
+	}
+}
+
+static void snap_put_cb(struct raft_io_snapshot_put *req, int status)
+{
+	*(int *)req->data = status + 1;
+}
+
+static void snap_get_cb(struct raft_io_snapshot_get *req, struct raft_snapshot *s, int status)
+{
+	struct raft_snapshot **out = req->data;
+	cr_assert_eq(status, 0);
+	*out = s;
+}
+
+Test(rio, snapshot_manifest_survives_and_entries_follow_it)
+{
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	struct raft_buffer bufs[4];
+	for (int k = 0; k < 4; k++) {
+		bufs[k] = command(1, 2, k);
+		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = bufs[k] };
+		struct raft_io_append req;
+		struct appended d = { 0 };
+		req.data = &d;
+		cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
+		pump(&env);
+		cr_assert(d.fired);
+	}
+	/* A snapshot at index 3 (entries 1..3), as libraft takes one. */
+	struct raft_snapshot s = { .index = 3, .term = 1, .configuration_index = 1 };
+	raft_configuration_init(&s.configuration);
+	raft_configuration_add(&s.configuration, 1, "n1", RAFT_VOTER);
+	char fsm[] = "manifest of the state machine";
+	struct raft_buffer fb = { fsm, sizeof(fsm) };
+	s.bufs = &fb;
+	s.n_bufs = 1;
+	struct raft_io_snapshot_put put;
+	int put_status = 0;
+	put.data = &put_status;
+	cr_assert_eq(io.snapshot_put(&io, 1, &put, &s, snap_put_cb), 0);
+	cr_assert_eq(put_status, 0, "callback inside snapshot_put");
+	pump(&env);
+	cr_assert_eq(put_status, 1);
+	struct raft_io_snapshot_get get;
+	struct raft_snapshot *got = NULL;
+	get.data = &got;
+	cr_assert_eq(io.snapshot_get(&io, &get, snap_get_cb), 0);
+	cr_assert_null(got);
+	pump(&env);
+	cr_assert_not_null(got);
+	cr_assert_eq(got->index, 3);
+	raft_configuration_close(&got->configuration);
+	raft_free(got->bufs[0].base);
+	raft_free(got->bufs);
+	raft_free(got);
+	raft_configuration_close(&s.configuration);
+	/* The data stays on disk; after a crash, load starts after it. */
+	sim_crash(sd);
+	close_io();
+	open_io();
+	load(&l);
+	cr_assert_not_null(l.snap);
+	cr_assert_eq(l.snap->index, 3);
+	cr_assert_eq(l.snap->configuration.n, 1);
+	cr_assert_eq(l.start, 4);
+	cr_assert_eq(l.n, 2);
+	cr_assert_eq(memcmp(l.ents[0].buf.base, bufs[2].base, bufs[2].len), 0);
+	cr_assert_eq(sl_log_start_offset(sl_rio_log(&io)), 0, "leader snapshots never delete data");
+	free_loaded(&l);
+	for (int k = 0; k < 4; k++)
+		raft_free(bufs[k].base);
+}
+
+Test(rio, commands_not_stamped_for_the_log_fence_the_group)
+{
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	struct raft_buffer b = command(1, 1, 0);
+	sl_batch_stamp(b.base, 99, 1); /* not the next offset */
+	struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = b };
+	struct raft_io_append req;
+	struct appended d = { 0 };
+	req.data = &d;
+	cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0, "errors never reach libraft");
+	pump(&env);
+	cr_assert_eq(faults, 1);
+	cr_assert(!d.fired, "a fenced group's callbacks are held");
+	close_io();
+	cr_assert(d.fired);
+	cr_assert_eq(d.status, RAFT_CANCELED);
+	raft_free(b.base);
+}
+
+/* ---- One real libraft instance on the backend ----------------------- */
+
+static int applied;
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+	(void)fsm;
+	(void)buf;
+	applied++;
+	*result = NULL;
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+	(void)fsm;
+	*bufs = raft_malloc(sizeof(**bufs));
+	(*bufs)[0].base = raft_malloc(8);
+	(*bufs)[0].len = 8;
+	memset((*bufs)[0].base, 0, 8);
+	*n = 1;
+	return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	(void)fsm;
+	raft_free(buf->base);
+	return 0;
+}
+
+static int apply_done;
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+	(void)req;
+	(void)result;
+	cr_assert_eq(status, 0);
+	apply_done++;
+}
+
+static void raft_closed(struct raft *r)
+{
+	(void)r;
+}
+
+Test(rio, single_node_libraft_commits_through_the_backend)
+{
+	struct raft r;
+	struct raft_fsm fsm = { .version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
+				.restore = fsm_restore };
+	open_io();
+	cr_assert_eq(raft_init(&r, &io, &fsm, 1, "n1"), 0);
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	raft_configuration_add(&conf, 1, "n1", RAFT_VOTER);
+	cr_assert_eq(raft_bootstrap(&r, &conf), 0, "%s", raft_errmsg(&r));
+	raft_configuration_close(&conf);
+	cr_assert_eq(raft_start(&r), 0, "%s", raft_errmsg(&r));
+	for (int i = 0; i < 50 && raft_state(&r) != RAFT_LEADER; i++) {
+		env.now += 100;
+		sl_rio_tick(&io);
+		pump(&env);
+	}
+	cr_assert_eq(raft_state(&r), RAFT_LEADER);
+	struct raft_apply reqs[10];
+	for (int k = 0; k < 10; k++) {
+		struct raft_buffer b = command(r.current_term, 3, k);
+		cr_assert_eq(raft_apply(&r, &reqs[k], &b, 1, apply_cb), 0);
+	}
+	pump(&env);
+	cr_assert_eq(apply_done, 10);
+	cr_assert_eq(applied, 10);
+	raft_close(&r, raft_closed);
+	pump(&env);
+	io_open = false;
+	/* Everything is in the partition log, once. */
+	open_io();
+	struct loaded l;
+	load(&l);
+	cr_assert_eq(l.n, 11);
+	cr_assert_eq(sl_log_end_offset(sl_rio_log(&io)), 1 + 10 * 3);
+	free_loaded(&l);
+}
