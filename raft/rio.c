@@ -11,6 +11,14 @@
 #include "raft_int.h"
 #include "slot.h"
 
+/* The guards against libraft 0.15's safety bugs (libraft-guards.md). The
+ * build option -Dguards=false turns them off, to prove that each guard's
+ * test fails without it. */
+#ifndef SL_RAFT_GUARDS
+#define SL_RAFT_GUARDS 1
+#endif
+static const bool guards = SL_RAFT_GUARDS;
+
 /* What the backend knows of every entry in libraft's log (the "mirror"):
  * enough to truncate, to anchor a snapshot and to answer the guards. */
 struct rent {
@@ -98,11 +106,27 @@ struct sl_rio {
 	/* Disk work: queue and the op in flight. */
 	struct rop *head, *tail, *running;
 	struct sl_rwork work;
+	struct sl_rwork start_work;
 	unsigned inflight_works; /* sends, gets, disk work not yet done */
 
 	unsigned tick_ms;
 	raft_io_tick_cb tick;
 	raft_io_recv_cb recv;
+
+	/* Guard (h): the highest index checked against the leader of term
+	 * v_term, and the AppendEntries being received, if any. */
+	raft_index verified;
+	raft_term v_term;
+	bool in_ae;
+	raft_index ae_prev;
+	unsigned ae_n;
+	/* Guard (d): a TimeoutNow held while the disk is busy. */
+	bool held_tn;
+	struct raft_message tn;
+	/* Guard (a): the term whose barrier was proposed, and committed. */
+	raft_term barrier_term;
+	raft_term ready_term;
+
 	bool fenced;
 	bool closing;
 	raft_io_close_cb close_cb;
@@ -112,6 +136,30 @@ struct sl_rio {
 static struct sl_rio *rio_of(struct raft_io *io)
 {
 	return io->impl;
+}
+
+/* The libraft instance driving this backend (raft_init sets io->data),
+ * or NULL before one is attached. */
+static struct raft *raft_of(struct sl_rio *rio)
+{
+	return rio->io->data;
+}
+
+static raft_term current_term(struct sl_rio *rio)
+{
+	struct raft *r = raft_of(rio);
+	return r != NULL ? r->current_term : rio->term;
+}
+
+static int raft_state_of(struct sl_rio *rio)
+{
+	struct raft *r = raft_of(rio);
+	return r != NULL ? r->state : RAFT_FOLLOWER;
+}
+
+static bool disk_busy(const struct sl_rio *rio)
+{
+	return rio->running != NULL || rio->head != NULL;
 }
 
 /* ---- Mirror --------------------------------------------------------- */
@@ -141,6 +189,27 @@ static int mirror_push(struct sl_rio *rio, struct rent e)
 	rio->ents[rio->nents++] = e;
 	rio->next_offset = e.next;
 	return SL_OK;
+}
+
+/* Term of the entry at i as the backend knows it; 0 when unknown. */
+static raft_term term_at(struct sl_rio *rio, raft_index i)
+{
+	struct rent *e = mirror_at(rio, i);
+	if (e != NULL)
+		return e->term;
+	return i != 0 && i == rio->snap_index ? rio->snap_term : 0;
+}
+
+/* Guard (h): index i has been checked against the current leader. */
+static void verified_up_to(struct sl_rio *rio, raft_index i)
+{
+	raft_term t = current_term(rio);
+	if (rio->v_term != t) {
+		rio->v_term = t;
+		rio->verified = 0;
+	}
+	if (i > rio->verified)
+		rio->verified = i;
 }
 
 /* Forgets entries below index (they are in a snapshot). */
@@ -226,6 +295,7 @@ static void work_run(struct sl_rwork *w)
 }
 
 static void kick(struct sl_rio *rio);
+static void after_dispatch(struct sl_rio *rio);
 
 static void work_done(struct sl_rwork *w)
 {
@@ -264,12 +334,15 @@ static void work_done(struct sl_rwork *w)
 		rio->snap_term = op->m.term;
 		if (op->trailing == 0) {
 			rio->last_stored = op->m.index;
+			/* Guard (h): a snapshot holds committed entries only. */
+			verified_up_to(rio, op->m.index);
 		}
 		op->scb(op->sreq, 0);
 		break;
 	}
 	op_free(op);
 	kick(rio);
+	after_dispatch(rio);
 }
 
 /* Starts the next disk work if none is running. */
@@ -669,6 +742,10 @@ static int rio_append(struct raft_io *io, struct raft_io_append *req,
 	}
 	op->cbs[op->ncbs++] = (struct rcb){ .req = req, .cb = cb };
 	op->last_index = mirror_last(rio);
+	/* Guard (h): appending while receiving AppendEntries(prev, n) means
+	 * libraft matched the leader's log up to prev + n. */
+	if (rio->in_ae)
+		verified_up_to(rio, rio->ae_prev + rio->ae_n);
 	kick(rio);
 	return 0;
 }
@@ -750,9 +827,11 @@ static int rio_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_i
 static void get_done(struct sl_rwork *w)
 {
 	struct rget *g = (struct rget *)w;
-	g->rio->inflight_works--;
+	struct sl_rio *rio = g->rio;
+	rio->inflight_works--;
 	g->cb(g->req, g->snap, g->status);
 	free(g);
+	after_dispatch(rio);
 }
 
 static int rio_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
@@ -796,22 +875,79 @@ static int rio_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req
 
 /* ---- raft_io: network, time, lifecycle ------------------------------ */
 
+static void after_dispatch(struct sl_rio *rio);
+
+static void start_done(struct sl_rwork *w)
+{
+	struct sl_rio *rio = (struct sl_rio *)((char *)w - offsetof(struct sl_rio, start_work));
+	rio->inflight_works--;
+	after_dispatch(rio); /* raft_start may have made this node leader */
+}
+
 static int rio_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
 	struct sl_rio *rio = rio_of(io);
 	rio->tick_ms = msecs;
 	rio->tick = tick;
 	rio->recv = recv;
+	rio->start_work.work = NULL;
+	rio->start_work.done = start_done;
+	rio->inflight_works++;
+	rio->env->submit(rio->env, &rio->start_work);
 	return 0;
 }
 
 static void send_done(struct sl_rwork *w)
 {
 	struct rsend *s = (struct rsend *)w;
-	s->rio->inflight_works--;
+	struct sl_rio *rio = s->rio;
+	rio->inflight_works--;
 	if (s->cb != NULL)
 		s->cb(s->req, 0);
 	free(s);
+	after_dispatch(rio);
+}
+
+/* Caps an AppendEntries at the byte budget (always one entry at least);
+ * libraft sends every entry from next_index, and the follower's reply
+ * makes it send the rest in later rounds. */
+static void cap_append_entries(struct sl_rio *rio, struct raft_append_entries *ae)
+{
+	uint64_t total = 0;
+	for (unsigned i = 0; i < ae->n_entries; i++) {
+		total += ae->entries[i].buf.len;
+		if (i > 0 && total > rio->cfg.max_append_bytes) {
+			ae->n_entries = i;
+			return;
+		}
+	}
+}
+
+/* Rewrites an outgoing message as the guards require; false: drop it. */
+static bool guard_outgoing(struct sl_rio *rio, struct raft_message *m)
+{
+	switch (m->type) {
+	case RAFT_IO_REQUEST_VOTE:
+		/* Guard (b): advertise only what is durable. */
+		m->request_vote.last_log_index = rio->last_stored;
+		m->request_vote.last_log_term = term_at(rio, rio->last_stored);
+		break;
+	case RAFT_IO_APPEND_ENTRIES_RESULT:
+		if (m->append_entries_result.rejected != 0)
+			break;
+		/* Guard (h): report as matched only what was checked
+		 * against this term's leader. */
+		if (rio->in_ae)
+			verified_up_to(rio, rio->ae_prev + rio->ae_n);
+		if (rio->v_term != current_term(rio) || rio->verified == 0)
+			return false;
+		if (m->append_entries_result.last_log_index > rio->verified)
+			m->append_entries_result.last_log_index = rio->verified;
+		break;
+	default:
+		break;
+	}
+	return true;
 }
 
 static int rio_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
@@ -820,8 +956,10 @@ static int rio_send(struct raft_io *io, struct raft_io_send *req, const struct r
 	struct sl_rio *rio = rio_of(io);
 	if (rio->fenced || rio->net == NULL)
 		return RAFT_NOCONNECTION;
-	int rv = rio->net->send(rio->net, rio->cfg.group, msg);
-	if (rv != 0)
+	struct raft_message m = *msg;
+	if (m.type == RAFT_IO_APPEND_ENTRIES)
+		cap_append_entries(rio, &m.append_entries);
+	if ((!guards || guard_outgoing(rio, &m)) && rio->net->send(rio->net, rio->cfg.group, &m) != 0)
 		return RAFT_NOCONNECTION;
 	struct rsend *s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -985,18 +1123,100 @@ int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs
 	return SL_OK;
 }
 
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+	struct sl_rio *rio = req->data;
+	/* The barrier of the term it was proposed in committed: from now on
+	 * the leader's high watermark and acknowledgements are safe. */
+	if (status == 0)
+		rio->ready_term = rio->barrier_term;
+	free(req);
+}
+
+/* Runs after every call into libraft returns (0.15 has no state-change
+ * callback): proposes the election barrier of guard (a), releases a held
+ * TimeoutNow (d), and fences an instance libraft left unavailable. */
+static void after_dispatch(struct sl_rio *rio)
+{
+	struct raft *r = raft_of(rio);
+	if (rio->fenced || rio->closing)
+		return;
+	if (r != NULL && r->state == RAFT_UNAVAILABLE) {
+		fence(rio, SL_EUNKNOWN, "libraft became unavailable");
+		return;
+	}
+	if (!guards)
+		return;
+	if (r != NULL && r->state == RAFT_LEADER && rio->barrier_term != r->current_term) {
+		struct raft_barrier *req = calloc(1, sizeof(*req));
+		if (req != NULL) {
+			req->data = rio;
+			rio->barrier_term = r->current_term;
+			if (raft_barrier(r, req, barrier_cb) != 0) {
+				free(req);
+				rio->barrier_term = 0; /* try again next time */
+			}
+		}
+	}
+	if (rio->held_tn && !disk_busy(rio)) {
+		rio->held_tn = false;
+		struct raft_message tn = rio->tn;
+		rio->recv(rio->io, &tn);
+		after_dispatch(rio);
+	}
+}
+
 void sl_rio_tick(struct raft_io *io)
 {
 	struct sl_rio *rio = rio_of(io);
-	if (rio->tick != NULL && !rio->fenced && !rio->closing)
-		rio->tick(io);
+	if (rio->tick == NULL || rio->fenced || rio->closing)
+		return;
+	/* Guard (d): a follower persisting entries or a snapshot must not
+	 * stand for election yet. */
+	if (guards && raft_state_of(rio) == RAFT_FOLLOWER && disk_busy(rio))
+		return;
+	rio->tick(io);
+	after_dispatch(rio);
 }
 
 void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
 {
 	struct sl_rio *rio = rio_of(io);
-	if (rio->recv != NULL && !rio->fenced && !rio->closing)
-		rio->recv(io, msg);
+	struct raft *r = raft_of(rio);
+	if (rio->recv == NULL || rio->fenced || rio->closing)
+		return;
+	if (guards && msg->type == RAFT_IO_TIMEOUT_NOW && disk_busy(rio)) {
+		/* Guard (d): acted on once the disk is idle. */
+		rio->tn = *msg;
+		rio->held_tn = true;
+		return;
+	}
+	if (guards && msg->type == RAFT_IO_APPEND_ENTRIES_RESULT && r != NULL &&
+	    r->state == RAFT_LEADER && msg->append_entries_result.rejected == 0 &&
+	    term_at(rio, r->last_stored) < r->current_term) {
+		/* Guard (a): until an entry of its own term is durable here, a
+		 * leader may not count replicas of older-term entries (Raft's
+		 * figure 8): no success reaches its last stored index. */
+		raft_index cap = r->last_stored > 0 ? r->last_stored - 1 : 0;
+		if (msg->append_entries_result.last_log_index > cap)
+			msg->append_entries_result.last_log_index = cap;
+	}
+	if (msg->type == RAFT_IO_APPEND_ENTRIES) {
+		rio->in_ae = true;
+		rio->ae_prev = msg->append_entries.prev_log_index;
+		rio->ae_n = msg->append_entries.n_entries;
+	}
+	rio->recv(io, msg);
+	rio->in_ae = false;
+	after_dispatch(rio);
+}
+
+bool sl_rio_leader_ready(struct raft_io *io)
+{
+	struct sl_rio *rio = rio_of(io);
+	struct raft *r = raft_of(rio);
+	return r != NULL && r->state == RAFT_LEADER && rio->ready_term == r->current_term &&
+	       (!guards || rio->ready_term != 0);
 }
 
 sl_log *sl_rio_log(struct raft_io *io)

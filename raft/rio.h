@@ -85,8 +85,12 @@ sl_log *sl_rio_log(struct raft_io *io);
  * log, durable or not. A leader stamps a COMMAND batch with it before
  * raft_apply. */
 int64_t sl_rio_next_offset(struct raft_io *io);
-/* Last index and offset made durable. */
+/* Last index made durable. */
 raft_index sl_rio_last_stored(struct raft_io *io);
+/* True once this node leads and the barrier it proposed on election has
+ * committed: only then may the leader expose its high watermark or
+ * acknowledge produces (guard (a), libraft-guards.md). */
+bool sl_rio_leader_ready(struct raft_io *io);
 
 /* Control batch key types for Raft's own entries, beside Kafka's
  * transaction markers (0 abort, 1 commit). */

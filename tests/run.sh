@@ -2,7 +2,8 @@
 # Installs what is missing, builds and runs every test:
 #   1. build/       gcc, warnings as errors: unit tests
 #   2. build-asan/  gcc with AddressSanitizer + UndefinedBehaviorSanitizer: unit tests
-#   3. build-fuzz/  clang (warnings as errors) with libFuzzer: each fuzzer ~30 s
+#   3. build-noguards/  raft/ without its guards: each guard test must fail
+#   4. build-fuzz/  clang (warnings as errors) with libFuzzer: each fuzzer ~30 s
 # Ends with one summary line "N passed, N failed". Exit status 0 only if
 # everything passed. FUZZ_SECONDS overrides the fuzzing time per target.
 set -euo pipefail
@@ -55,6 +56,20 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
 	unit build-asan "gcc ASan+UBSan"
+
+# The guard tests prove themselves: built without the guards (raft/,
+# -Dguards=false), every test named guard_* must fail.
+echo "== raft guards off: every guard test must fail"
+setup build-noguards -Dguards=false
+ninja -C build-noguards tests/unit/raft/test_raft >/dev/null
+out=$(build-noguards/tests/unit/raft/test_raft --filter '*/guard_*' --jobs 2 2>&1 || true)
+echo "$out" | grep -E '^\[FAIL\]|Synthesis' || true
+if echo "$out" | grep -q 'Synthesis: Tested: [1-9][0-9]* | Passing: 0 |'; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+	failures+=("a guard test passed without its guard")
+fi
 
 echo "== clang libFuzzer: build"
 CC=clang setup build-fuzz -Dwerror=true -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false

@@ -603,6 +603,9 @@ Test(rio, single_node_libraft_commits_through_the_backend)
 		pump(&env);
 	}
 	cr_assert_eq(raft_state(&r), RAFT_LEADER);
+	pump(&env);
+	/* Guard (a): the barrier proposed on election has committed. */
+	cr_assert(sl_rio_leader_ready(&io));
 	struct raft_apply reqs[10];
 	for (int k = 0; k < 10; k++) {
 		struct raft_buffer b = command(r.current_term, 3, k);
@@ -618,7 +621,186 @@ Test(rio, single_node_libraft_commits_through_the_backend)
 	open_io();
 	struct loaded l;
 	load(&l);
-	cr_assert_eq(l.n, 11);
-	cr_assert_eq(sl_log_end_offset(sl_rio_log(&io)), 1 + 10 * 3);
+	cr_assert_eq(l.n, 12);
+	cr_assert_eq(l.ents[1].type, RAFT_BARRIER);
+	cr_assert_eq(sl_log_end_offset(sl_rio_log(&io)), 2 + 10 * 3);
 	free_loaded(&l);
+}
+
+/* ---- Guards (each fails in a -Dguards=false build) ------------------ */
+
+static struct raft_message sent;
+static int nsent;
+
+static int capture_send(struct sl_rnet *net, uint32_t group, const struct raft_message *msg)
+{
+	(void)net;
+	(void)group;
+	sent = *msg;
+	nsent++;
+	return 0;
+}
+
+static struct sl_rnet capture_net = { .send = capture_send };
+
+static void open_io_net(uint64_t budget)
+{
+	struct sl_rio_config cfg = { .dir = "/sim/g1", .group = 1, .max_append_bytes = budget };
+	sl_log_config_init(&cfg.log);
+	cr_assert_eq(sl_rio_init(&io, &cfg, vfs, &env.base, &capture_net, on_fault, NULL), SL_OK);
+	cr_assert_eq(io.init(&io, 1, "n1"), 0);
+	io_open = true;
+	nsent = 0;
+}
+
+static void send_done_cb(struct raft_io_send *req, int status)
+{
+	(void)status;
+	(*(int *)req->data)++;
+}
+
+static void send_msg(struct raft_message *m)
+{
+	static struct raft_io_send req;
+	static int fired;
+	req.data = &fired;
+	cr_assert_eq(io.send(&io, &req, m, send_done_cb), 0);
+}
+
+static struct appended pending_append;
+static struct raft_io_append pending_req;
+
+/* Bootstraps, loads, then appends two entries without letting them reach
+ * the disk. */
+static void two_entries_in_flight(struct raft_buffer bufs[2])
+{
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	bufs[0] = command(1, 1, 0);
+	struct sl_batch_header h;
+	sl_batch_parse_header(bufs[0].base, bufs[0].len, UINT32_MAX, &h);
+	bufs[1] = command(1, 1, 1);
+	sl_batch_stamp(bufs[1].base, sl_batch_last_offset(&h) + 1, 1);
+	struct raft_entry e[2] = { { .term = 1, .type = RAFT_COMMAND, .buf = bufs[0] },
+				   { .term = 1, .type = RAFT_COMMAND, .buf = bufs[1] } };
+	pending_req.data = &pending_append;
+	cr_assert_eq(io.append(&io, &pending_req, e, 2, append_cb), 0);
+}
+
+Test(rio, guard_b_request_vote_advertises_only_durable_entries)
+{
+	open_io_net(0);
+	struct raft_buffer bufs[2];
+	two_entries_in_flight(bufs);
+	struct raft_message m = { .type = RAFT_IO_REQUEST_VOTE };
+	m.request_vote = (struct raft_request_vote){ .term = 2, .candidate_id = 1,
+						     .last_log_index = 3, .last_log_term = 1 };
+	send_msg(&m);
+	cr_assert_eq(nsent, 1);
+	cr_assert_eq(sent.request_vote.last_log_index, 1, "advertised %llu, durable 1",
+		     (unsigned long long)sent.request_vote.last_log_index);
+	cr_assert_eq(sent.request_vote.last_log_term, 1);
+	pump(&env);
+	send_msg(&m);
+	cr_assert_eq(sent.request_vote.last_log_index, 3);
+	raft_free(bufs[0].base);
+	raft_free(bufs[1].base);
+}
+
+static struct raft_message reply;
+
+/* Plays libraft 0.15's follower: answers any AppendEntries with success
+ * and its last stored index. */
+static void follower_recv(struct raft_io *i, struct raft_message *msg)
+{
+	if (msg->type != RAFT_IO_APPEND_ENTRIES)
+		return;
+	reply = (struct raft_message){ .type = RAFT_IO_APPEND_ENTRIES_RESULT };
+	reply.append_entries_result.term = msg->append_entries.term;
+	reply.append_entries_result.last_log_index = 5;
+	send_msg(&reply);
+	(void)i;
+}
+
+static int ticks, timeout_nows;
+
+static void count_tick(struct raft_io *i)
+{
+	(void)i;
+	ticks++;
+}
+
+static void count_recv(struct raft_io *i, struct raft_message *msg)
+{
+	(void)i;
+	if (msg->type == RAFT_IO_TIMEOUT_NOW)
+		timeout_nows++;
+}
+
+Test(rio, guard_h_success_replies_report_only_checked_entries)
+{
+	open_io_net(0);
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	cr_assert_eq(io.start(&io, 100, count_tick, follower_recv), 0);
+	pump(&env);
+	/* Nothing was checked against this term's leader yet: a success
+	 * reply naming index 5 is not sent. */
+	struct raft_message r0 = { .type = RAFT_IO_APPEND_ENTRIES_RESULT };
+	r0.append_entries_result = (struct raft_append_entries_result){ .term = 1, .last_log_index = 5 };
+	send_msg(&r0);
+	cr_assert_eq(nsent, 0, "an unchecked success reply was sent");
+	/* A heartbeat with prev = 2 checks up to 2, and no further. */
+	struct raft_message ae = { .type = RAFT_IO_APPEND_ENTRIES };
+	ae.append_entries = (struct raft_append_entries){ .term = 1, .prev_log_index = 2,
+							  .prev_log_term = 1 };
+	sl_rio_deliver(&io, &ae);
+	cr_assert_eq(nsent, 1);
+	cr_assert_eq(sent.append_entries_result.last_log_index, 2, "reported %llu, checked 2",
+		     (unsigned long long)sent.append_entries_result.last_log_index);
+	pump(&env);
+}
+
+Test(rio, guard_d_no_candidacy_or_timeout_now_while_persisting)
+{
+	open_io_net(0);
+	struct raft_buffer bufs[2];
+	two_entries_in_flight(bufs);
+	cr_assert_eq(io.start(&io, 100, count_tick, count_recv), 0);
+	ticks = timeout_nows = 0;
+	sl_rio_tick(&io);
+	cr_assert_eq(ticks, 0, "a follower ticked with appends in flight");
+	struct raft_message tn = { .type = RAFT_IO_TIMEOUT_NOW };
+	sl_rio_deliver(&io, &tn);
+	cr_assert_eq(timeout_nows, 0, "TimeoutNow acted on with appends in flight");
+	pump(&env);
+	cr_assert_eq(timeout_nows, 1, "the held TimeoutNow was not delivered");
+	sl_rio_tick(&io);
+	cr_assert_eq(ticks, 1);
+	raft_free(bufs[0].base);
+	raft_free(bufs[1].base);
+}
+
+Test(rio, append_entries_are_capped_at_the_byte_budget)
+{
+	open_io_net(1000);
+	struct raft_entry e[10];
+	uint8_t payload[10][300];
+	memset(payload, 7, sizeof(payload));
+	for (int i = 0; i < 10; i++)
+		e[i] = (struct raft_entry){ .term = 1, .type = RAFT_COMMAND,
+					    .buf = { payload[i], sizeof(payload[i]) } };
+	struct raft_message m = { .type = RAFT_IO_APPEND_ENTRIES };
+	m.append_entries = (struct raft_append_entries){ .term = 1, .entries = e, .n_entries = 10 };
+	send_msg(&m);
+	cr_assert_eq(sent.append_entries.n_entries, 3);
+	/* One entry over the budget still goes, alone. */
+	close_io();
+	open_io_net(100);
+	send_msg(&m);
+	cr_assert_eq(sent.append_entries.n_entries, 1);
 }
