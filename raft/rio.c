@@ -308,11 +308,11 @@ static void work_done(struct sl_rwork *w)
 		snprintf(why, sizeof(why), "%s", sl_log_errmsg(rio->log));
 		fence(rio, op->rv, why);
 	}
-	if (rio->fenced || rio->closing) {
-		/* Held until close, which cancels them. */
+	if (rio->fenced) {
+		/* Held until close, which cancels them: after a disk error
+		 * nothing may be reported as stored. */
 		op->next = rio->held;
 		rio->held = op;
-		kick(rio);
 		return;
 	}
 	switch (op->kind) {
@@ -1014,22 +1014,39 @@ static void rio_free(struct sl_rio *rio)
 	free(rio);
 }
 
-/* Cancels what never ran or was held, once no disk work is in flight. */
+/* Cancels one op's callbacks, newest first. */
+static void cancel_op(struct rop *op)
+{
+	if (op->kind == OP_APPEND)
+		for (size_t i = op->ncbs; i-- > 0;)
+			op->cbs[i].cb(op->cbs[i].req, RAFT_CANCELED);
+	else if (op->kind == OP_SNAPSHOT)
+		op->scb(op->sreq, RAFT_CANCELED);
+	op_free(op);
+}
+
+/* Cancels what never ran or was held, once no disk work is in flight.
+ * Newest first: libraft 0.15 truncates its log from a failed append's
+ * index on, and truncating past the end of its log (an older append
+ * cancelled first) corrupts its heap, assertions being compiled out. */
 static void close_finish(struct sl_rio *rio)
 {
 	struct raft_io *io = rio->io;
-	struct rop *ops[2] = { rio->held, rio->head };
+	struct rop *queued = rio->head, *held = rio->held, *rev = NULL;
 	rio->held = rio->head = rio->tail = NULL;
-	for (int k = 0; k < 2; k++) {
-		for (struct rop *op = ops[k], *next; op != NULL; op = next) {
-			next = op->next;
-			if (op->kind == OP_APPEND)
-				for (size_t i = 0; i < op->ncbs; i++)
-					op->cbs[i].cb(op->cbs[i].req, RAFT_CANCELED);
-			else if (op->kind == OP_SNAPSHOT)
-				op->scb(op->sreq, RAFT_CANCELED);
-			op_free(op);
-		}
+	while (queued != NULL) { /* the queue is oldest first: reverse it */
+		struct rop *next = queued->next;
+		queued->next = rev;
+		rev = queued;
+		queued = next;
+	}
+	for (struct rop *op = rev, *next; op != NULL; op = next) {
+		next = op->next;
+		cancel_op(op);
+	}
+	for (struct rop *op = held, *next; op != NULL; op = next) { /* newest first */
+		next = op->next;
+		cancel_op(op);
 	}
 	raft_io_close_cb cb = rio->close_cb;
 	rio_free(rio);

@@ -92,6 +92,17 @@ raft_index sl_rio_last_stored(struct raft_io *io);
  * acknowledge produces (guard (a), libraft-guards.md). */
 bool sl_rio_leader_ready(struct raft_io *io);
 
+/* Builds in dst a copy of src as a received message from `from`, in the
+ * layout libraft 0.15 takes ownership of when it is delivered
+ * (sl_rio_deliver): every AppendEntries entry in one raft_malloc'd batch
+ * (each entry's .batch pointing at it) and a raft_malloc'd entries array;
+ * InstallSnapshot's configuration and data owned. from_address must outlive
+ * the delivery. Returns 0 or RAFT_NOMEM (then dst owns nothing). */
+int sl_rmsg_clone(const struct raft_message *src, raft_id from, const char *from_address,
+		  struct raft_message *dst);
+/* Frees what a clone owns, for a message that is dropped undelivered. */
+void sl_rmsg_discard(struct raft_message *msg);
+
 /* Control batch key types for Raft's own entries, beside Kafka's
  * transaction markers (0 abort, 1 commit). */
 #define SL_CONTROL_RAFT_CHANGE 16
