@@ -46,8 +46,10 @@ struct rop {
 	struct rcb *cbs;
 	size_t ncbs, cbs_cap;
 	raft_index last_index;
-	/* OP_TRUNCATE */
+	/* OP_TRUNCATE; OP_SNAPSHOT install: the offset up to which this
+	 * replica's log is committed, so shared with the leader */
 	int64_t offset;
+	raft_id from; /* OP_SNAPSHOT install: the leader that sent it */
 	/* OP_SNAPSHOT */
 	struct raft_io_snapshot_put *sreq;
 	raft_io_snapshot_put_cb scb;
@@ -95,6 +97,8 @@ struct sl_rio {
 	size_t snap_len;
 	raft_index snap_index;
 	raft_term snap_term;
+	int64_t snap_anchor;
+	raft_id install_from; /* sender of the last InstallSnapshot */
 
 	/* The mirror: entries first .. first + nents - 1. */
 	struct rent *ents;
@@ -126,6 +130,16 @@ struct sl_rio {
 	/* Guard (a): the term whose barrier was proposed, and committed. */
 	raft_term barrier_term;
 	raft_term ready_term;
+	/* Guard (g): a leadership transfer being driven to completion. */
+	struct {
+		bool active, in_flight;
+		raft_id target;
+		int attempts;
+		int64_t deadline;
+		sl_rio_transfer_cb cb;
+		void *arg;
+		struct raft_transfer req;
+	} xfer;
 
 	bool fenced;
 	bool closing;
@@ -255,20 +269,36 @@ static int apply_snapshot_disk(struct sl_rio *rio, struct rop *op)
 	char errmsg[SL_ERRMSG_SIZE];
 	int rv;
 	if (op->trailing == 0) {
-		/* Install: the log must end exactly at the anchor. Entries up
-		 * to it that this replica holds are the leader's too (they are
-		 * committed); what lies beyond goes. */
+		/* Install: the log must end exactly at the anchor, holding the
+		 * leader's batches. What this replica has committed is the
+		 * leader's too; the rest goes, and the leader's bytes up to
+		 * the anchor are copied in. */
 		int64_t end = sl_log_end_offset(rio->log);
-		if (end > op->m.anchor)
-			rv = sl_log_truncate(rio->log, op->m.anchor);
-		else if (end < op->m.anchor)
-			/* TODO(transport issue): pull [end, anchor) from the
-			 * leader's segments instead of restarting the log. */
-			rv = sl_log_reset(rio->log, op->m.anchor);
-		else
-			rv = SL_OK;
-		if (rv != SL_OK)
+		int64_t keep = op->offset < op->m.anchor ? op->offset : op->m.anchor;
+		if (end > keep && (rv = sl_log_truncate(rio->log, keep)) != SL_OK)
 			return rv;
+		if (rio->net == NULL || rio->net->fetch == NULL) {
+			/* No way to copy: restart the log at the anchor (the
+			 * offsets below it are then not served here). */
+			if (sl_log_end_offset(rio->log) < op->m.anchor)
+				return sl_log_reset(rio->log, op->m.anchor);
+		}
+		while ((end = sl_log_end_offset(rio->log)) < op->m.anchor) {
+			uint8_t *buf = NULL;
+			size_t len = 0;
+			rv = rio->net->fetch(rio->net, rio->cfg.group, op->from, end, op->m.anchor, &buf, &len);
+			if (rv == SL_OK && len == 0)
+				rv = SL_ENOT_FOUND;
+			if (rv == SL_OK)
+				rv = sl_log_append(rio->log, buf, len);
+			free(buf);
+			if (rv != SL_OK)
+				return rv;
+		}
+		if ((rv = sl_log_flush(rio->log)) != SL_OK)
+			return rv;
+		if (sl_log_end_offset(rio->log) != op->m.anchor)
+			return SL_ELOG_OFFSET_ORDER; /* the leader's batches overshot */
 	}
 	rv = sl_slot_store(rio->vfs, rio->dir, "snap", op->manifest, op->mlen,
 			   rio->snap_version + 1, errmsg);
@@ -296,6 +326,7 @@ static void work_run(struct sl_rwork *w)
 
 static void kick(struct sl_rio *rio);
 static void after_dispatch(struct sl_rio *rio);
+static void xfer_step(struct sl_rio *rio);
 
 static void work_done(struct sl_rwork *w)
 {
@@ -332,6 +363,7 @@ static void work_done(struct sl_rwork *w)
 		rio->snap_version++;
 		rio->snap_index = op->m.index;
 		rio->snap_term = op->m.term;
+		rio->snap_anchor = op->m.anchor;
 		if (op->trailing == 0) {
 			rio->last_stored = op->m.index;
 			/* Guard (h): a snapshot holds committed entries only. */
@@ -459,6 +491,7 @@ static int open_state(struct sl_rio *rio)
 		rio->snap_version = version;
 		rio->snap_index = m.index;
 		rio->snap_term = m.term;
+		rio->snap_anchor = m.anchor;
 		rio->first = m.index + 1;
 		rio->next_offset = m.anchor;
 		rio->last_stored = m.index;
@@ -686,6 +719,13 @@ static int encode_entry(struct sl_rio *rio, struct rop *op, const struct raft_en
 	int64_t at = rio->next_offset;
 	struct rent r = { .term = e->term, .base = at, .type = e->type };
 	int rv;
+	/* Guard (f): libraft 0.15 mishandles uncommitted configurations
+	 * (snapshots capturing them, a crash rolling one back, restarts
+	 * taking the last as committed). Sluice keeps each group's
+	 * membership fixed at bootstrap (index 1) and moves a replica by
+	 * creating a new group, so any later CHANGE is refused. */
+	if (guards && e->type == RAFT_CHANGE && mirror_last(rio) + 1 > 1)
+		return SL_EINVALID_ARGUMENT;
 	if (e->type == RAFT_COMMAND) {
 		struct sl_batch_header h;
 		rv = sl_batch_parse_header(e->buf.base, e->buf.len, UINT32_MAX, &h);
@@ -790,6 +830,12 @@ static int rio_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_i
 			return 0;
 		}
 		raft_configuration_close(&op->m.conf);
+		/* What this replica has committed matches the leader. */
+		struct raft *r = raft_of(rio);
+		raft_index ci = r != NULL ? r->commit_index : 0;
+		struct rent *ce = mirror_at(rio, ci);
+		op->offset = ce != NULL ? ce->next : ci == rio->snap_index && rio->snap != NULL ? rio->snap_anchor : 0;
+		op->from = rio->install_from;
 		op->mlen = snapshot->bufs[0].len;
 		op->manifest = raft_malloc(op->mlen);
 		if (op->manifest == NULL)
@@ -1181,6 +1227,87 @@ static void after_dispatch(struct sl_rio *rio)
 		rio->recv(rio->io, &tn);
 		after_dispatch(rio);
 	}
+	xfer_step(rio);
+}
+
+/* ---- Leadership transfer (guard (g)) -------------------------------- */
+
+#define XFER_ATTEMPTS 5
+
+static void xfer_finish(struct sl_rio *rio, int status)
+{
+	rio->xfer.active = false;
+	if (rio->xfer.cb != NULL)
+		rio->xfer.cb(rio->xfer.arg, status);
+}
+
+static void xfer_cb(struct raft_transfer *req)
+{
+	struct sl_rio *rio = req->data;
+	rio->xfer.in_flight = false; /* whether it worked is checked next */
+}
+
+/* libraft 0.15's target may silently ignore TimeoutNow, and the callback
+ * fires either way: transfer only to a caught-up target, check who leads
+ * afterwards, retry. Runs from every dispatch and tick. */
+static void xfer_step(struct sl_rio *rio)
+{
+	struct raft *r = raft_of(rio);
+	if (!rio->xfer.active || r == NULL)
+		return;
+	raft_id leader;
+	const char *address;
+	raft_leader(r, &leader, &address);
+	if (leader == rio->xfer.target) {
+		xfer_finish(rio, SL_OK);
+		return;
+	}
+	if (rio->xfer.in_flight)
+		return;
+	if (rio->env->now_ms(rio->env) > rio->xfer.deadline || rio->xfer.attempts >= XFER_ATTEMPTS) {
+		xfer_finish(rio, SL_EREQUEST_TIMED_OUT);
+		return;
+	}
+	if (r->state != RAFT_LEADER)
+		return; /* an election is under way: see who wins */
+	unsigned i;
+	for (i = 0; i < r->configuration.n; i++)
+		if (r->configuration.servers[i].id == rio->xfer.target)
+			break;
+	if (i == r->configuration.n || r->configuration.servers[i].role != RAFT_VOTER) {
+		xfer_finish(rio, SL_EINVALID_ARGUMENT);
+		return;
+	}
+	if (!guards || r->leader_state.progress[i].match_index >= mirror_last(rio)) {
+		rio->xfer.attempts++;
+		rio->xfer.req.data = rio;
+		rio->xfer.in_flight = true;
+		if (raft_transfer(r, &rio->xfer.req, rio->xfer.target, xfer_cb) != 0)
+			rio->xfer.in_flight = false;
+		if (!guards && !rio->xfer.in_flight)
+			xfer_finish(rio, SL_EREQUEST_TIMED_OUT);
+	}
+}
+
+int sl_rio_transfer(struct raft_io *io, raft_id target, sl_rio_transfer_cb cb, void *arg)
+{
+	struct sl_rio *rio = rio_of(io);
+	struct raft *r = raft_of(rio);
+	if (r == NULL || r->state != RAFT_LEADER)
+		return SL_ENOT_LEADER;
+	if (rio->xfer.active)
+		return SL_EBUSY;
+	if (target == r->id)
+		return SL_EINVALID_ARGUMENT;
+	rio->xfer.active = true;
+	rio->xfer.in_flight = false;
+	rio->xfer.target = target;
+	rio->xfer.attempts = 0;
+	rio->xfer.deadline = rio->env->now_ms(rio->env) + 10 * (int64_t)r->election_timeout;
+	rio->xfer.cb = cb;
+	rio->xfer.arg = arg;
+	xfer_step(rio);
+	return SL_OK;
 }
 
 void sl_rio_tick(struct raft_io *io)
@@ -1194,6 +1321,7 @@ void sl_rio_tick(struct raft_io *io)
 		return;
 	rio->tick(io);
 	after_dispatch(rio);
+	xfer_step(rio); /* also when guards are off */
 }
 
 void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
@@ -1218,6 +1346,8 @@ void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
 		if (msg->append_entries_result.last_log_index > cap)
 			msg->append_entries_result.last_log_index = cap;
 	}
+	if (msg->type == RAFT_IO_INSTALL_SNAPSHOT)
+		rio->install_from = msg->server_id;
 	if (msg->type == RAFT_IO_APPEND_ENTRIES) {
 		rio->in_ae = true;
 		rio->ae_prev = msg->append_entries.prev_log_index;

@@ -51,6 +51,14 @@ struct sl_renv {
 struct sl_rnet {
 	void *data;
 	int (*send)(struct sl_rnet *net, uint32_t group, const struct raft_message *msg);
+	/* Copies whole batches of the group's log from node `from`, starting
+	 * with the batch at offset and ending at or before end, into a
+	 * malloc'd *buf (the caller frees). Used when a snapshot is installed
+	 * beyond this replica's log. Runs on the disk thread; may block.
+	 * Returns SL_OK (with *len > 0) or an error. NULL: not supported
+	 * (the log then restarts at the snapshot's offset). */
+	int (*fetch)(struct sl_rnet *net, uint32_t group, raft_id from, int64_t offset, int64_t end,
+		     uint8_t **buf, size_t *len);
 };
 
 struct sl_rio_config {
@@ -91,6 +99,16 @@ raft_index sl_rio_last_stored(struct raft_io *io);
  * committed: only then may the leader expose its high watermark or
  * acknowledge produces (guard (a), libraft-guards.md). */
 bool sl_rio_leader_ready(struct raft_io *io);
+
+/* Hands leadership to target, a voter (guard (g)): waits until target
+ * holds every entry, calls raft_transfer, then checks who leads, retrying
+ * up to 5 times within 10 election timeouts (libraft 0.15's target can
+ * ignore the request silently). cb(arg, status) fires once, from a later
+ * tick or dispatch: SL_OK when target leads, SL_EREQUEST_TIMED_OUT, or
+ * SL_EINVALID_ARGUMENT when target is not a voter. Returns SL_ENOT_LEADER,
+ * SL_EBUSY (a transfer is under way) or SL_OK. */
+typedef void (*sl_rio_transfer_cb)(void *arg, int status);
+int sl_rio_transfer(struct raft_io *io, raft_id target, sl_rio_transfer_cb cb, void *arg);
 
 /* Builds in dst a copy of src as a received message from `from`, in the
  * layout libraft 0.15 takes ownership of when it is delivered

@@ -843,3 +843,159 @@ Test(rio, close_with_appends_queued_cancels_them_newest_first)
 	io_open = false;
 	cr_assert_eq(apply_done, 6, "every apply request answered");
 }
+
+Test(rio, guard_f_membership_stays_fixed_after_bootstrap)
+{
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	raft_configuration_add(&conf, 1, "n1", RAFT_VOTER);
+	raft_configuration_add(&conf, 2, "n2", RAFT_VOTER);
+	struct raft_buffer enc;
+	cr_assert_eq(raft_configuration_encode(&conf, &enc), 0);
+	raft_configuration_close(&conf);
+	struct raft_entry e = { .term = 1, .type = RAFT_CHANGE, .buf = enc };
+	struct raft_io_append req;
+	struct appended d = { 0 };
+	req.data = &d;
+	cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
+	pump(&env);
+	raft_free(enc.base);
+	cr_assert_eq(faults, 1, "a membership change was stored");
+	close_io();
+	cr_assert_eq(d.status, RAFT_CANCELED);
+}
+
+/* ---- Installing a snapshot beyond the log --------------------------- */
+
+static struct raft_io *fetch_src;
+
+/* The leader's side of the bulk copy, as a test double: whole batches of
+ * its log from offset, up to end. */
+static int fetch_from_leader(struct sl_rnet *net, uint32_t group, raft_id from, int64_t offset,
+			     int64_t end, uint8_t **buf, size_t *len)
+{
+	(void)net;
+	(void)group;
+	(void)from;
+	struct sl_slice s;
+	int rv = sl_log_read(sl_rio_log(fetch_src), offset, 4096, &s);
+	if (rv != SL_OK)
+		return rv;
+	uint8_t *b = malloc(s.len);
+	rv = sl_slice_read(&s, b);
+	sl_slice_release(&s);
+	size_t n = 0;
+	while (rv == SL_OK && n < s.len) { /* stop at end */
+		struct sl_batch_header h;
+		sl_batch_parse_header(b + n, s.len - n, UINT32_MAX, &h);
+		if (sl_batch_last_offset(&h) >= end)
+			break;
+		n += sl_batch_total_size(&h);
+	}
+	*buf = b;
+	*len = n;
+	return rv;
+}
+
+static void closed2_cb(struct raft_io *i)
+{
+	*(bool *)i->data = false;
+}
+
+Test(rio, installed_snapshot_pulls_the_missing_batches_from_the_leader)
+{
+	/* The leader: 10 entries, a snapshot at index 8. */
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	for (int k = 0; k < 10; k++) {
+		struct raft_buffer b = command(1, 3, k);
+		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = b };
+		struct raft_io_append req;
+		struct appended d = { 0 };
+		req.data = &d;
+		cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
+		pump(&env);
+		raft_free(b.base);
+	}
+	struct raft_snapshot s = { .index = 8, .term = 1, .configuration_index = 1 };
+	raft_configuration_init(&s.configuration);
+	raft_configuration_add(&s.configuration, 1, "n1", RAFT_VOTER);
+	char fsm[] = "state";
+	struct raft_buffer fb = { fsm, sizeof(fsm) };
+	s.bufs = &fb;
+	s.n_bufs = 1;
+	struct raft_io_snapshot_put put;
+	int put_status = 0;
+	put.data = &put_status;
+	cr_assert_eq(io.snapshot_put(&io, 2, &put, &s, snap_put_cb), 0);
+	pump(&env);
+	raft_configuration_close(&s.configuration);
+	struct raft_io_snapshot_get get;
+	struct raft_snapshot *got = NULL;
+	get.data = &got;
+	cr_assert_eq(io.snapshot_get(&io, &get, snap_get_cb), 0);
+	pump(&env);
+	cr_assert_not_null(got);
+
+	/* A follower that has only entry 1 installs it. */
+	static struct raft_io io2;
+	bool io2_open = true;
+	struct sl_rnet net = { .fetch = fetch_from_leader };
+	struct sl_rio_config cfg = { .dir = "/sim/g2", .group = 1 };
+	sl_log_config_init(&cfg.log);
+	cfg.log.segment_bytes = 4096;
+	fetch_src = &io;
+	cr_assert_eq(sl_rio_init(&io2, &cfg, vfs, &env.base, &net, on_fault, NULL), SL_OK);
+	io2.data = NULL;
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	raft_configuration_add(&conf, 1, "n1", RAFT_VOTER);
+	cr_assert_eq(io2.bootstrap(&io2, &conf), 0);
+	raft_configuration_close(&conf);
+	memset(&l, 0, sizeof(l));
+	cr_assert_eq(io2.load(&io2, &l.term, &l.vote, &l.snap, &l.start, &l.ents, &l.n), 0);
+	free_loaded(&l);
+	struct raft_io_snapshot_put put2;
+	int put2_status = 0;
+	put2.data = &put2_status;
+	cr_assert_eq(io2.snapshot_put(&io2, 0, &put2, got, snap_put_cb), 0);
+	pump(&env);
+	cr_assert_eq(put2_status, 1, "install status %d", put2_status - 1);
+	cr_assert_eq(faults, 0);
+	sl_log *a = sl_rio_log(&io), *b = sl_rio_log(&io2);
+	/* The follower's log is the leader's, byte for byte, up to the
+	 * offset after entry 8. */
+	int64_t anchor = sl_log_end_offset(b);
+	cr_assert_eq(anchor, 1 + 7 * 3, "entry 8 ends before offset 22, not %lld", (long long)anchor);
+	for (int64_t off = 0; off < anchor;) {
+		struct sl_slice sa, sb;
+		cr_assert_eq(sl_log_read(a, off, 1 << 20, &sa), SL_OK);
+		cr_assert_eq(sl_log_read(b, off, 1 << 20, &sb), SL_OK);
+		uint64_t n = sa.len < sb.len ? sa.len : sb.len;
+		uint8_t *x = malloc(sa.len), *y = malloc(sb.len);
+		sl_slice_read(&sa, x);
+		sl_slice_read(&sb, y);
+		cr_assert_eq(memcmp(x, y, n), 0, "bytes differ at offset %lld", (long long)off);
+		off = sa.next_offset < sb.next_offset ? sa.next_offset : sb.next_offset;
+		free(x);
+		free(y);
+		sl_slice_release(&sa);
+		sl_slice_release(&sb);
+	}
+	raft_configuration_close(&got->configuration);
+	raft_free(got->bufs[0].base);
+	raft_free(got->bufs);
+	raft_free(got);
+	io2.data = &io2_open;
+	io2.close(&io2, closed2_cb);
+	pump(&env);
+	cr_assert(!io2_open);
+}
