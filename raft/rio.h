@@ -110,6 +110,16 @@ bool sl_rio_leader_ready(struct raft_io *io);
 typedef void (*sl_rio_transfer_cb)(void *arg, int status);
 int sl_rio_transfer(struct raft_io *io, raft_id target, sl_rio_transfer_cb cb, void *arg);
 
+/* Sluice's settings for a group's libraft instance, after raft_init:
+ * heartbeat 200 ms, election 1 s (libraft randomizes 1x-2x), pre-vote on,
+ * and explicit snapshot threshold (256) and trailing (64) entries. libraft
+ * keeps every entry since the last snapshot, plus the trailing ones and the
+ * unapplied tail, in memory: about 320 entries, 5 MiB with 16 KiB batches
+ * (less with smaller ones). A snapshot costs one small fdatasync'd write
+ * (the manifest), so taking one every 256 entries is cheap. Zero arguments
+ * keep these defaults. */
+void sl_rio_tune(struct raft *r, unsigned heartbeat_ms, unsigned election_ms);
+
 /* Builds in dst a copy of src as a received message from `from`, in the
  * layout libraft 0.15 takes ownership of when it is delivered
  * (sl_rio_deliver): every AppendEntries entry in one raft_malloc'd batch

@@ -307,11 +307,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_raft: init failed\n");
 			return 1;
 		}
-		raft_set_heartbeat_timeout(&n->raft, 50);
-		raft_set_election_timeout(&n->raft, 300);
-		raft_set_pre_vote(&n->raft, true);
-		raft_set_snapshot_threshold(&n->raft, 256);
-		raft_set_snapshot_trailing(&n->raft, 128);
+		sl_rio_tune(&n->raft, 50, 300); /* short timeouts: a quick start */
 		if (raft_bootstrap(&n->raft, &conf) != 0 || raft_start(&n->raft) != 0) {
 			fprintf(stderr, "bench_raft: start failed: %s\n", raft_errmsg(&n->raft));
 			return 1;
