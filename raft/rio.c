@@ -50,6 +50,7 @@ struct rop {
 	 * replica's log is committed, so shared with the leader */
 	int64_t offset;
 	raft_id from; /* OP_SNAPSHOT install: the leader that sent it */
+	struct raft_buffer *install_bufs; /* libraft's, leaked by it on failure */
 	/* OP_SNAPSHOT */
 	struct raft_io_snapshot_put *sreq;
 	raft_io_snapshot_put_cb scb;
@@ -124,6 +125,8 @@ struct sl_rio {
 	bool in_ae;
 	raft_index ae_prev;
 	unsigned ae_n;
+	bool in_is; /* an InstallSnapshot of is_index is being received */
+	raft_index is_index;
 	/* Guard (d): a TimeoutNow held while the disk is busy. */
 	bool held_tn;
 	struct raft_message tn;
@@ -264,41 +267,80 @@ static void op_free(struct rop *op)
 	free(op);
 }
 
+/* Makes the log end exactly at the installed snapshot's anchor, holding
+ * the leader's batches. The leader's batches from this replica's commit
+ * point on are fetched and compared with what is here: matching ones stay
+ * (they may be committed and acknowledged), the first that differs marks
+ * where this replica's log diverged (uncommitted: cut there), the rest is
+ * appended. Nothing durable that matches the leader is ever removed, so a
+ * failure part-way leaves a log that is still correct. */
+static int install_copy(struct sl_rio *rio, struct rop *op)
+{
+	int64_t pos = op->offset < op->m.anchor ? op->offset : op->m.anchor;
+	int rv = SL_OK;
+	if (sl_log_end_offset(rio->log) < pos)
+		pos = sl_log_end_offset(rio->log);
+	while (rv == SL_OK && pos < op->m.anchor) {
+		uint8_t *buf = NULL;
+		size_t len = 0, off = 0;
+		rv = rio->net->fetch(rio->net, rio->cfg.group, op->from, pos, op->m.anchor, &buf, &len);
+		if (rv == SL_OK && len == 0)
+			rv = SL_ENOT_FOUND;
+		while (rv == SL_OK && off < len) {
+			struct sl_batch_header h;
+			rv = sl_batch_check(buf + off, len - off, UINT32_MAX, &h);
+			if (rv != SL_OK || h.base_offset != pos)
+				break;
+			size_t n = sl_batch_total_size(&h);
+			bool same = false;
+			if (pos < sl_log_end_offset(rio->log)) {
+				struct sl_slice sl;
+				rv = sl_log_read(rio->log, pos, 1, &sl);
+				if (rv == SL_OK && sl.first_offset == pos && sl.len == n) {
+					uint8_t *mine = malloc(n);
+					same = mine != NULL && sl_slice_read(&sl, mine) == SL_OK &&
+					       memcmp(mine, buf + off, n) == 0;
+					free(mine);
+				}
+				sl_slice_release(&sl);
+				if (rv == SL_OK && !same)
+					rv = sl_log_truncate(rio->log, pos); /* diverged here */
+			}
+			if (rv == SL_OK && !same)
+				rv = sl_log_append(rio->log, buf + off, n);
+			off += n;
+			pos = sl_batch_last_offset(&h) + 1;
+		}
+		if (rv == SL_OK && off < len)
+			rv = SL_ELOG_OFFSET_ORDER; /* the leader sent something else */
+		free(buf);
+	}
+	if (rv == SL_OK && pos != op->m.anchor)
+		rv = SL_ELOG_OFFSET_ORDER; /* the leader's batches overshot */
+	if (rv == SL_OK && sl_log_end_offset(rio->log) > op->m.anchor)
+		rv = sl_log_truncate(rio->log, op->m.anchor); /* replaced, as libraft does */
+	if (rv == SL_OK)
+		rv = sl_log_flush(rio->log);
+	return rv;
+}
+
 static int apply_snapshot_disk(struct sl_rio *rio, struct rop *op)
 {
 	char errmsg[SL_ERRMSG_SIZE];
 	int rv;
 	if (op->trailing == 0) {
-		/* Install: the log must end exactly at the anchor, holding the
-		 * leader's batches. What this replica has committed is the
-		 * leader's too; the rest goes, and the leader's bytes up to
-		 * the anchor are copied in. */
-		int64_t end = sl_log_end_offset(rio->log);
-		int64_t keep = op->offset < op->m.anchor ? op->offset : op->m.anchor;
-		if (end > keep && (rv = sl_log_truncate(rio->log, keep)) != SL_OK)
-			return rv;
 		if (rio->net == NULL || rio->net->fetch == NULL) {
-			/* No way to copy: restart the log at the anchor (the
-			 * offsets below it are then not served here). */
-			if (sl_log_end_offset(rio->log) < op->m.anchor)
-				return sl_log_reset(rio->log, op->m.anchor);
-		}
-		while ((end = sl_log_end_offset(rio->log)) < op->m.anchor) {
-			uint8_t *buf = NULL;
-			size_t len = 0;
-			rv = rio->net->fetch(rio->net, rio->cfg.group, op->from, end, op->m.anchor, &buf, &len);
-			if (rv == SL_OK && len == 0)
-				rv = SL_ENOT_FOUND;
+			/* No way to copy: the manifest first, then the log
+			 * restarts at the anchor (load repairs a crash in
+			 * between); offsets below it are not served here. */
+			rv = sl_slot_store(rio->vfs, rio->dir, "snap", op->manifest, op->mlen,
+					   rio->snap_version + 1, errmsg);
 			if (rv == SL_OK)
-				rv = sl_log_append(rio->log, buf, len);
-			free(buf);
-			if (rv != SL_OK)
-				return rv;
-		}
-		if ((rv = sl_log_flush(rio->log)) != SL_OK)
+				rv = sl_log_reset(rio->log, op->m.anchor);
 			return rv;
-		if (sl_log_end_offset(rio->log) != op->m.anchor)
-			return SL_ELOG_OFFSET_ORDER; /* the leader's batches overshot */
+		}
+		if ((rv = install_copy(rio, op)) != SL_OK)
+			return rv;
 	}
 	rv = sl_slot_store(rio->vfs, rio->dir, "snap", op->manifest, op->mlen,
 			   rio->snap_version + 1, errmsg);
@@ -501,8 +543,14 @@ static int open_state(struct sl_rio *rio)
 	rv = sl_log_open(rio->logdir, &rio->cfg.log, rio->vfs, &rio->log, errmsg);
 	if (rv != SL_OK)
 		return errf(rio, RAFT_IOERR, errmsg);
-	if (rio->snap == NULL)
+	if (rio->snap == NULL) {
 		rio->next_offset = sl_log_start_offset(rio->log);
+	} else if (sl_log_end_offset(rio->log) < rio->snap_anchor) {
+		/* An install without a copy stored its manifest, then crashed
+		 * before restarting the log at the anchor: finish it. */
+		if (sl_log_reset(rio->log, rio->snap_anchor) != SL_OK)
+			return errf(rio, RAFT_IOERR, sl_log_errmsg(rio->log));
+	}
 	return 0;
 }
 
@@ -523,9 +571,11 @@ static int store_meta(struct sl_rio *rio, raft_term term, raft_id vote)
 	return 0;
 }
 
-/* Reads the entries from the anchor to the end of the log into chunks of
- * raft_malloc'd memory that the entries share (libraft frees a shared
- * batch once no entry refers to it). */
+/* Reads the entries from the anchor to the end of the log, each into its
+ * own raft_malloc'd buffer (batch NULL). Entries sharing a batch would be
+ * cheaper, but 0.15 frees a shared batch as soon as no entry *in its log*
+ * refers to it, although entries already cut from the log may still be
+ * held by a send in flight: it then frees the batch twice. */
 static int load_entries(struct sl_rio *rio, struct raft_entry **out, size_t *n_out)
 {
 	struct raft_entry *ents = NULL;
@@ -539,22 +589,20 @@ static int load_entries(struct sl_rio *rio, struct raft_entry **out, size_t *n_o
 			rv = errf(rio, RAFT_CORRUPT, sl_log_errmsg(rio->log));
 			break;
 		}
-		uint8_t *chunk = raft_malloc(s.len);
+		uint8_t *chunk = malloc(s.len);
 		if (chunk == NULL || sl_slice_read(&s, chunk) != SL_OK) {
 			sl_slice_release(&s);
-			if (chunk != NULL)
-				raft_free(chunk);
+			free(chunk);
 			rv = chunk == NULL ? RAFT_NOMEM : errf(rio, RAFT_IOERR, "read failed");
 			break;
 		}
 		int64_t next = s.next_offset;
 		sl_slice_release(&s);
-		bool used = false;
 		for (size_t pos = 0; pos < s.len && rv == 0;) {
 			struct sl_batch_header h;
 			sl_batch_parse_header(chunk + pos, s.len - pos, UINT32_MAX, &h);
 			size_t blen = sl_batch_total_size(&h);
-			struct raft_entry e = { .batch = chunk };
+			struct raft_entry e = { .batch = NULL };
 			size_t poff, plen;
 			/* Entries are contiguous from the anchor on. */
 			if (sl_rentry_decode(chunk + pos, blen, &e.type, &e.term, &poff, &plen) != SL_OK ||
@@ -562,37 +610,38 @@ static int load_entries(struct sl_rio *rio, struct raft_entry **out, size_t *n_o
 				rv = errf(rio, RAFT_CORRUPT, "a stored entry does not decode");
 				break;
 			}
-			e.buf.base = chunk + pos + poff;
+			e.buf.base = raft_malloc(plen > 0 ? plen : 1);
 			e.buf.len = plen;
+			if (e.buf.base == NULL) {
+				rv = RAFT_NOMEM;
+				break;
+			}
+			memcpy(e.buf.base, chunk + pos + poff, plen);
 			if (n == cap) {
 				cap = cap ? cap * 2 : 256;
 				struct raft_entry *p = raft_realloc(ents, cap * sizeof(*p));
 				if (p == NULL) {
+					raft_free(e.buf.base);
 					rv = RAFT_NOMEM;
 					break;
 				}
 				ents = p;
 			}
 			ents[n++] = e;
-			used = true;
 			struct rent r = { .term = e.term, .base = h.base_offset,
 					  .next = sl_batch_last_offset(&h) + 1, .type = e.type };
 			if (mirror_push(rio, r) != SL_OK)
 				rv = RAFT_NOMEM;
 			pos += blen;
 		}
-		if (!used)
-			raft_free(chunk);
+		free(chunk);
 		if (rv != 0)
 			break;
 		off = next;
 	}
 	if (rv != 0) {
-		/* Free each shared chunk once. */
-		void *last = NULL;
 		for (size_t i = 0; i < n; i++)
-			if (ents[i].batch != last)
-				raft_free(last = ents[i].batch);
+			raft_free(ents[i].buf.base);
 		raft_free(ents);
 		rio->nents = 0;
 		return rv;
@@ -804,6 +853,15 @@ static int rio_truncate(struct raft_io *io, raft_index index)
 	rio->nents = index - rio->first;
 	if (rio->last_stored >= index)
 		rio->last_stored = index - 1;
+	/* Appends still on their way to the disk will store entries this
+	 * truncation removes: when they complete, only what precedes index
+	 * counts as stored (guards (b) and (h) read last_stored). */
+	if (rio->running != NULL && rio->running->kind == OP_APPEND &&
+	    rio->running->last_index >= index)
+		rio->running->last_index = index - 1;
+	for (struct rop *q = rio->head; q != op; q = q->next)
+		if (q->kind == OP_APPEND && q->last_index >= index)
+			q->last_index = index - 1;
 	kick(rio);
 	return 0;
 }
@@ -836,6 +894,7 @@ static int rio_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_i
 		struct rent *ce = mirror_at(rio, ci);
 		op->offset = ce != NULL ? ce->next : ci == rio->snap_index && rio->snap != NULL ? rio->snap_anchor : 0;
 		op->from = rio->install_from;
+		op->install_bufs = snapshot->bufs;
 		op->mlen = snapshot->bufs[0].len;
 		op->manifest = raft_malloc(op->mlen);
 		if (op->manifest == NULL)
@@ -978,18 +1037,39 @@ static bool guard_outgoing(struct sl_rio *rio, struct raft_message *m)
 		m->request_vote.last_log_index = rio->last_stored;
 		m->request_vote.last_log_term = term_at(rio, rio->last_stored);
 		break;
-	case RAFT_IO_APPEND_ENTRIES_RESULT:
+	case RAFT_IO_REQUEST_VOTE_RESULT:
+		/* Pre-vote liveness: 0.15 answers every pre-vote with the
+		 * request's term, so a candidate whose term is behind never
+		 * learns it, and if it holds the most up-to-date log nobody can
+		 * be elected. A refusal carries this node's term when higher
+		 * (learning a higher term is always safe). */
+		if (m->request_vote_result.pre_vote == raft_tribool_true &&
+		    !m->request_vote_result.vote_granted &&
+		    current_term(rio) > m->request_vote_result.term)
+			m->request_vote_result.term = current_term(rio);
+		break;
+	case RAFT_IO_APPEND_ENTRIES_RESULT: {
 		if (m->append_entries_result.rejected != 0)
 			break;
 		/* Guard (h): report as matched only what was checked
-		 * against this term's leader. */
+		 * against this term's leader (an InstallSnapshot whose last
+		 * entry libraft found here checks that much)... */
 		if (rio->in_ae)
 			verified_up_to(rio, rio->ae_prev + rio->ae_n);
-		if (rio->v_term != current_term(rio) || rio->verified == 0)
+		if (rio->in_is)
+			verified_up_to(rio, rio->is_index);
+		if (rio->v_term != current_term(rio))
 			return false;
-		if (m->append_entries_result.last_log_index > rio->verified)
-			m->append_entries_result.last_log_index = rio->verified;
+		/* ...and only what is durable: 0.15 (and 0.18) answer an
+		 * InstallSnapshot whose entries are all here, durable or not,
+		 * with success at once. */
+		raft_index cap = rio->verified < rio->last_stored ? rio->verified : rio->last_stored;
+		if (cap == 0)
+			return false;
+		if (m->append_entries_result.last_log_index > cap)
+			m->append_entries_result.last_log_index = cap;
 		break;
+	}
 	default:
 		break;
 	}
@@ -1060,14 +1140,25 @@ static void rio_free(struct sl_rio *rio)
 	free(rio);
 }
 
-/* Cancels one op's callbacks, newest first. */
-static void cancel_op(struct rop *op)
+/* Ends one op at close, newest callbacks first. libraft is unavailable by
+ * then and throws the outcome away, but on a failed append 0.15 truncates
+ * its log from that index without checking it against the end (an older
+ * leader's append, after it became a follower and cut its log below,
+ * corrupts its heap): appends are ended with status 0, which it ignores
+ * when unavailable. An install it fails leaks its bufs array (0.15): freed
+ * here. */
+static void cancel_op(struct sl_rio *rio, struct rop *op)
 {
-	if (op->kind == OP_APPEND)
+	struct raft *r = raft_of(rio);
+	bool unavailable = r != NULL && r->state == RAFT_UNAVAILABLE;
+	if (op->kind == OP_APPEND) {
 		for (size_t i = op->ncbs; i-- > 0;)
-			op->cbs[i].cb(op->cbs[i].req, RAFT_CANCELED);
-	else if (op->kind == OP_SNAPSHOT)
+			op->cbs[i].cb(op->cbs[i].req, unavailable ? 0 : RAFT_CANCELED);
+	} else if (op->kind == OP_SNAPSHOT) {
 		op->scb(op->sreq, RAFT_CANCELED);
+		if (op->trailing == 0 && op->install_bufs != NULL)
+			raft_free(op->install_bufs);
+	}
 	op_free(op);
 }
 
@@ -1088,11 +1179,11 @@ static void close_finish(struct sl_rio *rio)
 	}
 	for (struct rop *op = rev, *next; op != NULL; op = next) {
 		next = op->next;
-		cancel_op(op);
+		cancel_op(rio, op);
 	}
 	for (struct rop *op = held, *next; op != NULL; op = next) { /* newest first */
 		next = op->next;
-		cancel_op(op);
+		cancel_op(rio, op);
 	}
 	raft_io_close_cb cb = rio->close_cb;
 	rio_free(rio);
@@ -1324,12 +1415,49 @@ void sl_rio_tick(struct raft_io *io)
 	xfer_step(rio); /* also when guards are off */
 }
 
+/* An AppendEntries whose prev_log_index lies below this node's snapshot:
+ * 0.15 appends its entries at the wrong indexes and later frees memory
+ * twice. Entries up to the snapshot are committed, so the leader holds
+ * them too, with the same terms: the message is rewritten to start right
+ * after the snapshot (prev = snapshot index and term), keeping only the
+ * entries past it; none left makes it a heartbeat, which libraft answers
+ * with how far this node is. Returns 0 or RAFT_NOMEM. */
+static int skip_snapshotted(struct raft *r, struct raft_append_entries *ae)
+{
+	raft_index snap = r->log.snapshot.last_index;
+	raft_index skip = snap - ae->prev_log_index;
+	struct raft_entry *ents = NULL;
+	unsigned n = skip < ae->n_entries ? ae->n_entries - (unsigned)skip : 0;
+	if (n > 0) {
+		ents = raft_malloc(n * sizeof(*ents));
+		if (ents == NULL)
+			return RAFT_NOMEM;
+		memcpy(ents, ae->entries + skip, n * sizeof(*ents));
+	} else if (ae->n_entries > 0) {
+		raft_free(ae->entries[0].batch); /* every entry shares it */
+	}
+	raft_free(ae->entries);
+	ae->entries = ents;
+	ae->n_entries = n;
+	ae->prev_log_index = snap;
+	ae->prev_log_term = r->log.snapshot.last_term;
+	return 0;
+}
+
 void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
 {
 	struct sl_rio *rio = rio_of(io);
 	struct raft *r = raft_of(rio);
-	if (rio->recv == NULL || rio->fenced || rio->closing)
+	if (rio->recv == NULL || rio->fenced || rio->closing) {
+		sl_rmsg_discard(msg); /* delivery takes ownership, as libraft's does */
 		return;
+	}
+	if (guards && r != NULL && msg->type == RAFT_IO_APPEND_ENTRIES &&
+	    msg->append_entries.prev_log_index < r->log.snapshot.last_index &&
+	    skip_snapshotted(r, &msg->append_entries) != 0) {
+		sl_rmsg_discard(msg);
+		return;
+	}
 	if (guards && msg->type == RAFT_IO_TIMEOUT_NOW && disk_busy(rio)) {
 		/* Guard (d): acted on once the disk is idle. */
 		rio->tn = *msg;
@@ -1346,8 +1474,11 @@ void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
 		if (msg->append_entries_result.last_log_index > cap)
 			msg->append_entries_result.last_log_index = cap;
 	}
-	if (msg->type == RAFT_IO_INSTALL_SNAPSHOT)
+	if (msg->type == RAFT_IO_INSTALL_SNAPSHOT) {
 		rio->install_from = msg->server_id;
+		rio->in_is = true;
+		rio->is_index = msg->install_snapshot.last_index;
+	}
 	if (msg->type == RAFT_IO_APPEND_ENTRIES) {
 		rio->in_ae = true;
 		rio->ae_prev = msg->append_entries.prev_log_index;
@@ -1355,6 +1486,7 @@ void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
 	}
 	rio->recv(io, msg);
 	rio->in_ae = false;
+	rio->in_is = false;
 	after_dispatch(rio);
 }
 

@@ -83,7 +83,10 @@ int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs
 /* libraft's io->close frees the backend (after its close callback). */
 
 /* Drives the group: call every heartbeat interval (raft's tick) and for
- * every message received for it. Loop thread. */
+ * every message received for it. Loop thread. Delivery takes ownership of
+ * the message's entries and snapshot data (laid out as sl_rmsg_clone does),
+ * whether the message reaches libraft or is dropped (fenced, closing,
+ * stale). */
 void sl_rio_tick(struct raft_io *io);
 void sl_rio_deliver(struct raft_io *io, struct raft_message *msg);
 

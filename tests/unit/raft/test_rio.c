@@ -147,10 +147,8 @@ struct loaded {
 
 static void free_loaded(struct loaded *l)
 {
-	void *last = NULL;
 	for (size_t i = 0; i < l->n; i++)
-		if (l->ents[i].batch != last)
-			raft_free(last = l->ents[i].batch);
+		raft_free(l->ents[i].buf.base);
 	raft_free(l->ents);
 	if (l->snap != NULL) {
 		raft_configuration_close(&l->snap->configuration);
@@ -746,6 +744,19 @@ Test(rio, guard_h_success_replies_report_only_checked_entries)
 	struct loaded l;
 	load(&l);
 	free_loaded(&l);
+	/* Entries 2..5 are durable here (from an older leader, say). */
+	static struct raft_io_append reqs[4];
+	static struct appended done[4];
+	for (int k = 0; k < 4; k++) {
+		struct raft_buffer b = command(1, 1, k);
+		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = b };
+		reqs[k].data = &done[k];
+		cr_assert_eq(io.append(&io, &reqs[k], &e, 1, append_cb), 0);
+		pump(&env);
+		raft_free(b.base);
+	}
+	cr_assert_eq(sl_rio_last_stored(&io), 5);
+	nsent = 0;
 	cr_assert_eq(io.start(&io, 100, count_tick, follower_recv), 0);
 	pump(&env);
 	/* Nothing was checked against this term's leader yet: a success
@@ -1146,4 +1157,57 @@ Test(rio, load_after_a_crash_at_every_step_of_snapshot_put)
 		close_io();
 		free_cbufs();
 	}
+}
+
+/* libraft 0.15 (and 0.18) answers an InstallSnapshot whose entries it holds
+ * in memory with success at once, durable or not: the reply must not
+ * report more than is durable. */
+static void install_recv(struct raft_io *i, struct raft_message *msg)
+{
+	(void)i;
+	if (msg->type != RAFT_IO_INSTALL_SNAPSHOT)
+		return;
+	reply = (struct raft_message){ .type = RAFT_IO_APPEND_ENTRIES_RESULT };
+	reply.append_entries_result.term = msg->install_snapshot.term;
+	reply.append_entries_result.last_log_index = msg->install_snapshot.last_index;
+	send_msg(&reply);
+}
+
+Test(rio, guard_h_install_success_reports_only_durable_entries)
+{
+	open_io_net(0);
+	struct raft_buffer bufs[2];
+	two_entries_in_flight(bufs); /* entries 2..3 not yet durable */
+	cr_assert_eq(io.start(&io, 100, count_tick, install_recv), 0);
+	nsent = 0;
+	struct raft_message is = { .type = RAFT_IO_INSTALL_SNAPSHOT };
+	is.install_snapshot.term = 1;
+	is.install_snapshot.last_index = 3;
+	is.install_snapshot.last_term = 1;
+	sl_rio_deliver(&io, &is);
+	cr_assert_eq(nsent, 1);
+	cr_assert_eq(sent.append_entries_result.last_log_index, 1, "reported %llu, durable 1",
+		     (unsigned long long)sent.append_entries_result.last_log_index);
+	pump(&env);
+	raft_free(bufs[0].base);
+	raft_free(bufs[1].base);
+}
+
+Test(rio, guard_prevote_refusals_carry_the_higher_term)
+{
+	open_io_net(0);
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	cr_assert_eq(io.set_term(&io, 12), 0);
+	struct raft_message m = { .type = RAFT_IO_REQUEST_VOTE_RESULT };
+	m.request_vote_result = (struct raft_request_vote_result){
+		.term = 8, .vote_granted = false, .pre_vote = raft_tribool_true };
+	send_msg(&m);
+	cr_assert_eq(sent.request_vote_result.term, 12, "a behind candidate would never catch up");
+	/* A granted pre-vote keeps the request's term. */
+	m.request_vote_result.vote_granted = true;
+	send_msg(&m);
+	cr_assert_eq(sent.request_vote_result.term, 8);
+	pump(&env);
 }
