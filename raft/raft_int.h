@@ -31,8 +31,8 @@ int sl_rentry_decode(const uint8_t *batch, size_t len, unsigned short *type, raf
  *   server count u32, then per server: id u64, role u32, address length
  *   u32, address; then the state machine's bytes to the end.
  *
- * Little-endian. Read by sl_rmanifest_decode; the state machine gets its
- * own bytes back through sl_rio_snapshot_payload(). */
+ * Little-endian. Read by sl_rmanifest_decode; fsm->restore receives the
+ * whole manifest and finds its own bytes with sl_rio_snapshot_payload(). */
 struct sl_rmanifest {
 	raft_index index;
 	raft_term term;

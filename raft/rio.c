@@ -99,6 +99,7 @@ struct sl_rio {
 	raft_index snap_index;
 	raft_term snap_term;
 	int64_t snap_anchor;
+	uint64_t reset_version; /* the "reset" slot: an install restarting the log */
 	raft_id install_from; /* sender of the last InstallSnapshot */
 
 	/* The mirror: entries first .. first + nents - 1. */
@@ -112,6 +113,9 @@ struct sl_rio {
 	struct rop *head, *tail, *running;
 	struct sl_rwork work;
 	struct sl_rwork start_work;
+	struct sl_rwork fault_work;
+	int fault_err;
+	char fault_why[SL_ERRMSG_SIZE];
 	unsigned inflight_works; /* sends, gets, disk work not yet done */
 
 	unsigned tick_ms;
@@ -127,6 +131,7 @@ struct sl_rio {
 	unsigned ae_n;
 	bool in_is; /* an InstallSnapshot of is_index is being received */
 	raft_index is_index;
+	raft_term rx_term; /* term of the AppendEntries/InstallSnapshot */
 	/* Guard (d): a TimeoutNow held while the disk is busy. */
 	bool held_tn;
 	struct raft_message tn;
@@ -247,13 +252,27 @@ static void mirror_drop_before(struct sl_rio *rio, raft_index index)
 /* A disk error: libraft never hears of it (its 0.15 reactions to storage
  * errors are unsafe, libraft-guards.md (e)); the group stops doing
  * anything and the owner restarts it from what is on disk. */
+static void fault_done(struct sl_rwork *w)
+{
+	struct sl_rio *rio = (struct sl_rio *)((char *)w - offsetof(struct sl_rio, fault_work));
+	rio->inflight_works--;
+	if (rio->fault != NULL && !rio->closing)
+		rio->fault(rio->fault_arg, rio->cfg.group, rio->fault_err, rio->fault_why);
+}
+
+/* Reports from the loop later, never inside a call from libraft: the owner
+ * is expected to close the group from the callback. */
 static void fence(struct sl_rio *rio, int err, const char *why)
 {
 	if (rio->fenced)
 		return;
 	rio->fenced = true;
-	if (rio->fault != NULL)
-		rio->fault(rio->fault_arg, rio->cfg.group, err, why);
+	rio->fault_err = err;
+	snprintf(rio->fault_why, sizeof(rio->fault_why), "%.250s", why);
+	rio->fault_work.work = NULL;
+	rio->fault_work.done = fault_done;
+	rio->inflight_works++;
+	rio->env->submit(rio->env, &rio->fault_work);
 }
 
 /* ---- Disk work ------------------------------------------------------ */
@@ -267,56 +286,66 @@ static void op_free(struct rop *op)
 	free(op);
 }
 
-/* Makes the log end exactly at the installed snapshot's anchor, holding
- * the leader's batches. The leader's batches from this replica's commit
- * point on are fetched and compared with what is here: matching ones stay
- * (they may be committed and acknowledged), the first that differs marks
- * where this replica's log diverged (uncommitted: cut there), the rest is
- * appended. Nothing durable that matches the leader is ever removed, so a
- * failure part-way leaves a log that is still correct. */
+/* Brings the log up to the installed snapshot's anchor with the leader's
+ * batches. The leader's batches from this replica's commit point on are
+ * fetched and matched against what is here by (base offset, term, last
+ * offset delta), which compaction keeps: an entry is one batch, and an
+ * (offset, term) pair names one entry. Matching ones stay (they may be
+ * committed and acknowledged); the first that differs marks where this
+ * replica's log diverged (uncommitted: cut there, never below the commit
+ * point); the rest is appended. Offsets the leader compacted away are
+ * gaps, which the log allows. Nothing durable that matches the leader is
+ * removed, so a failure part-way leaves a correct log. */
 static int install_copy(struct sl_rio *rio, struct rop *op)
 {
-	int64_t pos = op->offset < op->m.anchor ? op->offset : op->m.anchor;
+	int64_t keep = op->offset < op->m.anchor ? op->offset : op->m.anchor;
+	int64_t pos = keep;
 	int rv = SL_OK;
 	if (sl_log_end_offset(rio->log) < pos)
-		pos = sl_log_end_offset(rio->log);
+		pos = keep = sl_log_end_offset(rio->log);
 	while (rv == SL_OK && pos < op->m.anchor) {
 		uint8_t *buf = NULL;
 		size_t len = 0, off = 0;
 		rv = rio->net->fetch(rio->net, rio->cfg.group, op->from, pos, op->m.anchor, &buf, &len);
-		if (rv == SL_OK && len == 0)
-			rv = SL_ENOT_FOUND;
+		if (rv == SL_OK && len == 0) {
+			free(buf);
+			break; /* the rest below the anchor was compacted away */
+		}
 		while (rv == SL_OK && off < len) {
-			struct sl_batch_header h;
+			struct sl_batch_header h, mine;
 			rv = sl_batch_check(buf + off, len - off, UINT32_MAX, &h);
-			if (rv != SL_OK || h.base_offset != pos)
+			if (rv != SL_OK || h.base_offset < pos || sl_batch_last_offset(&h) >= op->m.anchor) {
+				rv = rv != SL_OK ? rv : SL_ELOG_OFFSET_ORDER;
 				break;
-			size_t n = sl_batch_total_size(&h);
+			}
 			bool same = false;
-			if (pos < sl_log_end_offset(rio->log)) {
+			int64_t end = sl_log_end_offset(rio->log);
+			if (h.base_offset < end) {
 				struct sl_slice sl;
-				rv = sl_log_read(rio->log, pos, 1, &sl);
-				if (rv == SL_OK && sl.first_offset == pos && sl.len == n) {
-					uint8_t *mine = malloc(n);
-					same = mine != NULL && sl_slice_read(&sl, mine) == SL_OK &&
-					       memcmp(mine, buf + off, n) == 0;
-					free(mine);
-				}
+				uint8_t hb[SL_BATCH_HEADER_SIZE];
+				rv = sl_log_read(rio->log, h.base_offset, 1, &sl);
+				int64_t at = sl.first_offset;
+				if (rv == SL_OK && sl.len >= sizeof(hb) &&
+				    sl.seg != NULL && sl_slice_read(&(struct sl_slice){ .seg = sl.seg, .fd = sl.fd,
+						.pos = sl.pos, .len = sizeof(hb) }, hb) == SL_OK &&
+				    sl_batch_parse_header(hb, sizeof(hb), UINT32_MAX, &mine) == SL_OK)
+					same = mine.base_offset == h.base_offset &&
+					       mine.leader_epoch == h.leader_epoch &&
+					       mine.last_offset_delta == h.last_offset_delta;
 				sl_slice_release(&sl);
-				if (rv == SL_OK && !same)
-					rv = sl_log_truncate(rio->log, pos); /* diverged here */
+				if (rv == SL_OK && !same) {
+					/* Diverged: cut at the entry boundary. */
+					int64_t cut = at < h.base_offset ? at : h.base_offset;
+					rv = cut < keep ? SL_ELOG_OFFSET_ORDER : sl_log_truncate(rio->log, cut);
+				}
 			}
 			if (rv == SL_OK && !same)
-				rv = sl_log_append(rio->log, buf + off, n);
-			off += n;
+				rv = sl_log_append(rio->log, buf + off, sl_batch_total_size(&h));
+			off += sl_batch_total_size(&h);
 			pos = sl_batch_last_offset(&h) + 1;
 		}
-		if (rv == SL_OK && off < len)
-			rv = SL_ELOG_OFFSET_ORDER; /* the leader sent something else */
 		free(buf);
 	}
-	if (rv == SL_OK && pos != op->m.anchor)
-		rv = SL_ELOG_OFFSET_ORDER; /* the leader's batches overshot */
 	if (rv == SL_OK && sl_log_end_offset(rio->log) > op->m.anchor)
 		rv = sl_log_truncate(rio->log, op->m.anchor); /* replaced, as libraft does */
 	if (rv == SL_OK)
@@ -330,16 +359,30 @@ static int apply_snapshot_disk(struct sl_rio *rio, struct rop *op)
 	int rv;
 	if (op->trailing == 0) {
 		if (rio->net == NULL || rio->net->fetch == NULL) {
-			/* No way to copy: the manifest first, then the log
-			 * restarts at the anchor (load repairs a crash in
-			 * between); offsets below it are not served here. */
-			rv = sl_slot_store(rio->vfs, rio->dir, "snap", op->manifest, op->mlen,
-					   rio->snap_version + 1, errmsg);
+			/* No way to copy: the log restarts empty at the
+			 * anchor (offsets below it are not served here). A
+			 * durable note of the pending restart comes first, so
+			 * a crash after the manifest and before the restart
+			 * is finished by the next open, and one before the
+			 * manifest loses nothing. */
+			uint8_t a[8];
+			for (int i = 0; i < 8; i++)
+				a[i] = (uint8_t)((uint64_t)op->m.anchor >> (8 * i));
+			rv = sl_slot_store(rio->vfs, rio->dir, "reset", a, sizeof(a),
+					   ++rio->reset_version, errmsg);
+			if (rv == SL_OK)
+				rv = sl_slot_store(rio->vfs, rio->dir, "snap", op->manifest, op->mlen,
+						   rio->snap_version + 1, errmsg);
 			if (rv == SL_OK)
 				rv = sl_log_reset(rio->log, op->m.anchor);
+			if (rv == SL_OK)
+				rv = sl_slot_store(rio->vfs, rio->dir, "reset", NULL, 0,
+						   ++rio->reset_version, errmsg);
 			return rv;
+		} else {
+			rv = install_copy(rio, op);
 		}
-		if ((rv = install_copy(rio, op)) != SL_OK)
+		if (rv != SL_OK)
 			return rv;
 	}
 	rv = sl_slot_store(rio->vfs, rio->dir, "snap", op->manifest, op->mlen,
@@ -436,17 +479,22 @@ static void kick(struct sl_rio *rio)
 	rio->env->submit(rio->env, &rio->work);
 }
 
+static void op_link(struct sl_rio *rio, struct rop *op)
+{
+	if (rio->tail != NULL)
+		rio->tail->next = op;
+	else
+		rio->head = op;
+	rio->tail = op;
+}
+
 static struct rop *op_new(struct sl_rio *rio, enum op_kind kind)
 {
 	struct rop *op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		return NULL;
 	op->kind = kind;
-	if (rio->tail != NULL)
-		rio->tail->next = op;
-	else
-		rio->head = op;
-	rio->tail = op;
+	op_link(rio, op);
 	return op;
 }
 
@@ -495,6 +543,10 @@ static int open_state(struct sl_rio *rio)
 		return 0;
 	int rv = rio->vfs->mkdir(rio->vfs, rio->dir, 0755);
 	if (rv < 0 && rv != -EEXIST)
+		return errf(rio, RAFT_IOERR, strerror(-rv));
+	/* A new group directory must survive a crash: it will hold the term
+	 * and vote. */
+	if (rv == 0 && (rv = sl_vfs_sync_parent(rio->vfs, rio->dir)) < 0)
 		return errf(rio, RAFT_IOERR, strerror(-rv));
 	rv = sl_slot_load(rio->vfs, rio->dir, "meta", &data, &len, &version, errmsg);
 	if (rv == SL_OK) {
@@ -545,11 +597,27 @@ static int open_state(struct sl_rio *rio)
 		return errf(rio, RAFT_IOERR, errmsg);
 	if (rio->snap == NULL) {
 		rio->next_offset = sl_log_start_offset(rio->log);
-	} else if (sl_log_end_offset(rio->log) < rio->snap_anchor) {
-		/* An install without a copy stored its manifest, then crashed
-		 * before restarting the log at the anchor: finish it. */
-		if (sl_log_reset(rio->log, rio->snap_anchor) != SL_OK)
-			return errf(rio, RAFT_IOERR, sl_log_errmsg(rio->log));
+	}
+	/* An install without a copy that stored its manifest but did not
+	 * finish restarting the log at the anchor: finish it. */
+	rv = sl_slot_load(rio->vfs, rio->dir, "reset", &data, &len, &version, errmsg);
+	if (rv == SL_OK) {
+		rio->reset_version = version;
+		int64_t anchor = 0;
+		for (int i = 7; i >= 0 && len == 8; i--)
+			anchor = anchor << 8 | ((uint8_t *)data)[i];
+		free(data);
+		if (len == 8 && rio->snap != NULL && anchor == rio->snap_anchor) {
+			if ((sl_log_start_offset(rio->log) != anchor ||
+			     sl_log_end_offset(rio->log) != anchor) &&
+			    sl_log_reset(rio->log, anchor) != SL_OK)
+				return errf(rio, RAFT_IOERR, sl_log_errmsg(rio->log));
+			if (sl_slot_store(rio->vfs, rio->dir, "reset", NULL, 0, ++rio->reset_version,
+					  errmsg) != SL_OK)
+				return errf(rio, RAFT_IOERR, errmsg);
+		}
+	} else if (rv != SL_ENOT_FOUND) {
+		return errf(rio, RAFT_IOERR, errmsg);
 	}
 	return 0;
 }
@@ -781,6 +849,15 @@ static int encode_entry(struct sl_rio *rio, struct rop *op, const struct raft_en
 		if (rv == SL_OK && (sl_batch_total_size(&h) != e->buf.len || h.base_offset != at ||
 				    (raft_term)h.leader_epoch != e->term))
 			rv = SL_EINVALID_RECORD;
+		/* A COMMAND shaped like Raft's own control batch would load
+		 * back as a CHANGE or BARRIER after a restart. */
+		unsigned short type;
+		raft_term t;
+		size_t po, pl;
+		if (rv == SL_OK && (h.attributes & SL_ATTR_CONTROL) &&
+		    (sl_rentry_decode(e->buf.base, e->buf.len, &type, &t, &po, &pl) != SL_OK ||
+		     type != RAFT_COMMAND))
+			rv = SL_EINVALID_RECORD;
 		if (rv != SL_OK)
 			return rv;
 		rv = buf_add(op, e->buf.base, e->buf.len);
@@ -805,17 +882,24 @@ static int rio_append(struct raft_io *io, struct raft_io_append *req,
 {
 	struct sl_rio *rio = rio_of(io);
 	struct rop *op = rio->tail;
-	if (op == NULL || op->kind != OP_APPEND) {
-		if ((op = op_new(rio, OP_APPEND)) == NULL)
-			return RAFT_NOMEM;
-	}
+	bool fresh = op == NULL || op->kind != OP_APPEND;
+	if (fresh && (op = calloc(1, sizeof(*op))) == NULL)
+		return RAFT_NOMEM;
 	if (op->ncbs == op->cbs_cap) {
+		/* Before anything changes: a failure leaves nothing queued. */
 		size_t ncap = op->cbs_cap ? op->cbs_cap * 2 : 8;
 		struct rcb *p = realloc(op->cbs, ncap * sizeof(*p));
-		if (p == NULL)
+		if (p == NULL) {
+			if (fresh)
+				free(op);
 			return RAFT_NOMEM;
+		}
 		op->cbs = p;
 		op->cbs_cap = ncap;
+	}
+	if (fresh) {
+		op->kind = OP_APPEND;
+		op_link(rio, op);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		int rv = encode_entry(rio, op, &entries[i]);
@@ -833,7 +917,7 @@ static int rio_append(struct raft_io *io, struct raft_io_append *req,
 	op->last_index = mirror_last(rio);
 	/* Guard (h): appending while receiving AppendEntries(prev, n) means
 	 * libraft matched the leader's log up to prev + n. */
-	if (rio->in_ae)
+	if (rio->in_ae && rio->rx_term == current_term(rio))
 		verified_up_to(rio, rio->ae_prev + rio->ae_n);
 	kick(rio);
 	return 0;
@@ -897,8 +981,11 @@ static int rio_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_i
 		op->install_bufs = snapshot->bufs;
 		op->mlen = snapshot->bufs[0].len;
 		op->manifest = raft_malloc(op->mlen);
-		if (op->manifest == NULL)
-			return RAFT_NOMEM;
+		if (op->manifest == NULL) {
+			/* Queued already: libraft must get its callback. */
+			fence(rio, SL_ENOMEM, "out of memory storing a snapshot");
+			return 0;
+		}
 		memcpy(op->manifest, snapshot->bufs[0].base, op->mlen);
 		rio->nents = 0;
 		rio->first = snapshot->index + 1;
@@ -917,8 +1004,10 @@ static int rio_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_i
 		op->m.conf = snapshot->configuration;
 		rv = sl_rmanifest_encode(&op->m, snapshot->bufs, snapshot->n_bufs, &op->manifest, &op->mlen);
 		raft_configuration_init(&op->m.conf); /* not ours */
-		if (rv != SL_OK)
-			return RAFT_NOMEM;
+		if (rv != SL_OK) {
+			fence(rio, SL_ENOMEM, "out of memory storing a snapshot");
+			return 0;
+		}
 		/* The data stays: retention, not Raft, deletes segments. */
 		if (snapshot->index > trailing)
 			mirror_drop_before(rio, snapshot->index - trailing + 1);
@@ -1054,9 +1143,12 @@ static bool guard_outgoing(struct sl_rio *rio, struct raft_message *m)
 		/* Guard (h): report as matched only what was checked
 		 * against this term's leader (an InstallSnapshot whose last
 		 * entry libraft found here checks that much)... */
-		if (rio->in_ae)
+		/* Only a message of the current term checks anything: 0.15
+		 * answers a stale one with rejected = prev, which is 0 (a
+		 * "success") when prev is 0. */
+		if (rio->in_ae && rio->rx_term == current_term(rio))
 			verified_up_to(rio, rio->ae_prev + rio->ae_n);
-		if (rio->in_is)
+		if (rio->in_is && rio->rx_term == current_term(rio))
 			verified_up_to(rio, rio->is_index);
 		if (rio->v_term != current_term(rio))
 			return false;
@@ -1478,9 +1570,11 @@ void sl_rio_deliver(struct raft_io *io, struct raft_message *msg)
 		rio->install_from = msg->server_id;
 		rio->in_is = true;
 		rio->is_index = msg->install_snapshot.last_index;
+		rio->rx_term = msg->install_snapshot.term;
 	}
 	if (msg->type == RAFT_IO_APPEND_ENTRIES) {
 		rio->in_ae = true;
+		rio->rx_term = msg->append_entries.term;
 		rio->ae_prev = msg->append_entries.prev_log_index;
 		rio->ae_n = msg->append_entries.n_entries;
 	}
@@ -1505,6 +1599,18 @@ void sl_rio_tune(struct raft *r, unsigned heartbeat_ms, unsigned election_ms)
 	raft_set_pre_vote(r, true);
 	raft_set_snapshot_threshold(r, 256);
 	raft_set_snapshot_trailing(r, 64);
+}
+
+int sl_rio_snapshot_payload(const void *buf, size_t len, const void **fsm, size_t *fsm_len)
+{
+	struct sl_rmanifest m;
+	int rv = sl_rmanifest_decode(buf, len, &m);
+	if (rv != SL_OK)
+		return rv;
+	raft_configuration_close(&m.conf);
+	*fsm = m.fsm;
+	*fsm_len = m.fsm_len;
+	return SL_OK;
 }
 
 sl_log *sl_rio_log(struct raft_io *io)

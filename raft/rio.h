@@ -37,7 +37,8 @@ struct sl_rwork {
 struct sl_renv {
 	void *data;
 	/* Queues w; work and done run later, never inside this call. Items
-	 * submitted to one environment complete in submission order. */
+	 * without work complete in submission order; the backend never has
+	 * two items with work in flight for one group. */
 	void (*submit)(struct sl_renv *env, struct sl_rwork *w);
 	/* Milliseconds, monotonic (virtual in the simulator). */
 	int64_t (*now_ms)(struct sl_renv *env);
@@ -69,7 +70,9 @@ struct sl_rio_config {
 };
 
 /* Fault report: the group hit a disk error and is fenced (no call into
- * libraft sees the error); the owner must close and restart it. */
+ * libraft sees the error); the owner must close and restart it. Called
+ * from the loop through the environment, never inside a libraft call, so
+ * closing from it is fine. */
 typedef void (*sl_rio_fault_cb)(void *arg, uint32_t group, int err, const char *why);
 
 struct sl_rio;
@@ -133,6 +136,11 @@ int sl_rmsg_clone(const struct raft_message *src, raft_id from, const char *from
 		  struct raft_message *dst);
 /* Frees what a clone owns, for a message that is dropped undelivered. */
 void sl_rmsg_discard(struct raft_message *msg);
+
+/* The state machine's own bytes in a snapshot libraft hands to
+ * fsm->restore (the backend's manifest wraps them). Returns SL_OK, or
+ * SL_EINVALID_RECORD when buf is not a manifest. */
+int sl_rio_snapshot_payload(const void *buf, size_t len, const void **fsm, size_t *fsm_len);
 
 /* Control batch key types for Raft's own entries, beside Kafka's
  * transaction markers (0 abort, 1 commit). */

@@ -400,6 +400,11 @@ int sl_log_open(const char *dir, const struct sl_log_config *cfg, sl_vfs *vfs,
 		rv = sl_log_errf(log, SL_ESTORAGE, "mkdir %s: %s", dir, strerror(-rv));
 		goto fail;
 	}
+	if (rv == 0 && (rv = sl_vfs_sync_parent(log->vfs, dir)) < 0) {
+		/* The new directory's entry must survive a crash too. */
+		rv = sl_log_errf(log, SL_ESTORAGE, "fsync the parent of %s: %s", dir, strerror(-rv));
+		goto fail;
+	}
 	rv = log->vfs->list_dir(log->vfs, dir, scan_dir_entry, &sd);
 	if (rv != 0) {
 		rv = rv < 0 ? sl_log_errf(log, SL_ESTORAGE, "list %s: %s", dir, strerror(-rv)) : rv;
@@ -550,11 +555,13 @@ static bool must_roll(sl_log *log, sl_segment *seg, uint64_t run,
 		      const struct sl_batch_header *h)
 {
 	uint64_t size = seg->size + run;
+	/* Offsets relative to the base must fit the index's 32 bits, also
+	 * for the first batch of an empty segment far past its base. */
+	if (sl_batch_last_offset(h) - seg->base > (int64_t)UINT32_MAX - 1)
+		return true;
 	if (size == 0)
 		return false;
 	if (size + sl_batch_total_size(h) > log->cfg.segment_bytes)
-		return true;
-	if (sl_batch_last_offset(h) - seg->base > (int64_t)UINT32_MAX - 1)
 		return true;
 	if (log->cfg.segment_ms > 0 && seg->created_ms != INT64_MIN &&
 	    sl_log_now_ms(log) - seg->created_ms >= log->cfg.segment_ms)

@@ -1,8 +1,8 @@
 /* storage/: the partition log on disk.
  *
  * A log is a directory of segments. Segment files are named by their first
- * offset, 20 zero-padded digits: 00000000000000000000.log, with a sparse
- * offset index (.index) and a time index (.timeindex) beside each sealed
+ * offset, 20 zero-padded digits: 00000000000000000000.log, with an index
+ * file (.index: a sparse offset index and a time index) beside each sealed
  * segment. The last segment is active: appends go there, and its indexes
  * live in memory until it is sealed (or the log is closed cleanly).
  *
@@ -58,6 +58,9 @@ struct sl_vfs {
 
 /* The real file system. A static object: never freed. */
 sl_vfs *sl_vfs_posix(void);
+/* fsync_dir of path's parent directory: makes a new entry in it (a file or
+ * directory just created) durable. Returns 0 or a negative errno. */
+int sl_vfs_sync_parent(sl_vfs *vfs, const char *path);
 
 /* ---- Configuration -------------------------------------------------- */
 

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,6 +56,8 @@ static ssize_t px_pwrite(sl_vfs *vfs, int fd, const void *buf, size_t len, uint6
 				continue;
 			return -errno;
 		}
+		if (n == 0)
+			return -EIO; /* no progress: never loop forever */
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
@@ -161,4 +164,17 @@ static sl_vfs posix_vfs = {
 sl_vfs *sl_vfs_posix(void)
 {
 	return &posix_vfs;
+}
+
+int sl_vfs_sync_parent(sl_vfs *vfs, const char *path)
+{
+	char parent[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		snprintf(parent, sizeof(parent), ".");
+	else if (slash == path)
+		snprintf(parent, sizeof(parent), "/");
+	else
+		snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path);
+	return vfs->fsync_dir(vfs, parent);
 }

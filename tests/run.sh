@@ -61,15 +61,17 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 # -Dguards=false), every test named guard_* must fail.
 echo "== raft guards off: every guard test must fail"
 setup build-noguards -Dguards=false
-ninja -C build-noguards tests/unit/raft/test_raft >/dev/null
-out=$(build-noguards/tests/unit/raft/test_raft --filter '*/guard_*' --jobs 2 2>&1 || true)
-echo "$out" | grep -E '^\[FAIL\]|Synthesis' || true
-if echo "$out" | grep -q 'Synthesis: Tested: [1-9][0-9]* | Passing: 0 |'; then
-	passed=$((passed + 1))
-else
-	failed=$((failed + 1))
-	failures+=("a guard test passed without its guard")
-fi
+ninja -C build-noguards tests/unit/raft/test_raft tests/sim/test_sim >/dev/null
+for t in tests/unit/raft/test_raft tests/sim/test_sim; do
+	out=$("build-noguards/$t" --filter '*/guard_*' --jobs 2 2>&1 || true)
+	echo "$out" | grep -E '^\[FAIL\]|Synthesis' || true
+	if echo "$out" | grep -q 'Synthesis: Tested: [1-9][0-9]* | Passing: 0 |'; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		failures+=("a guard test of $(basename "$t") passed without its guard")
+	fi
+done
 
 echo "== clang libFuzzer: build"
 CC=clang setup build-fuzz -Dwerror=true -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false

@@ -165,6 +165,11 @@ struct sl_sim {
 	/* Network faults. */
 	double drop_p, dup_p;
 	int64_t drop_until, dup_until;
+	/* Scripted network (sl_sim_link, sl_sim_drop_next): links cut both
+	 * ways, and how many more messages of a type to lose on a link, by
+	 * [from - 1][to - 1][type]. */
+	bool cut[SL_SIM_MAX_NODES][SL_SIM_MAX_NODES];
+	int drop_next[SL_SIM_MAX_NODES][SL_SIM_MAX_NODES][RAFT_IO_TIMEOUT_NOW + 1];
 	/* Checker. */
 	raft_id *leader_of; /* by term */
 	size_t nleader_of;
@@ -623,7 +628,7 @@ static int64_t log_clock(void *arg)
 static bool link_up(struct sl_sim *s, int from, int to)
 {
 	struct snode *a = node_of(s, from), *b = node_of(s, to);
-	return a->state == N_UP && b->state == N_UP && a->group == b->group;
+	return a->state == N_UP && b->state == N_UP && a->group == b->group && !s->cut[from - 1][to - 1];
 }
 
 static double cur_drop(struct sl_sim *s)
@@ -652,6 +657,13 @@ static int net_send(struct sl_rnet *net, uint32_t group, const struct raft_messa
 				  from->id);
 	}
 	s->stats.messages++;
+	if (msg->type >= 1 && msg->type <= RAFT_IO_TIMEOUT_NOW && s->drop_next[from->id - 1][to - 1][msg->type] > 0) {
+		s->drop_next[from->id - 1][to - 1][msg->type]--;
+		s->stats.dropped++;
+		s->stats.scripted_drops++;
+		trace(s, "n%d -> n%d %s dropped (scripted)", from->id, to, msg_name(msg->type));
+		return 0; /* lost on the wire */
+	}
 	if (!link_up(s, from->id, to)) {
 		s->stats.dropped++;
 		return 0; /* lost on the wire */
@@ -1135,6 +1147,29 @@ int sl_sim_run(struct sl_sim *s, int64_t ms)
 	return run_until(s, s->now + ms * 1000);
 }
 
+int sl_sim_run_until(struct sl_sim *s, int64_t ms, sl_sim_pred done, void *arg)
+{
+	int64_t until = s->now + ms * 1000;
+	if (s->failed)
+		return -1;
+	if (done(s, arg))
+		return 1;
+	while (!s->failed && s->nheap > 0 && s->heap[0]->at <= until) {
+		struct sev *ev = heap_pop(s);
+		if (ev->at > s->now)
+			s->now = ev->at;
+		run_event(s, ev);
+		check_all(s);
+		if (!s->failed && done(s, arg))
+			return 1;
+	}
+	if (s->failed)
+		return -1;
+	if (s->now < until)
+		s->now = until;
+	return 0;
+}
+
 int sl_sim_leader(struct sl_sim *s)
 {
 	int best = 0;
@@ -1211,7 +1246,36 @@ void sl_sim_heal(struct sl_sim *s)
 {
 	for (int i = 1; i <= s->cfg.nodes; i++)
 		node_of(s, i)->group = 0;
+	memset(s->cut, 0, sizeof(s->cut));
 	trace(s, "heal");
+}
+
+void sl_sim_link(struct sl_sim *s, int a, int b, bool up)
+{
+	if (a < 1 || a > s->cfg.nodes || b < 1 || b > s->cfg.nodes || a == b)
+		return;
+	if (s->cut[a - 1][b - 1] == !up)
+		return;
+	s->cut[a - 1][b - 1] = s->cut[b - 1][a - 1] = !up;
+	trace(s, "link n%d-n%d %s", a, b, up ? "up" : "cut");
+}
+
+void sl_sim_drop_next(struct sl_sim *s, int from, int to, int type, int count)
+{
+	if (from < 1 || from > s->cfg.nodes || to < 1 || to > s->cfg.nodes || type < 1 ||
+	    type > RAFT_IO_TIMEOUT_NOW)
+		return;
+	s->drop_next[from - 1][to - 1][type] = count;
+	trace(s, "drop the next %d %s n%d -> n%d", count, msg_name(type), from, to);
+}
+
+int sl_sim_transfer(struct sl_sim *s, int id, int target, void (*cb)(void *arg, int status), void *arg)
+{
+	struct snode *n = node_of(s, id);
+	if (n->state != N_UP || n->fenced)
+		return SL_ENOT_LEADER;
+	trace(s, "n%d transfers leadership to n%d", id, target);
+	return sl_rio_transfer(&n->io, (raft_id)target, cb, arg);
 }
 
 void sl_sim_set_drop(struct sl_sim *s, double p, int64_t ms)
@@ -1575,6 +1639,47 @@ uint64_t sl_sim_commit_index(struct sl_sim *s, int id)
 {
 	struct snode *n = node_of(s, id);
 	return n->state == N_UP ? n->raft.commit_index : 0;
+}
+
+bool sl_sim_is_leader(struct sl_sim *s, int id)
+{
+	struct snode *n = node_of(s, id);
+	return n->state == N_UP && !n->fenced && raft_state(&n->raft) == RAFT_LEADER;
+}
+
+uint64_t sl_sim_term(struct sl_sim *s, int id)
+{
+	struct snode *n = node_of(s, id);
+	return n->state == N_UP ? n->raft.current_term : 0;
+}
+
+uint64_t sl_sim_last_index(struct sl_sim *s, int id)
+{
+	struct snode *n = node_of(s, id);
+	return n->state == N_UP ? rlog_last(&n->raft.log) : 0;
+}
+
+uint64_t sl_sim_last_stored(struct sl_sim *s, int id)
+{
+	struct snode *n = node_of(s, id);
+	return n->state == N_UP ? sl_rio_last_stored(&n->io) : 0;
+}
+
+uint64_t sl_sim_entry_term(struct sl_sim *s, int id, uint64_t index)
+{
+	struct snode *n = node_of(s, id);
+	return n->state == N_UP ? rlog_term(&n->raft.log, index) : 0;
+}
+
+uint64_t sl_sim_match_index(struct sl_sim *s, int leader, int follower)
+{
+	struct snode *n = node_of(s, leader);
+	if (!sl_sim_is_leader(s, leader) || n->raft.leader_state.progress == NULL)
+		return 0;
+	for (unsigned i = 0; i < n->raft.configuration.n; i++)
+		if (n->raft.configuration.servers[i].id == (raft_id)follower)
+			return n->raft.leader_state.progress[i].match_index;
+	return 0;
 }
 
 uint64_t sl_sim_chain(struct sl_sim *s, int id, uint64_t *applied)

@@ -47,6 +47,9 @@
  *   while, or for good), partitions (every node has a group; messages
  *   cross only inside a group, checked at send and again at delivery),
  *   and a node that is down or closing loses everything sent to it.
+ * - Scripted tests also cut single links (both ways, checked like
+ *   partitions) and drop the next few messages of one type on one link;
+ *   neither draws from the PRNG, so random schedules are unchanged.
  *
  * Nodes
  * - All nodes raft_bootstrap the same configuration (ids 1..N, addresses
@@ -154,6 +157,13 @@ int sl_sim_run_until_leader(struct sl_sim *s, int64_t ms);
 /* Runs until every produce proposed so far has completed (acknowledged
  * or failed), at most ms. Returns 0 when they all did. */
 int sl_sim_run_until_settled(struct sl_sim *s, int64_t ms);
+/* Runs events until done(s, arg) holds, checked before the first event
+ * and after each one (so a script can act at the exact event, e.g. cut
+ * a new leader off before its first AppendEntries arrives), at most ms.
+ * Returns 1 when done held, 0 when ms passed, -1 on a violation. done
+ * may also just observe and return false. */
+typedef bool (*sl_sim_pred)(struct sl_sim *s, void *arg);
+int sl_sim_run_until(struct sl_sim *s, int64_t ms, sl_sim_pred done, void *arg);
 
 /* Heals everything (partitions, drop and duplicate bursts, slow disks,
  * armed disk faults), restarts every down node, then runs until every
@@ -181,7 +191,18 @@ void sl_sim_crash(struct sl_sim *s, int id, bool tear);
 void sl_sim_restart(struct sl_sim *s, int id);
 /* Cuts the nodes in mask (bit id-1) off from the others. */
 void sl_sim_partition(struct sl_sim *s, unsigned mask);
+/* Ends partitions and restores every cut link. */
 void sl_sim_heal(struct sl_sim *s);
+/* Cuts (up false) or restores the link between nodes a and b, both ways;
+ * messages in flight on a cut link are lost when they arrive. Partitions
+ * still apply on top. */
+void sl_sim_link(struct sl_sim *s, int a, int b, bool up);
+/* The next count messages of libraft type `type` (RAFT_IO_*) sent from
+ * `from` to `to` are lost on the wire (counted in stats.scripted_drops). */
+void sl_sim_drop_next(struct sl_sim *s, int from, int to, int type, int count);
+/* sl_rio_transfer on node id (cb has sl_rio_transfer_cb's type). Returns
+ * its result, SL_ENOT_LEADER when the node is down. */
+int sl_sim_transfer(struct sl_sim *s, int id, int target, void (*cb)(void *arg, int status), void *arg);
 /* Probabilities in [0, 1], until virtual time now + ms (ms < 0: for
  * good). */
 void sl_sim_set_drop(struct sl_sim *s, double p, int64_t ms);
@@ -194,6 +215,16 @@ void sl_sim_set_disk_latency(struct sl_sim *s, int id, int64_t min_us, int64_t m
 bool sl_sim_is_up(struct sl_sim *s, int id);
 uint64_t sl_sim_last_applied(struct sl_sim *s, int id);
 uint64_t sl_sim_commit_index(struct sl_sim *s, int id);
+/* Of a node that is up (else false or 0): leads (and is not fenced);
+ * current term; last index of libraft's log, and its last durable one;
+ * the term of the entry at index in libraft's log (0: not there); as a
+ * leader, its match_index for follower. */
+bool sl_sim_is_leader(struct sl_sim *s, int id);
+uint64_t sl_sim_term(struct sl_sim *s, int id);
+uint64_t sl_sim_last_index(struct sl_sim *s, int id);
+uint64_t sl_sim_last_stored(struct sl_sim *s, int id);
+uint64_t sl_sim_entry_term(struct sl_sim *s, int id, uint64_t index);
+uint64_t sl_sim_match_index(struct sl_sim *s, int leader, int follower);
 /* The node's state machine chain hash and applied index. */
 uint64_t sl_sim_chain(struct sl_sim *s, int id, uint64_t *applied);
 uint64_t sl_sim_proposed(struct sl_sim *s);
@@ -204,7 +235,7 @@ int64_t sl_sim_now_ms(struct sl_sim *s);
 /* Number of elections won, snapshots installed, crashes. */
 struct sl_sim_stats {
 	uint64_t events, messages, dropped, elections, installs, crashes, restarts, faults,
-		unavailable;
+		unavailable, scripted_drops;
 };
 void sl_sim_stats(struct sl_sim *s, struct sl_sim_stats *out);
 

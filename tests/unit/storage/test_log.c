@@ -664,3 +664,19 @@ Test(log, failed_fdatasync_fences_the_log_until_reopened)
 	log_ = NULL;
 	sim_free(sd);
 }
+
+Test(log, first_batch_far_past_an_empty_segment_gets_its_own_segment)
+{
+	open_log();
+	/* Relative offsets in the index are 32-bit: a batch 5e9 past the
+	 * empty active segment's base must start a new segment. */
+	size_t len;
+	uint8_t *b = make_batch(5000000000ll, 2, 1, 10, SL_CODEC_NONE, &len);
+	cr_assert_eq(sl_log_append(log_, b, len), SL_OK);
+	model[nmodel++] = (struct model_batch){ 5000000000ll, 5000000001ll, 2, b, len };
+	cr_assert_eq(sl_log_flush(log_), SL_OK);
+	reopen_log();
+	cr_assert_eq(sl_log_end_offset(log_), 5000000002ll);
+	struct sl_slice s = check_read(5000000000ll, 1 << 20);
+	sl_slice_release(&s);
+}
