@@ -260,6 +260,13 @@ static void fault_done(struct sl_rwork *w)
 		rio->fault(rio->fault_arg, rio->cfg.group, rio->fault_err, rio->fault_why);
 }
 
+static uint64_t fence_count; /* atomic: groups fenced in this process */
+
+uint64_t sl_rio_fence_count(void)
+{
+	return __atomic_load_n(&fence_count, __ATOMIC_RELAXED);
+}
+
 /* Reports from the loop later, never inside a call from libraft: the owner
  * is expected to close the group from the callback. */
 static void fence(struct sl_rio *rio, int err, const char *why)
@@ -267,6 +274,7 @@ static void fence(struct sl_rio *rio, int err, const char *why)
 	if (rio->fenced)
 		return;
 	rio->fenced = true;
+	__atomic_add_fetch(&fence_count, 1, __ATOMIC_RELAXED);
 	rio->fault_err = err;
 	snprintf(rio->fault_why, sizeof(rio->fault_why), "%.250s", why);
 	rio->fault_work.work = NULL;

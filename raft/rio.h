@@ -77,6 +77,10 @@ typedef void (*sl_rio_fault_cb)(void *arg, uint32_t group, int err, const char *
 
 struct sl_rio;
 
+/* Groups fenced in this process so far (for a metric). The reason of each
+ * reaches the owner through the fault callback, which logs it. */
+uint64_t sl_rio_fence_count(void);
+
 /* Sets up io (struct raft_io, version 2) to use a new backend. Nothing
  * touches the disk until libraft calls load() or bootstrap(). vfs NULL:
  * POSIX. Returns SL_OK or SL_ENOMEM. */

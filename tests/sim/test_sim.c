@@ -332,3 +332,24 @@ Test(sim, seeded_schedules)
 	cr_assert_eq(failed, 0, "%" PRIu64 " of %" PRIu64 " seeds found violations:%s", failed, count,
 		     failures);
 }
+
+/* Seeds that once found a defect (tests/sim/README.md, "What it found")
+ * and lie outside the default range: each must keep passing. */
+Test(sim, regression_seeds)
+{
+	static const uint64_t seeds[] = { 2103, 2187, 2443, 2549, 2700, 3425, 4134,
+					  4200, 4299, 4993, 5895, 6832 };
+	char failures[512] = "";
+	size_t flen = 0;
+	int failed = 0;
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		struct child c = spawn_seed(seeds[i], 500);
+		char out[1200];
+		if (!finish_child(&c, out, sizeof(out))) {
+			failed++;
+			fprintf(stderr, "SIM FAIL seed=%" PRIu64 " %s\n", seeds[i], out);
+			flen += (size_t)snprintf(failures + flen, sizeof(failures) - flen, " %" PRIu64, seeds[i]);
+		}
+	}
+	cr_assert_eq(failed, 0, "regression seeds failed:%s", failures);
+}

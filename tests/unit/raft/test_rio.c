@@ -526,9 +526,11 @@ Test(rio, commands_not_stamped_for_the_log_fence_the_group)
 	struct raft_io_append req;
 	struct appended d = { 0 };
 	req.data = &d;
+	uint64_t fences = sl_rio_fence_count();
 	cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0, "errors never reach libraft");
 	pump(&env);
 	cr_assert_eq(faults, 1);
+	cr_assert_eq(sl_rio_fence_count(), fences + 1, "the fence is counted");
 	cr_assert(!d.fired, "a fenced group's callbacks are held");
 	close_io();
 	cr_assert(d.fired);
