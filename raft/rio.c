@@ -647,6 +647,33 @@ static int store_meta(struct sl_rio *rio, raft_term term, raft_id vote)
 	return 0;
 }
 
+/* The stored snapshot as libraft takes it (load, snapshot_get): decoded
+ * configuration, the whole manifest as its one buffer, all libraft's to
+ * free. Returns 0, RAFT_NOMEM or RAFT_CORRUPT. */
+static int snapshot_copy(struct sl_rio *rio, struct raft_snapshot **out)
+{
+	struct sl_rmanifest m;
+	if (sl_rmanifest_decode(rio->snap, rio->snap_len, &m) != SL_OK)
+		return errf(rio, RAFT_CORRUPT, "the stored snapshot manifest does not decode");
+	struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
+	void *copy = raft_malloc(rio->snap_len);
+	if (s == NULL || copy == NULL || (s->bufs = raft_malloc(sizeof(*s->bufs))) == NULL) {
+		raft_configuration_close(&m.conf);
+		raft_free(s);
+		raft_free(copy);
+		return RAFT_NOMEM;
+	}
+	memcpy(copy, rio->snap, rio->snap_len);
+	s->index = m.index;
+	s->term = m.term;
+	s->configuration = m.conf;
+	s->configuration_index = m.conf_index;
+	s->bufs[0] = (struct raft_buffer){ .base = copy, .len = rio->snap_len };
+	s->n_bufs = 1;
+	*out = s;
+	return 0;
+}
+
 /* Reads the entries from the anchor to the end of the log, each into its
  * own raft_malloc'd buffer (batch NULL). Entries sharing a batch would be
  * cheaper, but 0.15 frees a shared batch as soon as no entry *in its log*
@@ -742,27 +769,8 @@ static int rio_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	*entries = NULL;
 	*n_entries = 0;
 	rio->nents = 0;
-	if (rio->snap != NULL) {
-		struct sl_rmanifest m;
-		sl_rmanifest_decode(rio->snap, rio->snap_len, &m);
-		struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
-		void *copy = raft_malloc(rio->snap_len);
-		if (s == NULL || copy == NULL || (s->bufs = raft_malloc(sizeof(*s->bufs))) == NULL) {
-			raft_configuration_close(&m.conf);
-			raft_free(s);
-			raft_free(copy);
-			return RAFT_NOMEM;
-		}
-		memcpy(copy, rio->snap, rio->snap_len);
-		s->index = m.index;
-		s->term = m.term;
-		s->configuration = m.conf; /* libraft takes it */
-		s->configuration_index = m.conf_index;
-		s->bufs[0].base = copy;
-		s->bufs[0].len = rio->snap_len;
-		s->n_bufs = 1;
-		*snapshot = s;
-	}
+	if (rio->snap != NULL && (rv = snapshot_copy(rio, snapshot)) != 0)
+		return rv;
 	rv = load_entries(rio, entries, n_entries);
 	if (rv != 0) {
 		if (*snapshot != NULL) {
@@ -1047,27 +1055,10 @@ static int rio_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req
 	g->cb = cb;
 	g->rio = rio;
 	g->status = rio->snap == NULL ? RAFT_NOTFOUND : 0;
-	if (rio->snap != NULL) {
-		struct sl_rmanifest m;
-		struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
-		void *copy = raft_malloc(rio->snap_len);
-		if (s == NULL || copy == NULL || (s->bufs = raft_malloc(sizeof(*s->bufs))) == NULL ||
-		    sl_rmanifest_decode(rio->snap, rio->snap_len, &m) != SL_OK) {
-			if (s != NULL)
-				raft_free(s->bufs);
-			raft_free(s);
-			raft_free(copy);
-			free(g);
-			return RAFT_NOMEM;
-		}
-		memcpy(copy, rio->snap, rio->snap_len);
-		s->index = m.index;
-		s->term = m.term;
-		s->configuration = m.conf;
-		s->configuration_index = m.conf_index;
-		s->bufs[0] = (struct raft_buffer){ .base = copy, .len = rio->snap_len };
-		s->n_bufs = 1;
-		g->snap = s;
+	int rv;
+	if (rio->snap != NULL && (rv = snapshot_copy(rio, &g->snap)) != 0) {
+		free(g);
+		return rv;
 	}
 	g->w.done = get_done;
 	rio->inflight_works++;
