@@ -1,0 +1,78 @@
+/* The peer protocol's frames: every Raft group's messages between two
+ * nodes travel on one connection, each frame tagged with its group id.
+ *
+ *   frame     = length (u32 big-endian: bytes after this field)
+ *               kind (u8) body
+ *   kind 1    = a Raft message: group (uvarint), type (u8), fields (uvarints,
+ *               per type, below), then for AppendEntries each entry's term
+ *               (uvarint), type (u8) and length (uvarint), then the entries'
+ *               bytes back to back; for InstallSnapshot the configuration
+ *               (count, then id, role, address length, address per server)
+ *               and the data to the end of the frame
+ *   kind 2    = the handshake (hello): magic "SLPR", protocol version (u16),
+ *               cluster id (16 bytes), node id (uvarint), node UUID (16
+ *               bytes)
+ *
+ *   AppendEntries           term, prev index, prev term, commit, n
+ *   AppendEntriesResult     term, rejected, last index
+ *   RequestVote             term, candidate, last index, last term, flags
+ *                           (bit 0 disrupt leader, bit 1 pre-vote)
+ *   RequestVoteResult       term, flags (bit 0 granted, bits 1-2 pre-vote
+ *                           tribool)
+ *   InstallSnapshot         term, last index, last term, conf index
+ *   TimeoutNow              term, last index, last term
+ *
+ * A heartbeat (AppendEntries without entries) with small numbers takes
+ * about a dozen bytes, its result fewer. Varints are LEB128, at most 10
+ * bytes. Everything here is pure: no I/O, no state. */
+#ifndef SL_RAFT_PFRAME_H
+#define SL_RAFT_PFRAME_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SL_PFRAME_HEADER 4 /* the length field */
+#define SL_PFRAME_MESSAGE 1
+#define SL_PFRAME_HELLO 2
+#define SL_PFRAME_VERSION 1
+
+struct sl_phello {
+	uint16_t version;
+	uint8_t cluster_id[16];
+	uint64_t node_id;
+	uint8_t node_uuid[16];
+};
+
+/* A growable output buffer (malloc'd; the caller frees .p). */
+struct sl_pbuf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+/* Appends one whole frame (length included) to out. from is the sending
+ * node's id; the receiver learns it from the handshake, not the frame.
+ * Returns SL_OK or SL_ENOMEM (out then unchanged in length). */
+int sl_pframe_message(struct sl_pbuf *out, uint32_t group, const struct raft_message *msg);
+int sl_pframe_hello(struct sl_pbuf *out, const struct sl_phello *h);
+
+/* Looks at the start of a receive buffer: SL_OK with *frame_len (length
+ * field included) when a whole frame is there; SL_ENOT_FOUND when more
+ * bytes are needed; SL_EMESSAGE_TOO_LARGE when the length exceeds
+ * max_frame (the connection must close). */
+int sl_pframe_peek(const uint8_t *buf, size_t len, size_t max_frame, size_t *frame_len);
+
+/* The kind of a whole frame (SL_PFRAME_MESSAGE or SL_PFRAME_HELLO), or 0 if
+ * the frame is too short to have one. */
+int sl_pframe_kind(const uint8_t *frame, size_t len);
+
+/* Decodes a whole message frame into msg, in the ownership layout
+ * sl_rio_deliver takes (raft/rio.h: entries in one raft_malloc'd batch,
+ * InstallSnapshot configuration and data owned). server_id and
+ * server_address are set to from / from_address. Returns SL_OK, or
+ * SL_EINVALID_REQUEST for any malformed frame (then nothing is owned). */
+int sl_pframe_decode_message(const uint8_t *frame, size_t len, raft_id from,
+			     const char *from_address, uint32_t *group, struct raft_message *msg);
+int sl_pframe_decode_hello(const uint8_t *frame, size_t len, struct sl_phello *h);
+
+#endif
