@@ -232,7 +232,7 @@ static int decode_entries(struct rd *r, struct raft_append_entries *ae)
 	/* Every entry takes at least three bytes of the frame. */
 	if (r->bad || n > (uint64_t)(r->end - r->p) / 3 || n > UINT32_MAX)
 		return SL_EINVALID_REQUEST;
-	ae->n_entries = (unsigned)n;
+	ae->n_entries = 0; /* set once the entries are there */
 	ae->entries = NULL;
 	if (n == 0)
 		return r->p == r->end ? SL_OK : SL_EINVALID_REQUEST;
@@ -266,6 +266,7 @@ static int decode_entries(struct rd *r, struct raft_append_entries *ae)
 	}
 	r->p = r->end;
 	ae->entries = ents;
+	ae->n_entries = (unsigned)n;
 	return SL_OK;
 }
 
@@ -275,7 +276,9 @@ static int decode_snapshot(struct rd *r, struct raft_install_snapshot *is)
 	is->data.base = NULL;
 	is->data.len = 0;
 	uint64_t n = get_uv(r);
-	if (r->bad || n > (uint64_t)(r->end - r->p) / 3)
+	/* raft_configuration_add is linear in the servers already there:
+	 * a cap keeps a hostile frame from costing seconds of loop time. */
+	if (r->bad || n > (uint64_t)(r->end - r->p) / 3 || n > SL_PFRAME_MAX_SERVERS)
 		return SL_EINVALID_REQUEST;
 	int rv = SL_OK;
 	for (uint64_t i = 0; i < n && rv == SL_OK; i++) {

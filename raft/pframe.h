@@ -3,12 +3,14 @@
  *
  *   frame     = length (u32 big-endian: bytes after this field)
  *               kind (u8) body
- *   kind 1    = a Raft message: group (uvarint), type (u8), fields (uvarints,
- *               per type, below), then for AppendEntries each entry's term
- *               (uvarint), type (u8) and length (uvarint), then the entries'
- *               bytes back to back; for InstallSnapshot the configuration
- *               (count, then id, role, address length, address per server)
- *               and the data to the end of the frame
+ *   kind 1    = a Raft message: group (uvarint), type (u8), fields (uvarints
+ *               but for flags, a u8; per type, below), then for
+ *               AppendEntries each entry's term (uvarint), type (u8) and
+ *               length (uvarint), then the entries' bytes back to back; for
+ *               InstallSnapshot the configuration (uvarint count, then per
+ *               server uvarint id, uvarint role, uvarint address length,
+ *               address; at most SL_PFRAME_MAX_SERVERS) and the data to the
+ *               end of the frame
  *   kind 2    = the handshake (hello): magic "SLPR", protocol version (u16),
  *               cluster id (16 bytes), node id (uvarint), node UUID (16
  *               bytes)
@@ -36,6 +38,7 @@
 #define SL_PFRAME_MESSAGE 1
 #define SL_PFRAME_HELLO 2
 #define SL_PFRAME_VERSION 1
+#define SL_PFRAME_MAX_SERVERS 1024
 
 struct sl_phello {
 	uint16_t version;
@@ -50,16 +53,17 @@ struct sl_pbuf {
 	size_t len, cap;
 };
 
-/* Appends one whole frame (length included) to out. from is the sending
- * node's id; the receiver learns it from the handshake, not the frame.
- * Returns SL_OK or SL_ENOMEM (out then unchanged in length). */
+/* Appends one whole frame (length included) to out. The receiver learns
+ * the sender from the handshake, not the frame. Returns SL_OK, SL_ENOMEM,
+ * or SL_EINVALID_ARGUMENT for an unknown message type (out then unchanged
+ * in length). */
 int sl_pframe_message(struct sl_pbuf *out, uint32_t group, const struct raft_message *msg);
 int sl_pframe_hello(struct sl_pbuf *out, const struct sl_phello *h);
 
 /* Looks at the start of a receive buffer: SL_OK with *frame_len (length
  * field included) when a whole frame is there; SL_ENOT_FOUND when more
- * bytes are needed; SL_EMESSAGE_TOO_LARGE when the length exceeds
- * max_frame (the connection must close). */
+ * bytes are needed; SL_EMESSAGE_TOO_LARGE when the whole frame, length
+ * field included, would exceed max_frame (the connection must close). */
 int sl_pframe_peek(const uint8_t *buf, size_t len, size_t max_frame, size_t *frame_len);
 
 /* The kind of a whole frame (SL_PFRAME_MESSAGE or SL_PFRAME_HELLO), or 0 if
@@ -69,8 +73,9 @@ int sl_pframe_kind(const uint8_t *frame, size_t len);
 /* Decodes a whole message frame into msg, in the ownership layout
  * sl_rio_deliver takes (raft/rio.h: entries in one raft_malloc'd batch,
  * InstallSnapshot configuration and data owned). server_id and
- * server_address are set to from / from_address. Returns SL_OK, or
- * SL_EINVALID_REQUEST for any malformed frame (then nothing is owned). */
+ * server_address are set to from / from_address. Returns SL_OK,
+ * SL_EINVALID_REQUEST for any malformed frame, or SL_ENOMEM (on failure
+ * nothing is owned and n_entries is 0). */
 int sl_pframe_decode_message(const uint8_t *frame, size_t len, raft_id from,
 			     const char *from_address, uint32_t *group, struct raft_message *msg);
 int sl_pframe_decode_hello(const uint8_t *frame, size_t len, struct sl_phello *h);

@@ -1712,3 +1712,35 @@ Test(pframe, install_snapshot_allocation_failures)
 	free(pb.p);
 	is_free(&m);
 }
+
+/* raft_configuration_add is linear in the servers already added: more than
+ * SL_PFRAME_MAX_SERVERS would let one frame cost seconds of loop time. */
+Test(pframe, install_snapshot_server_count_is_capped)
+{
+	for (unsigned n = SL_PFRAME_MAX_SERVERS; n <= SL_PFRAME_MAX_SERVERS + 1; n++) {
+		struct raft_message m = { .type = RAFT_IO_INSTALL_SNAPSHOT };
+		m.install_snapshot.term = 2;
+		m.install_snapshot.last_index = 10;
+		m.install_snapshot.last_term = 2;
+		raft_configuration_init(&m.install_snapshot.conf);
+		for (unsigned i = 0; i < n; i++) {
+			char addr[32];
+			snprintf(addr, sizeof(addr), "n%u", i + 1);
+			cr_assert_eq(raft_configuration_add(&m.install_snapshot.conf, i + 1, addr, RAFT_VOTER), 0);
+		}
+		struct sl_pbuf b = { 0 };
+		cr_assert_eq(sl_pframe_message(&b, 1, &m), SL_OK);
+		raft_configuration_close(&m.install_snapshot.conf);
+		struct raft_message d;
+		uint32_t g;
+		int rv = sl_pframe_decode_message(b.p, b.len, 2, "n2", &g, &d);
+		if (n <= SL_PFRAME_MAX_SERVERS) {
+			cr_assert_eq(rv, SL_OK);
+			cr_assert_eq(d.install_snapshot.conf.n, n);
+			sl_rmsg_discard(&d);
+		} else {
+			cr_assert_eq(rv, SL_EINVALID_REQUEST);
+		}
+		free(b.p);
+	}
+}
