@@ -24,6 +24,7 @@
 
 #include "batch.h"
 #include "rio.h"
+#include "testfsm.h"
 #include "uvenv.h"
 
 #define NODES 3
@@ -98,32 +99,6 @@ static int net_send(struct sl_rnet *net, uint32_t group, const struct raft_messa
 
 /* ---- State machine -------------------------------------------------- */
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
-{
-	struct node *n = fsm->data;
-	(void)buf;
-	n->applied++;
-	*result = NULL;
-	return 0;
-}
-
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
-{
-	(void)fsm;
-	*bufs = raft_malloc(sizeof(**bufs));
-	(*bufs)[0].base = raft_malloc(8);
-	(*bufs)[0].len = 8;
-	memset((*bufs)[0].base, 0, 8);
-	*n = 1;
-	return 0;
-}
-
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-	(void)fsm;
-	raft_free(buf->base);
-	return 0;
-}
 
 /* ---- Producer ------------------------------------------------------- */
 
@@ -300,8 +275,7 @@ int main(int argc, char **argv)
 		struct sl_rio_config cfg = { .dir = gdir, .group = 1 };
 		sl_log_config_init(&cfg.log);
 		n->net = (struct sl_rnet){ .data = n, .send = net_send };
-		n->fsm = (struct raft_fsm){ .version = 1, .data = n, .apply = fsm_apply,
-					    .snapshot = fsm_snapshot, .restore = fsm_restore };
+		tl_fsm_init(&n->fsm, &n->applied);
 		if (sl_rio_init(&n->io, &cfg, NULL, &env.base, &n->net, NULL, NULL) != SL_OK ||
 		    raft_init(&n->raft, &n->io, &n->fsm, (raft_id)n->id, n->address) != 0) {
 			fprintf(stderr, "bench_raft: init failed\n");

@@ -11,6 +11,7 @@
 #include "rio.h"
 #include "simdisk.h"
 #include "storage.h"
+#include "testfsm.h"
 
 /* ---- A deterministic environment ------------------------------------ */
 
@@ -540,34 +541,8 @@ Test(rio, commands_not_stamped_for_the_log_fence_the_group)
 
 /* ---- One real libraft instance on the backend ----------------------- */
 
-static int applied;
+static uint64_t applied;
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
-{
-	(void)fsm;
-	(void)buf;
-	applied++;
-	*result = NULL;
-	return 0;
-}
-
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
-{
-	(void)fsm;
-	*bufs = raft_malloc(sizeof(**bufs));
-	(*bufs)[0].base = raft_malloc(8);
-	(*bufs)[0].len = 8;
-	memset((*bufs)[0].base, 0, 8);
-	*n = 1;
-	return 0;
-}
-
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-	(void)fsm;
-	raft_free(buf->base);
-	return 0;
-}
 
 static int apply_done;
 
@@ -587,8 +562,8 @@ static void raft_closed(struct raft *r)
 Test(rio, single_node_libraft_commits_through_the_backend)
 {
 	struct raft r;
-	struct raft_fsm fsm = { .version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
-				.restore = fsm_restore };
+	struct raft_fsm fsm;
+	tl_fsm_init(&fsm, &applied);
 	open_io();
 	cr_assert_eq(raft_init(&r, &io, &fsm, 1, "n1"), 0);
 	struct raft_configuration conf;
@@ -833,8 +808,8 @@ static void apply_any_cb(struct raft_apply *req, int status, void *result)
 Test(rio, close_with_appends_queued_cancels_them_newest_first)
 {
 	struct raft r;
-	struct raft_fsm fsm = { .version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
-				.restore = fsm_restore };
+	struct raft_fsm fsm;
+	tl_fsm_init(&fsm, &applied);
 	open_io();
 	cr_assert_eq(raft_init(&r, &io, &fsm, 1, "n1"), 0);
 	struct raft_configuration conf;

@@ -6,6 +6,7 @@
 
 #include "batch.h"
 #include "rio.h"
+#include "testfsm.h"
 #include "testlib.h"
 #include "uvenv.h"
 
@@ -14,34 +15,10 @@ static struct sl_uvenv env;
 static struct raft_io io;
 static struct raft r;
 static uv_timer_t ticker, deadline;
-static int applied, acked, closed;
+static uint64_t applied;
+static int acked, closed;
 static bool timed_out;
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
-{
-	(void)fsm;
-	(void)buf;
-	applied++;
-	*result = NULL;
-	return 0;
-}
-
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
-{
-	(void)fsm;
-	*bufs = raft_malloc(sizeof(**bufs));
-	(*bufs)[0].base = raft_malloc(1);
-	(*bufs)[0].len = 1;
-	*n = 1;
-	return 0;
-}
-
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-	(void)fsm;
-	raft_free(buf->base);
-	return 0;
-}
 
 static void on_tick(uv_timer_t *t)
 {
@@ -101,8 +78,8 @@ Test(uvenv, one_node_commits_on_the_thread_pool, .timeout = 60)
 	struct sl_rio_config cfg = { .dir = dir, .group = 1 };
 	sl_log_config_init(&cfg.log);
 	cr_assert_eq(sl_rio_init(&io, &cfg, NULL, &env.base, NULL, NULL, NULL), SL_OK);
-	struct raft_fsm fsm = { .version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
-				.restore = fsm_restore };
+	struct raft_fsm fsm;
+	tl_fsm_init(&fsm, &applied);
 	cr_assert_eq(raft_init(&r, &io, &fsm, 1, "n1"), 0);
 	struct raft_configuration conf;
 	raft_configuration_init(&conf);
