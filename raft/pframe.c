@@ -167,8 +167,10 @@ int sl_pframe_peek(const uint8_t *buf, size_t len, size_t max_frame, size_t *fra
 	uint64_t n = (uint64_t)buf[0] << 24 | (uint64_t)buf[1] << 16 | (uint64_t)buf[2] << 8 | buf[3];
 	if (n + SL_PFRAME_HEADER > max_frame)
 		return SL_EMESSAGE_TOO_LARGE;
-	if (len < n + SL_PFRAME_HEADER)
+	if (len < n + SL_PFRAME_HEADER) {
+		*frame_len = (size_t)n + SL_PFRAME_HEADER;
 		return SL_ENOT_FOUND;
+	}
 	*frame_len = (size_t)n + SL_PFRAME_HEADER;
 	return SL_OK;
 }
@@ -402,5 +404,79 @@ int sl_pframe_decode_hello(const uint8_t *frame, size_t len, struct sl_phello *h
 	if (r.bad || r.end - r.p != 16)
 		return SL_EINVALID_REQUEST;
 	memcpy(h->node_uuid, r.p, 16);
+	return SL_OK;
+}
+
+/* ---- Bulk copy -------------------------------------------------------- */
+
+int sl_pframe_bulk_req(struct sl_pbuf *out, const struct sl_pbulk_req *q)
+{
+	if (q->offset < 0 || q->end < q->offset)
+		return SL_EINVALID_ARGUMENT;
+	if (!reserve(out, SL_PFRAME_HEADER + 1 + 4 * UV))
+		return SL_ENOMEM;
+	size_t start = out->len;
+	out->len += SL_PFRAME_HEADER;
+	put_u8(out, SL_PFRAME_BULK_REQ);
+	put_uv(out, q->group);
+	put_uv(out, (uint64_t)q->offset);
+	put_uv(out, (uint64_t)q->end);
+	put_uv(out, q->max_bytes);
+	finish(out, start);
+	return SL_OK;
+}
+
+int sl_pframe_decode_bulk_req(const uint8_t *frame, size_t len, struct sl_pbulk_req *q)
+{
+	struct rd r;
+	memset(q, 0, sizeof(*q));
+	if (!open_frame(&r, frame, len, SL_PFRAME_BULK_REQ))
+		return SL_EINVALID_REQUEST;
+	uint64_t group = get_uv(&r), offset = get_uv(&r), end = get_uv(&r);
+	q->max_bytes = get_uv(&r);
+	if (r.bad || r.p != r.end || group > UINT32_MAX || offset > INT64_MAX || end > INT64_MAX ||
+	    end < offset)
+		return SL_EINVALID_REQUEST;
+	q->group = (uint32_t)group;
+	q->offset = (int64_t)offset;
+	q->end = (int64_t)end;
+	return SL_OK;
+}
+
+void sl_pframe_bulk_data_header(uint8_t hdr[SL_PFRAME_HEADER + 1], uint32_t data_len)
+{
+	uint32_t n = data_len + 1;
+	hdr[0] = (uint8_t)(n >> 24);
+	hdr[1] = (uint8_t)(n >> 16);
+	hdr[2] = (uint8_t)(n >> 8);
+	hdr[3] = (uint8_t)n;
+	hdr[4] = SL_PFRAME_BULK_DATA;
+}
+
+int sl_pframe_bulk_end(struct sl_pbuf *out, int status, int64_t next)
+{
+	if (status < 0 || next < 0)
+		return SL_EINVALID_ARGUMENT;
+	if (!reserve(out, SL_PFRAME_HEADER + 1 + 2 * UV))
+		return SL_ENOMEM;
+	size_t start = out->len;
+	out->len += SL_PFRAME_HEADER;
+	put_u8(out, SL_PFRAME_BULK_END);
+	put_uv(out, (uint64_t)status);
+	put_uv(out, (uint64_t)next);
+	finish(out, start);
+	return SL_OK;
+}
+
+int sl_pframe_decode_bulk_end(const uint8_t *frame, size_t len, int *status, int64_t *next)
+{
+	struct rd r;
+	if (!open_frame(&r, frame, len, SL_PFRAME_BULK_END))
+		return SL_EINVALID_REQUEST;
+	uint64_t s = get_uv(&r), n = get_uv(&r);
+	if (r.bad || r.p != r.end || s > INT32_MAX || n > INT64_MAX)
+		return SL_EINVALID_REQUEST;
+	*status = (int)s;
+	*next = (int64_t)n;
 	return SL_OK;
 }

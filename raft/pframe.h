@@ -13,7 +13,16 @@
  *               end of the frame
  *   kind 2    = the handshake (hello): magic "SLPR", protocol version (u16),
  *               cluster id (16 bytes), node id (uvarint), node UUID (16
- *               bytes)
+ *               bytes). The connector sends one first; the acceptor
+ *               answers with its own.
+ *   kind 3    = bulk request: group, offset, end, max bytes (uvarints):
+ *               whole batches of the group's log whose base offset is >=
+ *               offset and whose last offset is < end, at most max bytes
+ *               (at least one batch)
+ *   kind 4    = bulk data: whole batches, back to back, to the end of the
+ *               frame
+ *   kind 5    = bulk end: status (uvarint, an SL_E* code, 0 for success),
+ *               next offset (uvarint: where a following request resumes)
  *
  *   AppendEntries           term, prev index, prev term, commit, n
  *   AppendEntriesResult     term, rejected, last index
@@ -37,6 +46,9 @@
 #define SL_PFRAME_HEADER 4 /* the length field */
 #define SL_PFRAME_MESSAGE 1
 #define SL_PFRAME_HELLO 2
+#define SL_PFRAME_BULK_REQ 3
+#define SL_PFRAME_BULK_DATA 4
+#define SL_PFRAME_BULK_END 5
 #define SL_PFRAME_VERSION 1
 #define SL_PFRAME_MAX_SERVERS 1024
 
@@ -62,7 +74,7 @@ int sl_pframe_hello(struct sl_pbuf *out, const struct sl_phello *h);
 
 /* Looks at the start of a receive buffer: SL_OK with *frame_len (length
  * field included) when a whole frame is there; SL_ENOT_FOUND when more
- * bytes are needed; SL_EMESSAGE_TOO_LARGE when the whole frame, length
+ * bytes are needed (with *frame_len set once the length field is there); SL_EMESSAGE_TOO_LARGE when the whole frame, length
  * field included, would exceed max_frame (the connection must close). */
 int sl_pframe_peek(const uint8_t *buf, size_t len, size_t max_frame, size_t *frame_len);
 
@@ -79,5 +91,21 @@ int sl_pframe_kind(const uint8_t *frame, size_t len);
 int sl_pframe_decode_message(const uint8_t *frame, size_t len, raft_id from,
 			     const char *from_address, uint32_t *group, struct raft_message *msg);
 int sl_pframe_decode_hello(const uint8_t *frame, size_t len, struct sl_phello *h);
+
+struct sl_pbulk_req {
+	uint32_t group;
+	int64_t offset, end;
+	uint64_t max_bytes;
+};
+
+/* Bulk copy frames. Encoders return SL_OK, SL_ENOMEM or
+ * SL_EINVALID_ARGUMENT (negative or inverted offsets); decoders SL_OK or
+ * SL_EINVALID_REQUEST. A data frame is a 5-byte header (written by
+ * sl_pframe_bulk_data_header) followed by data_len bytes sent as they are. */
+int sl_pframe_bulk_req(struct sl_pbuf *out, const struct sl_pbulk_req *q);
+int sl_pframe_decode_bulk_req(const uint8_t *frame, size_t len, struct sl_pbulk_req *q);
+void sl_pframe_bulk_data_header(uint8_t hdr[SL_PFRAME_HEADER + 1], uint32_t data_len);
+int sl_pframe_bulk_end(struct sl_pbuf *out, int status, int64_t next);
+int sl_pframe_decode_bulk_end(const uint8_t *frame, size_t len, int *status, int64_t *next);
 
 #endif

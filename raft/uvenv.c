@@ -99,8 +99,8 @@ int sl_uvenv_init(struct sl_uvenv *env, uv_loop_t *loop)
 	return rv;
 }
 
-void sl_uvenv_close(struct sl_uvenv *env)
+void sl_uvenv_close(struct sl_uvenv *env, uv_close_cb cb)
 {
 	env->closing = true;
-	uv_close((uv_handle_t *)&env->idle, NULL);
+	uv_close((uv_handle_t *)&env->idle, cb);
 }

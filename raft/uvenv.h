@@ -22,7 +22,8 @@ struct sl_uvenv {
 /* Returns 0 or a libuv error. */
 int sl_uvenv_init(struct sl_uvenv *env, uv_loop_t *loop);
 /* Closes the idle handle; call once every group using it is closed and
- * the loop has run their callbacks. */
-void sl_uvenv_close(struct sl_uvenv *env);
+ * the loop has run their callbacks. cb (may be NULL) receives the idle
+ * handle once env may be freed. */
+void sl_uvenv_close(struct sl_uvenv *env, uv_close_cb cb);
 
 #endif

@@ -336,7 +336,7 @@ int main(int argc, char **argv)
 	stopping = true;
 	for (int k = 0; k < 1000; k++)
 		uv_run(&loop, UV_RUN_NOWAIT);
-	sl_uvenv_close(&env);
+	sl_uvenv_close(&env, NULL);
 	uv_close((uv_handle_t *)&ticker, NULL);
 	uv_close((uv_handle_t *)&stopper, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);

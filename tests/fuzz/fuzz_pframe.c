@@ -1,7 +1,7 @@
 /* libFuzzer target for the peer protocol's frame codec (raft/pframe.h).
  *
  * Every input goes through sl_pframe_peek and sl_pframe_kind, then is
- * decoded as a message frame and as a hello, as it is and, when its length
+ * decoded as a message frame, a hello and the bulk frames, as it is and, when its length
  * field does not match its size, once more with the length field
  * rewritten (random bytes almost never carry the right length; the fixed
  * copy is what lets mutations of the seeds reach the body parsers).
@@ -18,8 +18,8 @@
  * - what the decode owns is freed with sl_rmsg_discard (LeakSanitizer
  *   checks that nothing else was allocated).
  *
- * Seeds: tests/fuzz/corpus/pframe/ (one valid frame of each message type
- * and a hello, made with the encoder). Run with a scratch corpus first, as
+ * Seeds: tests/fuzz/corpus/pframe/ (one valid frame of each message type,
+ * a hello and the bulk frames, made with the encoder). Run with a scratch corpus first, as
  * libFuzzer adds new inputs there:
  *   fuzz_pframe -max_total_time=60 /tmp/corpus-pframe tests/fuzz/corpus/pframe */
 #include <stdio.h>
@@ -206,6 +206,37 @@ static void hello(const uint8_t *data, size_t size)
 	free(a.p);
 }
 
+/* Bulk request and end frames: decode, encode again, same bytes unless the
+ * input used longer varints. */
+static void bulk(const uint8_t *data, size_t size)
+{
+	struct sl_pbulk_req q, q2;
+	struct sl_pbuf a = { 0 };
+	int rv = sl_pframe_decode_bulk_req(data, size, &q);
+	CHECK(rv == SL_OK || rv == SL_EINVALID_REQUEST);
+	if (rv == SL_OK) {
+		CHECK(q.offset >= 0 && q.end >= q.offset);
+		CHECK(sl_pframe_bulk_req(&a, &q) == SL_OK);
+		check_frame(&a, SL_PFRAME_BULK_REQ);
+		CHECK(a.len <= size && (a.len < size || memcmp(a.p, data, size) == 0));
+		CHECK(sl_pframe_decode_bulk_req(a.p, a.len, &q2) == SL_OK);
+		CHECK(q2.group == q.group && q2.offset == q.offset && q2.end == q.end &&
+		      q2.max_bytes == q.max_bytes);
+	}
+	int status;
+	int64_t next;
+	rv = sl_pframe_decode_bulk_end(data, size, &status, &next);
+	CHECK(rv == SL_OK || rv == SL_EINVALID_REQUEST);
+	if (rv == SL_OK) {
+		a.len = 0;
+		CHECK(status >= 0 && next >= 0);
+		CHECK(sl_pframe_bulk_end(&a, status, next) == SL_OK);
+		check_frame(&a, SL_PFRAME_BULK_END);
+		CHECK(a.len <= size && (a.len < size || memcmp(a.p, data, size) == 0));
+	}
+	free(a.p);
+}
+
 static void peek(const uint8_t *data, size_t size)
 {
 	static const size_t limits[] = { 0, 5, 64, 4096, SIZE_MAX };
@@ -238,6 +269,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	peek(c, size);
 	message(c, size);
 	hello(c, size);
+	bulk(c, size);
 	if (size >= SL_PFRAME_HEADER && get_be32(c) != size - SL_PFRAME_HEADER &&
 	    size - SL_PFRAME_HEADER <= UINT32_MAX) {
 		uint32_t n = (uint32_t)(size - SL_PFRAME_HEADER);
@@ -247,6 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		c[3] = (uint8_t)n;
 		message(c, size);
 		hello(c, size);
+		bulk(c, size);
 	}
 	free(c);
 	return 0;

@@ -1744,3 +1744,45 @@ Test(pframe, install_snapshot_server_count_is_capped)
 		free(b.p);
 	}
 }
+
+Test(pframe, bulk_frames_round_trip_and_reject_bad_ranges)
+{
+	struct sl_pbuf pb = { 0 };
+	struct sl_pbulk_req q = { .group = 4000000000u, .offset = 12345, .end = INT64_MAX,
+				  .max_bytes = 4u << 20 }, q2;
+	cr_assert_eq(sl_pframe_bulk_req(&pb, &q), SL_OK);
+	cr_assert_eq(sl_pframe_kind(pb.p, pb.len), SL_PFRAME_BULK_REQ);
+	cr_assert_eq(sl_pframe_decode_bulk_req(pb.p, pb.len, &q2), SL_OK);
+	cr_assert(q2.group == q.group && q2.offset == q.offset && q2.end == q.end &&
+		  q2.max_bytes == q.max_bytes);
+	/* A truncated body, and a request whose end lies below its offset. */
+	size_t whole = pb.len;
+	pb.p[3]--;
+	cr_assert_eq(sl_pframe_decode_bulk_req(pb.p, whole - 1, &q2), SL_EINVALID_REQUEST);
+	pb.len = 0;
+	struct sl_pbulk_req bad = { .group = 1, .offset = 10, .end = 9 };
+	cr_assert_eq(sl_pframe_bulk_req(&pb, &bad), SL_EINVALID_ARGUMENT);
+	cr_assert_eq(pb.len, 0);
+	const uint8_t inverted[] = { 0, 0, 0, 5, SL_PFRAME_BULK_REQ, 1, 10, 9, 0 };
+	cr_assert_eq(sl_pframe_decode_bulk_req(inverted, sizeof(inverted), &q2),
+		     SL_EINVALID_REQUEST);
+
+	pb.len = 0;
+	cr_assert_eq(sl_pframe_bulk_end(&pb, SL_EOFFSET_OUT_OF_RANGE, 77), SL_OK);
+	int status;
+	int64_t next;
+	cr_assert_eq(sl_pframe_decode_bulk_end(pb.p, pb.len, &status, &next), SL_OK);
+	cr_assert_eq(status, SL_EOFFSET_OUT_OF_RANGE);
+	cr_assert_eq(next, 77);
+	/* A hello is not an end frame. */
+	cr_assert_eq(sl_pframe_decode_bulk_end(inverted, sizeof(inverted), &status, &next),
+		     SL_EINVALID_REQUEST);
+
+	uint8_t hdr[SL_PFRAME_HEADER + 1];
+	sl_pframe_bulk_data_header(hdr, 1000);
+	size_t flen;
+	cr_assert_eq(sl_pframe_peek(hdr, sizeof(hdr), 1 << 20, &flen), SL_ENOT_FOUND);
+	cr_assert_eq(flen, 1005, "a partial frame reports its whole length");
+	cr_assert_eq(hdr[SL_PFRAME_HEADER], SL_PFRAME_BULK_DATA);
+	free(pb.p);
+}

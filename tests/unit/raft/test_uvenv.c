@@ -111,7 +111,7 @@ Test(uvenv, one_node_commits_on_the_thread_pool, .timeout = 60)
 	raft_close(&r, on_close);
 	while (!closed)
 		uv_run(&loop, UV_RUN_ONCE);
-	sl_uvenv_close(&env);
+	sl_uvenv_close(&env, NULL);
 	uv_close((uv_handle_t *)&ticker, NULL);
 	uv_close((uv_handle_t *)&deadline, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
