@@ -17,8 +17,8 @@
  *               answers with its own.
  *   kind 3    = bulk request: group, offset, end, max bytes (uvarints):
  *               whole batches of the group's log whose base offset is >=
- *               offset and whose last offset is < end, at most max bytes
- *               (at least one batch)
+ *               offset (or the log's start, if higher) and whose last
+ *               offset is < end, at most max bytes (at least one batch)
  *   kind 4    = bulk data: whole batches, back to back, to the end of the
  *               frame
  *   kind 5    = bulk end: status (uvarint, an SL_E* code, 0 for success),

@@ -139,6 +139,9 @@ static struct peer *peer_find(const struct sl_pnet *net, uint64_t id)
 	return NULL;
 }
 
+static int peer_put(struct sl_pnet *net, uint64_t id, const char *host, int port,
+		    const uint8_t *uuid);
+
 static unsigned jitter(struct sl_pnet *net, unsigned ms)
 {
 	net->rng ^= net->rng << 13;
@@ -287,9 +290,12 @@ static struct peer *check_hello(struct sl_pnet *net, const struct sl_phello *h, 
 	else if (expect != 0 && h->node_id != expect)
 		snprintf(why, why_len, "expected node %llu, found node %llu",
 			 (unsigned long long)expect, (unsigned long long)h->node_id);
-	else if ((p = peer_find(net, h->node_id)) == NULL || h->node_id == net->cfg.node_id)
+	else if ((p = peer_find(net, h->node_id)) == NULL)
 		snprintf(why, why_len, "node %llu is not a peer of node %llu",
 			 (unsigned long long)h->node_id, (unsigned long long)net->cfg.node_id);
+	else if (h->node_id == net->cfg.node_id && memcmp(h->node_uuid, net->cfg.node_uuid, 16) != 0)
+		snprintf(why, why_len, "another node claims this node's id %llu",
+			 (unsigned long long)h->node_id);
 	else if (p->uuid_known && memcmp(p->uuid, h->node_uuid, 16) != 0)
 		snprintf(why, why_len,
 			 "node %llu came back with another UUID (a lost disk?); "
@@ -363,7 +369,7 @@ static void on_frame(struct conn *c, const uint8_t *f, size_t len)
 		}
 		return;
 	}
-	if (c->kind == C_IN && kind == SL_PFRAME_MESSAGE) {
+	if (c->kind == C_IN && kind == SL_PFRAME_MESSAGE && c->peer->id != net->cfg.node_id) {
 		uint32_t group;
 		struct raft_message m;
 		int rv = sl_pframe_decode_message(f, len, c->peer->id, c->peer->idstr, &group, &m);
@@ -748,6 +754,8 @@ static void bulk_step(struct conn *c)
 		bulk_end(c, SL_EUNKNOWN_TOPIC_OR_PARTITION);
 		return;
 	}
+	if (c->bpos < sl_log_start_offset(log))
+		c->bpos = sl_log_start_offset(log); /* retention removed the rest */
 	uint64_t budget = net->cfg.bulk_chunk;
 	if (q->max_bytes > 0 && q->max_bytes - c->bsent < budget)
 		budget = q->max_bytes - c->bsent;
@@ -1139,6 +1147,12 @@ int sl_pnet_listen(struct sl_pnet *net, char *errmsg)
 	struct sockaddr_storage bound;
 	int bl = sizeof(bound);
 	uv_tcp_getsockname(&net->listener, (struct sockaddr *)&bound, &bl);
+	const char *self = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
+			   : strcmp(host, "::") == 0 ? "::1" : host;
+	if (peer_put(net, net->cfg.node_id, self, net->port, net->cfg.node_uuid) != SL_OK) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "peer listener: out of memory");
+		return SL_ENOMEM;
+	}
 	unsigned every = net->cfg.hello_timeout_ms < 4000 ? net->cfg.hello_timeout_ms / 4 + 1 : 1000;
 	uv_timer_start(&net->sweep, on_sweep, every, every);
 	net->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
@@ -1159,19 +1173,25 @@ int sl_pnet_port(const struct sl_pnet *net)
 	return net->port;
 }
 
-int sl_pnet_set_peer(struct sl_pnet *net, uint64_t id, const char *host, int port,
-		     const uint8_t *uuid)
+/* Adds or updates the peer table's entry for id (this node's own entry
+ * too: a bulk copy may read from a group on this very node). */
+static int peer_put(struct sl_pnet *net, uint64_t id, const char *host, int port,
+		    const uint8_t *uuid)
 {
-	if (id == 0 || id == net->cfg.node_id || host == NULL || port <= 0 || port > 65535)
-		return SL_EINVALID_ARGUMENT;
 	struct peer *p = peer_find(net, id);
 	char *h = strdup(host);
 	if (h == NULL)
 		return SL_ENOMEM;
 	if (p == NULL) {
 		p = calloc(1, sizeof(*p));
+		pthread_mutex_lock(&net->mu); /* fetch reads the table on other threads */
 		struct peer **np = p == NULL ? NULL
 				   : realloc(net->peers, (net->npeers + 1) * sizeof(*np));
+		if (np != NULL) {
+			net->peers = np;
+			net->peers[net->npeers++] = p;
+		}
+		pthread_mutex_unlock(&net->mu);
 		if (np == NULL) {
 			free(p);
 			free(h);
@@ -1183,10 +1203,6 @@ int sl_pnet_set_peer(struct sl_pnet *net, uint64_t id, const char *host, int por
 		uv_timer_init(net->loop, &p->backoff);
 		p->backoff.data = p;
 		net->open_handles++;
-		pthread_mutex_lock(&net->mu);
-		net->peers = np;
-		net->peers[net->npeers++] = p;
-		pthread_mutex_unlock(&net->mu);
 	} else if (strcmp(p->host, host) != 0 || p->port != port ||
 		   (uuid != NULL && (!p->uuid_known || memcmp(p->uuid, uuid, 16) != 0))) {
 		for (struct conn *c = net->conns; c != NULL; c = c->next)
@@ -1203,6 +1219,14 @@ int sl_pnet_set_peer(struct sl_pnet *net, uint64_t id, const char *host, int por
 	}
 	pthread_mutex_unlock(&net->mu);
 	return SL_OK;
+}
+
+int sl_pnet_set_peer(struct sl_pnet *net, uint64_t id, const char *host, int port,
+		     const uint8_t *uuid)
+{
+	if (id == 0 || id == net->cfg.node_id || host == NULL || port <= 0 || port > 65535)
+		return SL_EINVALID_ARGUMENT;
+	return peer_put(net, id, host, port, uuid);
 }
 
 struct sl_rnet *sl_pnet_rnet(struct sl_pnet *net)

@@ -539,6 +539,28 @@ static int errf(struct sl_rio *rio, int raft_rv, const char *detail)
 	return raft_rv;
 }
 
+/* The "base" slot of a seeded group: the offset of Raft's first entry,
+ * after the history copied from another group (sl_rio_seed). */
+static int load_base(sl_vfs *vfs, const char *dir, int64_t *base, char *errmsg)
+{
+	void *data;
+	size_t len;
+	uint64_t version;
+	int rv = sl_slot_load(vfs, dir, "base", &data, &len, &version, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	uint64_t v = 0;
+	for (int i = 7; i >= 0 && len == 8; i--)
+		v = v << 8 | ((uint8_t *)data)[i];
+	free(data);
+	if (len != 8 || v > INT64_MAX) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s: the base record does not decode", dir);
+		return SL_ELOG_BAD_FILE;
+	}
+	*base = (int64_t)v;
+	return SL_OK;
+}
+
 /* Opens the directory, the log, term and vote and the snapshot manifest
  * (once). Returns a RAFT_* code. */
 static int open_state(struct sl_rio *rio)
@@ -604,7 +626,15 @@ static int open_state(struct sl_rio *rio)
 	if (rv != SL_OK)
 		return errf(rio, RAFT_IOERR, errmsg);
 	if (rio->snap == NULL) {
-		rio->next_offset = sl_log_start_offset(rio->log);
+		/* Raft's first entry follows the seeded history, if any. */
+		int64_t base;
+		rv = load_base(rio->vfs, rio->dir, &base, errmsg);
+		if (rv == SL_OK)
+			rio->next_offset = base;
+		else if (rv == SL_ENOT_FOUND)
+			rio->next_offset = sl_log_start_offset(rio->log);
+		else
+			return errf(rio, RAFT_IOERR, errmsg);
 	}
 	/* An install without a copy that stored its manifest but did not
 	 * finish restarting the log at the anchor: finish it. */
@@ -815,7 +845,7 @@ static int rio_bootstrap(struct raft_io *io, const struct raft_configuration *co
 	int rv = open_state(rio);
 	if (rv != 0)
 		return rv;
-	if (rio->term != 0 || rio->snap != NULL || sl_log_end_offset(rio->log) != sl_log_start_offset(rio->log))
+	if (rio->term != 0 || rio->snap != NULL || sl_log_end_offset(rio->log) != rio->next_offset)
 		return RAFT_CANTBOOTSTRAP;
 	if ((rv = store_meta(rio, 1, 0)) != 0)
 		return rv;
@@ -1625,4 +1655,94 @@ int64_t sl_rio_next_offset(struct raft_io *io)
 raft_index sl_rio_last_stored(struct raft_io *io)
 {
 	return rio_of(io)->last_stored;
+}
+
+int sl_rio_seed(const char *dir, const struct sl_log_config *lc, sl_vfs *vfs, struct sl_rnet *net,
+		uint32_t src_group, raft_id from, int64_t end, char *errmsg)
+{
+	if (vfs == NULL)
+		vfs = sl_vfs_posix();
+	errmsg[0] = 0;
+	char logdir[PATH_MAX];
+	void *data;
+	size_t len;
+	uint64_t version;
+	snprintf(logdir, sizeof(logdir), "%s/log", dir);
+	int rv = vfs->mkdir(vfs, dir, 0755);
+	if (rv < 0 && rv != -EEXIST) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s: %s", dir, strerror(-rv));
+		return SL_EIO;
+	}
+	if (rv == 0 && (rv = sl_vfs_sync_parent(vfs, dir)) < 0) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s: %s", dir, strerror(-rv));
+		return SL_EIO;
+	}
+	/* A group that ever ran, or a finished seed, is never overwritten; a
+	 * seed cut short (no base record yet) starts over. */
+	static const char *const kept[] = { "meta", "snap", "base" };
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		rv = sl_slot_load(vfs, dir, kept[i], &data, &len, &version, errmsg);
+		if (rv == SL_OK) {
+			free(data);
+			snprintf(errmsg, SL_ERRMSG_SIZE, "%s already holds a group", dir);
+			return SL_EEXISTS;
+		}
+		if (rv != SL_ENOT_FOUND)
+			return rv;
+	}
+	sl_log *log;
+	rv = sl_log_open(logdir, lc, vfs, &log, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	int64_t pos = 0;
+	bool first = true;
+	while (rv == SL_OK && pos < end) {
+		uint8_t *buf = NULL;
+		size_t n = 0, off = 0;
+		rv = net->fetch(net, src_group, from, pos, end, &buf, &n);
+		if (rv == SL_OK && n == 0) {
+			snprintf(errmsg, SL_ERRMSG_SIZE,
+				 "group %u on node %llu has no whole batch from offset %lld below %lld "
+				 "(its log ends there, or %lld is inside a batch)", src_group,
+				 (unsigned long long)from, (long long)pos, (long long)end, (long long)end);
+			rv = SL_EOFFSET_OUT_OF_RANGE;
+		}
+		while (rv == SL_OK && off < n) {
+			struct sl_batch_header h;
+			rv = sl_batch_check(buf + off, n - off, UINT32_MAX, &h);
+			if (rv == SL_OK && (h.base_offset < pos || sl_batch_last_offset(&h) >= end))
+				rv = SL_ELOG_OFFSET_ORDER;
+			if (rv == SL_OK && first) {
+				/* The history starts where the source's log does. */
+				rv = sl_log_reset(log, h.base_offset);
+				first = false;
+			}
+			if (rv == SL_OK)
+				rv = sl_log_append(log, buf + off, sl_batch_total_size(&h));
+			if (rv != SL_OK && errmsg[0] == 0)
+				snprintf(errmsg, SL_ERRMSG_SIZE, "%s", sl_log_errmsg(log));
+			off += sl_batch_total_size(&h);
+			pos = sl_batch_last_offset(&h) + 1;
+		}
+		free(buf);
+	}
+	if (rv == SL_OK && first)
+		rv = sl_log_reset(log, end); /* nothing below end: an empty history */
+	if (rv == SL_OK && sl_log_end_offset(log) != end) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "the copy ends at offset %lld, not %lld",
+			 (long long)sl_log_end_offset(log), (long long)end);
+		rv = SL_ELOG_OFFSET_ORDER;
+	}
+	if (rv == SL_OK)
+		rv = sl_log_flush(log);
+	sl_log_close(log);
+	if (rv != SL_OK) {
+		if (errmsg[0] == 0)
+			snprintf(errmsg, SL_ERRMSG_SIZE, "%s", sl_strerror(rv));
+		return rv;
+	}
+	uint8_t b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)end >> (8 * i));
+	return sl_slot_store(vfs, dir, "base", b, sizeof(b), 1, errmsg);
 }

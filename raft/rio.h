@@ -146,6 +146,23 @@ void sl_rmsg_discard(struct raft_message *msg);
  * SL_EINVALID_RECORD when buf is not a manifest. */
 int sl_rio_snapshot_payload(const void *buf, size_t len, const void **fsm, size_t *fsm_len);
 
+/* Prepares a new group's directory (which must hold no group) with a copy
+ * of group src_group's log below offset end, fetched from node `from`
+ * through net->fetch (the bulk copy), so that the group, when bootstrapped
+ * there next, starts its Raft log at offset end with that history below
+ * it. This is how a replica moves while membership is fixed per group
+ * (README.md, guard (f)): the partition continues in a new group whose
+ * members hold the old one's data. end must be where the source's log
+ * ends or a batch boundary below it. Blocks (run it off the loop; the
+ * source may be served by this very process). A seed cut short leaves no
+ * record and is redone from the start by the next call. Returns SL_OK,
+ * SL_EEXISTS, SL_EOFFSET_OUT_OF_RANGE (the source ends before end, or end
+ * is inside a batch), or
+ * the copy's or the disk's error, with a reason in errmsg. vfs NULL:
+ * POSIX. */
+int sl_rio_seed(const char *dir, const struct sl_log_config *lc, sl_vfs *vfs, struct sl_rnet *net,
+		uint32_t src_group, raft_id from, int64_t end, char *errmsg);
+
 /* Control batch key types for Raft's own entries, beside Kafka's
  * transaction markers (0 abort, 1 commit). */
 #define SL_CONTROL_RAFT_CHANGE 16

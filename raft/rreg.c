@@ -20,6 +20,23 @@ enum {
 	G_FAULTED,   /* fenced: closing, to be started again */
 	G_WAITING,   /* closed after a fault, the restart timer runs */
 	G_STOPPING,  /* closing for good */
+	G_SEEDING,   /* its directory is being filled by sl_rreg_start_from */
+};
+
+/* A seed in progress (sl_rreg_start_from). */
+struct seed {
+	uv_work_t req;
+	struct group *g;
+	uint64_t voters[SL_RREG_MAX_REPLICAS];
+	unsigned n;
+	uint64_t from;
+	uint32_t src_group;
+	int64_t end;
+	int rv;
+	char errmsg[SL_ERRMSG_SIZE];
+	sl_rreg_done_fn unused;
+	void (*cb)(void *arg, uint32_t group, int status);
+	void *arg;
 };
 
 struct group {
@@ -40,6 +57,7 @@ struct group {
 	void (*xfer_cb)(void *arg, uint32_t group, int status);
 	void *xfer_arg;
 	bool xfer_handoff;           /* part of sl_rreg_handoff */
+	bool stop_seeded;            /* stopped while seeding: free when done */
 };
 
 struct sl_rreg {
@@ -405,8 +423,8 @@ int sl_rreg_init(struct sl_rreg **out, uv_loop_t *loop, const struct sl_rreg_con
 	return SL_OK;
 }
 
-int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
-		  char *errmsg)
+static int check_new(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
+		     char *errmsg)
 {
 	if (reg->closing || n > SL_RREG_MAX_REPLICAS) {
 		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: %s", group,
@@ -427,7 +445,12 @@ int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, u
 			 g->state == G_STOPPING ? "still stopping" : "already running");
 		return g->state == G_STOPPING ? SL_EBUSY : SL_EEXISTS;
 	}
-	g = calloc(1, sizeof(*g));
+	return SL_OK;
+}
+
+static struct group *group_new(struct sl_rreg *reg, uint32_t group, char *errmsg)
+{
+	struct group *g = calloc(1, sizeof(*g));
 	if (g != NULL) {
 		g->id = group;
 		g->reg = reg;
@@ -435,10 +458,22 @@ int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, u
 	if (g == NULL || !table_put(reg, g)) {
 		free(g);
 		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: out of memory", group);
-		return SL_ENOMEM;
+		return NULL;
 	}
+	return g;
+}
+
+int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
+		  char *errmsg)
+{
+	int rv = check_new(reg, group, voters, n, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	struct group *g = group_new(reg, group, errmsg);
+	if (g == NULL)
+		return SL_ENOMEM;
 	bool closing;
-	int rv = group_open(g, voters, n, errmsg, on_closed_stopping, &closing);
+	rv = group_open(g, voters, n, errmsg, on_closed_stopping, &closing);
 	if (rv != SL_OK) {
 		g->state = G_STOPPING;
 		if (!closing) {
@@ -452,6 +487,76 @@ int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, u
 	return SL_OK;
 }
 
+/* ---- Seeding -------------------------------------------------------- */
+
+static void seed_work(uv_work_t *req)
+{
+	struct seed *sd = req->data;
+	struct sl_rreg *reg = sd->g->reg;
+	char dir[4096];
+	group_dir(reg, sd->g->id, dir, sizeof(dir));
+	sd->rv = sl_rio_seed(dir, &reg->cfg.log, NULL, sl_pnet_rnet(reg->net), sd->src_group,
+			     sd->from, sd->end, sd->errmsg);
+}
+
+static void seed_done(uv_work_t *req, int status)
+{
+	struct seed *sd = req->data;
+	struct group *g = sd->g;
+	struct sl_rreg *reg = g->reg;
+	uint32_t id = g->id;
+	int rv = status == 0 ? sd->rv : SL_ECANCELED;
+	bool closing = false;
+	if (g->stop_seeded)
+		rv = SL_ECANCELED;
+	else if (rv == SL_OK)
+		rv = group_open(g, sd->voters, sd->n, sd->errmsg, on_closed_stopping, &closing);
+	if (rv == SL_OK) {
+		g->state = G_RUNNING;
+		bucket_add(reg, g);
+		LOG(reg, SL_RLOG_INFO, "group %u started at offset %lld on group %u's data from "
+		    "node %llu", id, (long long)sd->end, sd->src_group, (unsigned long long)sd->from);
+	} else {
+		LOG(reg, SL_RLOG_ERROR, "group %u: starting from group %u on node %llu failed: %s",
+		    id, sd->src_group, (unsigned long long)sd->from,
+		    sd->errmsg[0] ? sd->errmsg : sl_strerror(rv));
+		g->state = G_STOPPING;
+		if (!closing)
+			group_free(g); /* runs a stop's callback, if any */
+	}
+	if (sd->cb != NULL)
+		sd->cb(sd->arg, id, rv);
+	free(sd);
+}
+
+int sl_rreg_start_from(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
+		       uint64_t from, uint32_t src_group, int64_t end,
+		       void (*cb)(void *arg, uint32_t group, int status), void *arg, char *errmsg)
+{
+	int rv = check_new(reg, group, voters, n, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	if (n == 0 || end < 0) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: needs its voters and an end offset",
+			 group);
+		return SL_EINVALID_ARGUMENT;
+	}
+	struct seed *sd = calloc(1, sizeof(*sd));
+	struct group *g = sd != NULL ? group_new(reg, group, errmsg) : NULL;
+	if (g == NULL) {
+		free(sd);
+		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: out of memory", group);
+		return SL_ENOMEM;
+	}
+	g->state = G_SEEDING;
+	*sd = (struct seed){ .g = g, .n = n, .from = from, .src_group = src_group, .end = end,
+			     .cb = cb, .arg = arg };
+	memcpy(sd->voters, voters, n * sizeof(*voters));
+	sd->req.data = sd;
+	uv_queue_work(reg->loop, &sd->req, seed_work, seed_done);
+	return SL_OK;
+}
+
 static int stop(struct sl_rreg *reg, uint32_t group, sl_rreg_done_fn cb, void *arg, bool remove)
 {
 	struct group *g = find(reg, group);
@@ -462,7 +567,9 @@ static int stop(struct sl_rreg *reg, uint32_t group, sl_rreg_done_fn cb, void *a
 	g->remove_dir = remove;
 	int was = g->state;
 	g->state = G_STOPPING;
-	if (was == G_RUNNING) {
+	if (was == G_SEEDING) {
+		g->stop_seeded = true; /* freed once the copy returns */
+	} else if (was == G_RUNNING) {
 		bucket_del(reg, g);
 		raft_close(&g->raft, on_closed_stopping);
 	} else if (was == G_WAITING) {

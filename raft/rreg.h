@@ -93,6 +93,21 @@ int sl_rreg_init(struct sl_rreg **out, uv_loop_t *loop, const struct sl_rreg_con
  * SL_EIO with a reason in errmsg (SL_ERRMSG_SIZE bytes). */
 int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
 		  char *errmsg);
+/* Starts group with voters[0..n) on a copy of group src_group's log below
+ * offset end, fetched from node `from` by the bulk copy (sl_rio_seed), so
+ * that its Raft log begins at offset end. With membership fixed per group
+ * (guard (f)), this is how a replica moves: once the old group's last
+ * offset is committed and writes to it have stopped, the controller
+ * starts a new group with the new set of replicas on every one of them
+ * (from = the old group's leader, end = its next offset), switches the
+ * partition to it, then deletes the old group. The copy runs on the thread
+ * pool; the group counts as present (sl_rreg_start answers SL_EEXISTS)
+ * but not running until cb(arg, group, status) reports SL_OK, or it is
+ * gone again with the error (logged). Returns SL_OK, SL_EEXISTS, SL_EBUSY,
+ * SL_EINVALID_ARGUMENT or SL_ENOMEM, with a reason in errmsg. */
+int sl_rreg_start_from(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
+		       uint64_t from, uint32_t src_group, int64_t end,
+		       void (*cb)(void *arg, uint32_t group, int status), void *arg, char *errmsg);
 /* Stops group (its directory stays); cb(arg, group) runs from the loop once
  * it is closed. Returns SL_OK or SL_ENOT_FOUND. */
 typedef void (*sl_rreg_done_fn)(void *arg, uint32_t group);

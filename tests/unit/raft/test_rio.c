@@ -1188,3 +1188,96 @@ Test(rio, guard_prevote_refusals_carry_the_higher_term)
 	cr_assert_eq(sent.request_vote_result.term, 8);
 	pump(&env);
 }
+
+/* ---- A group seeded with another group's data ------------------------ */
+
+Test(rio, a_seeded_group_starts_its_raft_log_after_the_copied_history)
+{
+	/* The source: entry 1 (offset 0) and 10 commands of 3 records. */
+	open_io();
+	bootstrap();
+	struct loaded l;
+	load(&l);
+	free_loaded(&l);
+	for (int k = 0; k < 10; k++) {
+		struct raft_buffer b = command(1, 3, k);
+		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = b };
+		struct raft_io_append req;
+		struct appended d = { 0 };
+		req.data = &d;
+		cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
+		pump(&env);
+		raft_free(b.base);
+	}
+	sl_log *src = sl_rio_log(&io);
+	int64_t end = sl_log_end_offset(src);
+	cr_assert_eq(end, 31);
+	fetch_src = &io;
+	struct sl_rnet net = { .fetch = fetch_from_leader };
+	struct sl_log_config lc;
+	sl_log_config_init(&lc);
+	lc.segment_bytes = 4096;
+	char errmsg[SL_ERRMSG_SIZE];
+
+	/* A source that ends early, and an end inside a batch, are refused
+	 * with a reason; neither leaves a group behind. */
+	cr_assert_eq(sl_rio_seed("/sim/early", &lc, vfs, &net, 1, 1, end + 5, errmsg),
+		     SL_EOFFSET_OUT_OF_RANGE, "%s", errmsg);
+	cr_assert(strstr(errmsg, "from offset 31 below 36") != NULL, "%s", errmsg);
+	cr_assert_eq(sl_rio_seed("/sim/mid", &lc, vfs, &net, 1, 1, end - 1, errmsg),
+		     SL_EOFFSET_OUT_OF_RANGE, "%s", errmsg);
+
+	cr_assert_eq(sl_rio_seed("/sim/g3", &lc, vfs, &net, 1, 1, end, errmsg), SL_OK, "%s", errmsg);
+	cr_assert_eq(sl_rio_seed("/sim/g3", &lc, vfs, &net, 1, 1, end, errmsg), SL_EEXISTS);
+	/* The early one is redone from the start once the source has it. */
+	cr_assert_eq(sl_rio_seed("/sim/early", &lc, vfs, &net, 1, 1, end, errmsg), SL_OK, "%s",
+		     errmsg);
+
+	/* Bootstrapped, the new group's first entry lands at `end`, and the
+	 * history below it is the source's, byte for byte. */
+	static struct raft_io io3;
+	bool io3_open = true;
+	struct sl_rio_config cfg = { .dir = "/sim/g3", .group = 3, .log = lc };
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(sl_rio_init(&io3, &cfg, vfs, &env.base, &net, on_fault, NULL), SL_OK);
+		io3.data = NULL;
+		if (round == 0) {
+			struct raft_configuration conf;
+			raft_configuration_init(&conf);
+			raft_configuration_add(&conf, 1, "n1", RAFT_VOTER);
+			raft_configuration_add(&conf, 4, "n4", RAFT_VOTER);
+			cr_assert_eq(io3.bootstrap(&io3, &conf), 0, "%s", io3.errmsg);
+			raft_configuration_close(&conf);
+		}
+		memset(&l, 0, sizeof(l));
+		cr_assert_eq(io3.load(&io3, &l.term, &l.vote, &l.snap, &l.start, &l.ents, &l.n), 0,
+			     "%s", io3.errmsg);
+		cr_assert_eq(l.start, 1);
+		cr_assert_eq(l.n, 1, "only the bootstrap entry is Raft's, not %zu", l.n);
+		cr_assert_eq(l.ents[0].type, RAFT_CHANGE);
+		free_loaded(&l);
+		cr_assert_eq(sl_rio_next_offset(&io3), end + 1);
+		sl_log *dst = sl_rio_log(&io3);
+		for (int64_t off = 0; off < end;) {
+			struct sl_slice sa, sb;
+			cr_assert_eq(sl_log_read(src, off, 1 << 20, &sa), SL_OK);
+			cr_assert_eq(sl_log_read(dst, off, 1 << 20, &sb), SL_OK);
+			cr_assert_eq(sa.first_offset, sb.first_offset);
+			uint64_t n = sa.len < sb.len ? sa.len : sb.len;
+			uint8_t *x = malloc(sa.len), *y = malloc(sb.len);
+			sl_slice_read(&sa, x);
+			sl_slice_read(&sb, y);
+			cr_assert_eq(memcmp(x, y, n), 0, "bytes differ at offset %lld", (long long)off);
+			off = sa.next_offset < sb.next_offset ? sa.next_offset : sb.next_offset;
+			free(x);
+			free(y);
+			sl_slice_release(&sa);
+			sl_slice_release(&sb);
+		}
+		io3.data = &io3_open;
+		io3_open = true;
+		io3.close(&io3, closed2_cb);
+		pump(&env);
+		cr_assert(!io3_open);
+	}
+}
