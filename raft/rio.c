@@ -61,8 +61,12 @@ struct rop {
 	int rv;
 };
 
+/* Sends whose callback ran, kept per group for the next ones. */
+#define SPARE_SENDS 4
+
 struct rsend {
 	struct sl_rwork w;
+	struct rsend *spare_next; /* in rio->spare_sends */
 	struct raft_io_send *req;
 	raft_io_send_cb cb;
 	struct sl_rio *rio;
@@ -81,7 +85,7 @@ struct sl_rio {
 	struct raft_io *io;
 	struct sl_rio_config cfg;
 	char *dir;
-	char logdir[PATH_MAX];
+	char *logdir;           /* <dir>/log */
 	sl_vfs *vfs;
 	struct sl_renv *env;
 	struct sl_rnet *net;
@@ -117,6 +121,8 @@ struct sl_rio {
 	int fault_err;
 	char fault_why[SL_ERRMSG_SIZE];
 	unsigned inflight_works; /* sends, gets, disk work not yet done */
+	struct rsend *spare_sends; /* reused: a send per heartbeat adds up */
+	unsigned n_spare_sends;
 
 	unsigned tick_ms;
 	raft_io_tick_cb tick;
@@ -1127,7 +1133,13 @@ static void send_done(struct sl_rwork *w)
 	rio->inflight_works--;
 	if (s->cb != NULL)
 		s->cb(s->req, 0);
-	free(s);
+	if (rio->n_spare_sends < SPARE_SENDS) {
+		s->spare_next = rio->spare_sends;
+		rio->spare_sends = s;
+		rio->n_spare_sends++;
+	} else {
+		free(s);
+	}
 	after_dispatch(rio);
 }
 
@@ -1208,9 +1220,14 @@ static int rio_send(struct raft_io *io, struct raft_io_send *req, const struct r
 		cap_append_entries(rio, &m.append_entries);
 	if ((!guards || guard_outgoing(rio, &m)) && rio->net->send(rio->net, rio->cfg.group, &m) != 0)
 		return RAFT_NOCONNECTION;
-	struct rsend *s = calloc(1, sizeof(*s));
-	if (s == NULL)
+	struct rsend *s = rio->spare_sends;
+	if (s != NULL) {
+		rio->spare_sends = s->spare_next;
+		rio->n_spare_sends--;
+	} else if ((s = malloc(sizeof(*s))) == NULL) {
 		return RAFT_NOCONNECTION;
+	}
+	*s = (struct rsend){ 0 };
 	s->req = req;
 	s->cb = cb;
 	s->rio = rio;
@@ -1257,6 +1274,12 @@ static void rio_free(struct sl_rio *rio)
 	if (rio->snap != NULL)
 		raft_free(rio->snap);
 	free(rio->ents);
+	while (rio->spare_sends != NULL) {
+		struct rsend *s = rio->spare_sends;
+		rio->spare_sends = s->spare_next;
+		free(s);
+	}
+	free(rio->logdir);
 	free(rio->dir);
 	free(rio);
 }
@@ -1360,7 +1383,10 @@ int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs
 		struct sl_renv *env, struct sl_rnet *net, sl_rio_fault_cb fault, void *fault_arg)
 {
 	struct sl_rio *rio = calloc(1, sizeof(*rio));
-	if (rio == NULL || (rio->dir = strdup(cfg->dir)) == NULL) {
+	if (rio == NULL || (rio->dir = strdup(cfg->dir)) == NULL ||
+	    (rio->logdir = malloc(strlen(cfg->dir) + 5)) == NULL) {
+		if (rio != NULL)
+			free(rio->dir);
 		free(rio);
 		return SL_ENOMEM;
 	}
@@ -1369,7 +1395,7 @@ int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs
 	rio->cfg.dir = rio->dir;
 	if (rio->cfg.max_append_bytes == 0)
 		rio->cfg.max_append_bytes = 1 << 20;
-	snprintf(rio->logdir, sizeof(rio->logdir), "%s/log", rio->dir);
+	sprintf(rio->logdir, "%s/log", rio->dir);
 	rio->vfs = vfs != NULL ? vfs : sl_vfs_posix();
 	rio->env = env;
 	rio->net = net;
