@@ -5,7 +5,8 @@
  *   rnode --id N --dir DIR --port P --cluster HEX32 --peer ID=HOST:PORT ...
  *         [--groups G] [--heartbeat-ms 200] [--election-ms 1000]
  *         [--snapshot-threshold 256] [--snapshot-trailing 64]
- *         [--max-frame BYTES] [--bulk-cut-after BYTES] [--verbose]
+ *         [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]
+ *         [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--verbose]
  *
  * Log lines go to stderr (info and above; --verbose adds debug). SIGTERM
  * hands off every group this node leads, then stops; `quit`, SIGINT and
@@ -67,7 +68,8 @@ struct opts {
 	unsigned groups;
 	unsigned heartbeat_ms, election_ms;
 	unsigned snapshot_threshold, snapshot_trailing;
-	uint64_t max_frame, bulk_cut_after;
+	uint64_t max_frame, max_queue, max_append, bulk_cut_after;
+	unsigned hello_timeout_ms;
 	bool verbose;
 };
 
@@ -196,9 +198,11 @@ static void usage(FILE *f)
 		"usage: rnode --id N --dir DIR --port P --cluster HEX32 --peer ID=HOST:PORT ...\n"
 		"             [--groups G] [--heartbeat-ms 200] [--election-ms 1000]\n"
 		"             [--snapshot-threshold 256] [--snapshot-trailing 64]\n"
-		"             [--max-frame BYTES] [--bulk-cut-after BYTES] [--verbose]\n"
-		"commands on stdin: status | group G | propose G COUNT BYTES | digest G END |\n"
-		"  load SECONDS BYTES INFLIGHT MAXGROUP | stats | handoff | quit\n"
+		"             [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]\n"
+		"             [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--verbose]\n"
+		"commands on stdin: status | group G | propose G COUNT BYTES [WINDOW] |\n"
+		"  digest G END | load SECONDS BYTES INFLIGHT MAXGROUP | stats |\n"
+		"  transfer G TARGET | handoff | quit\n"
 		"(see tests/cluster/README.md; the end of stdin acts as quit)\n");
 }
 
@@ -273,7 +277,7 @@ static bool parse_peer(const char *s, struct peer_opt *p)
 static int parse_flags(int argc, char **argv, struct opts *o)
 {
 	enum { O_ID = 1, O_DIR, O_PORT, O_CLUSTER, O_PEER, O_GROUPS, O_HB, O_EL, O_ST, O_STR,
-	       O_MAXF, O_CUT, O_VERBOSE, O_HELP };
+	       O_MAXF, O_MAXQ, O_MAXA, O_HELLO, O_CUT, O_VERBOSE, O_HELP };
 	static const struct option longs[] = {
 		{ "id", required_argument, NULL, O_ID },
 		{ "dir", required_argument, NULL, O_DIR },
@@ -286,6 +290,9 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		{ "snapshot-threshold", required_argument, NULL, O_ST },
 		{ "snapshot-trailing", required_argument, NULL, O_STR },
 		{ "max-frame", required_argument, NULL, O_MAXF },
+		{ "max-queue", required_argument, NULL, O_MAXQ },
+		{ "max-append", required_argument, NULL, O_MAXA },
+		{ "hello-timeout-ms", required_argument, NULL, O_HELLO },
 		{ "bulk-cut-after", required_argument, NULL, O_CUT },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
 		{ "help", no_argument, NULL, O_HELP },
@@ -354,6 +361,21 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 			if (!parse_u64(optarg, 1024, UINT32_MAX, &o->max_frame))
 				return bad_flag("--max-frame: expected 1024..%u, got '%s'", UINT32_MAX,
 						optarg);
+			break;
+		case O_MAXQ:
+			if (!parse_u64(optarg, 1, SIZE_MAX, &o->max_queue))
+				return bad_flag("--max-queue: expected 1..%zu, got '%s'", (size_t)SIZE_MAX,
+						optarg);
+			break;
+		case O_MAXA:
+			if (!parse_u64(optarg, 1, UINT64_MAX, &o->max_append))
+				return bad_flag("--max-append: expected >= 1, got '%s'", optarg);
+			break;
+		case O_HELLO:
+			if (!parse_u64(optarg, 1, 600000, &v))
+				return bad_flag("--hello-timeout-ms: expected 1..600000, got '%s'",
+						optarg);
+			o->hello_timeout_ms = (unsigned)v;
 			break;
 		case O_CUT:
 			if (!parse_u64(optarg, 1, UINT64_MAX, &o->bulk_cut_after))
@@ -758,7 +780,8 @@ static void cmd_group(struct app *app, uint32_t g)
 	       (unsigned long long)st.last, st.next_offset, isr, match);
 }
 
-static void cmd_propose(struct app *app, uint32_t g, uint64_t count, uint64_t bytes)
+static void cmd_propose(struct app *app, uint32_t g, uint64_t count, uint64_t bytes,
+			unsigned window)
 {
 	struct raft *r = sl_rreg_raft(app->reg, g);
 	struct raft_io *io = sl_rreg_io(app->reg, g);
@@ -783,7 +806,7 @@ static void cmd_propose(struct app *app, uint32_t g, uint64_t count, uint64_t by
 	}
 	job->group = g;
 	job->count = count;
-	job->window = PROPOSE_WINDOW;
+	job->window = window;
 	schedule_pump(app);
 }
 
@@ -927,6 +950,22 @@ static void on_handoff_term(void *arg, unsigned moved, unsigned failed)
 	shutdown_begin(app);
 }
 
+static void on_transfer_cmd(void *arg, uint32_t group, int status)
+{
+	(void)arg;
+	if (status == SL_OK)
+		answer("transfer %u ok", group);
+	else
+		answer("transfer %u err %s", group, sl_err_name(status));
+}
+
+static void cmd_transfer(struct app *app, uint32_t g, uint64_t target)
+{
+	int rv = sl_rreg_transfer(app->reg, g, target, on_transfer_cmd, app);
+	if (rv != SL_OK)
+		answer("transfer %u err %s", g, sl_err_name(rv));
+}
+
 static void cmd_handoff(struct app *app)
 {
 	int rv = sl_rreg_handoff(app->reg, on_handoff_cmd, app);
@@ -960,10 +999,11 @@ static void command(struct app *app, char *line)
 		cmd_status(app);
 	} else if (strcmp(w[0], "group") == 0 && n == 2 && parse_u64(w[1], 0, UINT32_MAX, &a)) {
 		cmd_group(app, (uint32_t)a);
-	} else if (strcmp(w[0], "propose") == 0 && n == 4 &&
+	} else if (strcmp(w[0], "propose") == 0 && (n == 4 || n == 5) &&
 		   parse_u64(w[1], 0, UINT32_MAX, &a) && parse_u64(w[2], 1, UINT32_MAX, &b) &&
-		   parse_u64(w[3], 1, 64u << 20, &c)) {
-		cmd_propose(app, (uint32_t)a, b, c);
+		   parse_u64(w[3], 1, 64u << 20, &c) &&
+		   (n == 4 || parse_u64(w[4], 1, 4096, &d))) {
+		cmd_propose(app, (uint32_t)a, b, c, n == 4 ? PROPOSE_WINDOW : (unsigned)d);
 	} else if (strcmp(w[0], "digest") == 0 && n == 3 &&
 		   parse_u64(w[1], 0, UINT32_MAX, &a) && parse_u64(w[2], 0, INT64_MAX, &b)) {
 		end = (int64_t)b;
@@ -974,6 +1014,9 @@ static void command(struct app *app, char *line)
 		cmd_load(app, a, b, c, d);
 	} else if (strcmp(w[0], "stats") == 0 && n == 1) {
 		cmd_stats(app);
+	} else if (strcmp(w[0], "transfer") == 0 && n == 3 &&
+		   parse_u64(w[1], 0, UINT32_MAX, &a) && parse_u64(w[2], 0, UINT64_MAX, &b)) {
+		cmd_transfer(app, (uint32_t)a, b);
 	} else if (strcmp(w[0], "handoff") == 0 && n == 1) {
 		cmd_handoff(app);
 	} else if (strcmp(w[0], "quit") == 0 && n == 1) {
@@ -1178,6 +1221,8 @@ static int start(struct app *app)
 		.listen_host = "127.0.0.1",
 		.listen_port = o->port,
 		.max_frame = (size_t)o->max_frame,
+		.max_queue = (size_t)o->max_queue,
+		.hello_timeout_ms = o->hello_timeout_ms,
 		.test_cut_bulk_after = o->bulk_cut_after,
 		.log = log_line,
 		.log_arg = app,
@@ -1212,6 +1257,7 @@ static int start(struct app *app)
 		.election_ms = o->election_ms,
 		.snapshot_threshold = o->snapshot_threshold,
 		.snapshot_trailing = o->snapshot_trailing,
+		.max_append_bytes = o->max_append,
 		.logf = log_line,
 		.log_arg = app,
 	};
