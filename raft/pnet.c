@@ -644,7 +644,9 @@ static int net_send(struct sl_rnet *rn, uint32_t group, const struct raft_messag
 	size_t flen = p->q.len - before;
 	if (p->q.len > net->cfg.max_queue) {
 		p->q.len = before;
-		if (!drop_heartbeats(p, flen)) {
+		/* A message larger than the whole queue still goes alone, or a
+		 * lagging follower would never get its AppendEntries. */
+		if (!drop_heartbeats(p, flen) && p->q.len > 0) {
 			net->st.messages_refused++;
 			return RAFT_NOCONNECTION;
 		}

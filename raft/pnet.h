@@ -16,7 +16,8 @@
  *     new frames accumulate for the next one.
  *   - Each peer's queue is bounded (max_queue bytes): when full, queued
  *     heartbeats (AppendEntries without entries) are dropped, oldest first;
- *     if that is not enough the new message is refused. Raft recovers from
+ *     if that is not enough the new message is refused (a message larger
+ *     than max_queue is taken when the queue is empty). Raft recovers from
  *     lost messages; the loop never blocks.
  *   - A failed or lost connection is retried on the next send after a
  *     backoff that doubles from backoff_min_ms to backoff_max_ms, with

@@ -1218,8 +1218,12 @@ static int rio_send(struct raft_io *io, struct raft_io_send *req, const struct r
 	struct raft_message m = *msg;
 	if (m.type == RAFT_IO_APPEND_ENTRIES)
 		cap_append_entries(rio, &m.append_entries);
-	if ((!guards || guard_outgoing(rio, &m)) && rio->net->send(rio->net, rio->cfg.group, &m) != 0)
-		return RAFT_NOCONNECTION;
+	/* A message the transport refuses (a full queue, a peer in backoff)
+	 * is lost, as on a bad network, and reported sent: libraft 0.15
+	 * frees a received AppendEntries' entries twice when the reply it
+	 * sends from inside the receive fails. */
+	if (!guards || guard_outgoing(rio, &m))
+		(void)rio->net->send(rio->net, rio->cfg.group, &m);
 	struct rsend *s = rio->spare_sends;
 	if (s != NULL) {
 		rio->spare_sends = s->spare_next;

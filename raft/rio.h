@@ -48,7 +48,10 @@ struct sl_renv {
 
 /* Outgoing messages. send() must copy what it needs before it returns
  * (the backend fires raft's send callback right after). Returns 0, or
- * RAFT_NOCONNECTION when the peer is unreachable. */
+ * RAFT_NOCONNECTION when the peer is unreachable or the message is
+ * refused; the backend then counts the message as lost and tells libraft
+ * it was sent (0.15 double-frees entries when a reply sent from inside a
+ * receive fails). */
 struct sl_rnet {
 	void *data;
 	int (*send)(struct sl_rnet *net, uint32_t group, const struct raft_message *msg);
