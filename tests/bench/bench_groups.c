@@ -120,27 +120,24 @@ static double now_s(void)
 	return (double)tl_now_ms() / 1000.0;
 }
 
-static double raw_fsync_mbps(const char *dir, size_t size, double seconds)
+/* Starts every node with every group: *started once all listen and have
+ * opened their groups, *led once every group has a ready leader (s). */
+static int start_all(double *started, double *led)
 {
-	char path[600];
-	snprintf(path, sizeof(path), "%s/raw.dat", dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return 0;
-	char *buf = malloc(size);
-	memset(buf, 0x5a, size);
-	double t0 = now_s(), t;
-	uint64_t n = 0;
-	do {
-		if (write(fd, buf, size) != (ssize_t)size || fdatasync(fd) != 0)
-			break;
-		n++;
-		t = now_s();
-	} while (t - t0 < seconds);
-	close(fd);
-	unlink(path);
-	free(buf);
-	return (double)n * (double)size / (now_s() - t0) / 1e6;
+	double t0 = now_s();
+	for (int i = 0; i < NODES; i++)
+		if (start(i, groups) != 0)
+			return -1;
+	for (int i = 0; i < NODES; i++)
+		if (wait_ready(i, 600000) != 0)
+			return -1;
+	*started = now_s() - t0;
+	if (!tl_wait_until(all_led, NULL, 600000, 100)) {
+		fprintf(stderr, "not every group got a ready leader\n");
+		return -1;
+	}
+	*led = now_s() - t0;
+	return 0;
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -208,19 +205,10 @@ int main(int argc, char **argv)
 	printf("one_group_node_rss %lld KiB, fds %d\n", (long long)base_rss, base_fds);
 
 	/* 1. Creation. */
-	double t0 = now_s();
-	for (int i = 0; i < NODES; i++)
-		if (start(i, groups) != 0)
-			return 1;
-	for (int i = 0; i < NODES; i++)
-		if (wait_ready(i, 600000) != 0)
-			return 1;
-	double t_started = now_s() - t0;
-	if (!tl_wait_until(all_led, NULL, 600000, 200)) {
-		fprintf(stderr, "not every group got a ready leader\n");
+	double t_started, t_led;
+	if (start_all(&t_started, &t_led) != 0)
 		return 1;
-	}
-	printf("create_all_groups %.1f s (all started %.1f s)\n", now_s() - t0, t_started);
+	printf("create_all_groups %.1f s (all started %.1f s)\n", t_led, t_started);
 
 	/* 2. Idle. Let elections and snapshots settle first. */
 	struct timespec settle = { .tv_sec = 5 };
@@ -251,25 +239,15 @@ int main(int argc, char **argv)
 
 	/* 3. Cold start. */
 	stop_all();
-	t0 = now_s();
-	for (int i = 0; i < NODES; i++)
-		if (start(i, groups) != 0)
-			return 1;
-	for (int i = 0; i < NODES; i++)
-		if (wait_ready(i, 600000) != 0)
-			return 1;
-	double t_open = now_s() - t0;
-	if (!tl_wait_until(all_led, NULL, 600000, 100)) {
-		fprintf(stderr, "not every group got a ready leader after the restart\n");
+	double t_open, t_elect;
+	if (start_all(&t_open, &t_elect) != 0)
 		return 1;
-	}
-	double t_elect = now_s() - t0;
 	printf("cold_start_all_led %.1f s (groups opened after %.1f s) (goal < 10) %s\n", t_elect,
 	       t_open, verdict(t_elect < 10));
 
 	/* 4. Replication across 100 groups. */
 	int lg = groups < 100 ? groups : 100;
-	double raw = raw_fsync_mbps(base_dir, 16384, 3.0);
+	double raw = tl_raw_fsync_mbps(base_dir, 16384, 3.0);
 	printf("raw_append_fdatasync_16k %.1f MB/s\n", raw);
 	for (int i = 0; i < NODES; i++)
 		tl_proc_send(&procs[i], "load %d 16384 %d %d", load_s, inflight, lg);

@@ -24,6 +24,7 @@
 
 #include "batch.h"
 #include "rio.h"
+#include "procs.h"
 #include "testfsm.h"
 #include "uvenv.h"
 
@@ -164,29 +165,6 @@ static void on_stop(uv_timer_t *t)
 
 /* ---- Raw baseline --------------------------------------------------- */
 
-static double raw_fsync_mbps(const char *dir, size_t size, double seconds)
-{
-	char path[600];
-	snprintf(path, sizeof(path), "%s/raw.dat", dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return 0;
-	uint8_t *buf = malloc(size);
-	memset(buf, 0x5a, size);
-	double t0 = now_s(), t;
-	uint64_t n = 0;
-	do {
-		if (write(fd, buf, size) != (ssize_t)size || fdatasync(fd) != 0)
-			break;
-		n++;
-		t = now_s();
-	} while (t - t0 < seconds);
-	close(fd);
-	unlink(path);
-	free(buf);
-	return (double)n * (double)size / (now_s() - t0) / 1e6;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -253,7 +231,7 @@ int main(int argc, char **argv)
 	printf("# bench_raft: %d replicas in one process, one libuv loop + thread pool, fdatasync on\n", NODES);
 	printf("# batch %zu bytes, %d records of 100 B, window %llu, %g s, dir %s\n", proto_len,
 	       records, (unsigned long long)window, seconds, dir);
-	double raw = raw_fsync_mbps(dir, proto_len, 2.0);
+	double raw = tl_raw_fsync_mbps(dir, proto_len, 2.0);
 	printf("raw_append_fdatasync_%zub %.1f MB/s\n", proto_len, raw);
 
 	uv_loop_init(&loop);

@@ -454,3 +454,30 @@ int tl_proc_fd_count(pid_t pid)
 	closedir(d);
 	return n;
 }
+
+double tl_raw_fsync_mbps(const char *dir, size_t size, double seconds)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/raw.dat", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char *buf = malloc(size > 0 ? size : 1);
+	if (fd < 0 || buf == NULL) {
+		if (fd >= 0)
+			close(fd);
+		free(buf);
+		return 0;
+	}
+	memset(buf, 0x5a, size);
+	int64_t t0 = tl_now_ms(), t = t0;
+	uint64_t n = 0;
+	while ((double)(t - t0) < seconds * 1000.0) {
+		if (write(fd, buf, size) != (ssize_t)size || fdatasync(fd) != 0)
+			break;
+		n++;
+		t = tl_now_ms();
+	}
+	close(fd);
+	unlink(path);
+	free(buf);
+	return t > t0 ? (double)n * (double)size / ((double)(t - t0) / 1000.0) / 1e6 : 0;
+}

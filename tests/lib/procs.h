@@ -102,4 +102,10 @@ int64_t tl_proc_rss_kb(pid_t pid);
 /* Open file descriptors of pid (entries of /proc/PID/fd), or -1. */
 int tl_proc_fd_count(pid_t pid);
 
+/* ---- The disk's raw limit, for benchmarks --------------------------- */
+
+/* MB/s (10^6 bytes) of a loop of size-byte write + fdatasync appending to
+ * a new file in dir, for about seconds; the file is removed. 0 on error. */
+double tl_raw_fsync_mbps(const char *dir, size_t size, double seconds);
+
 #endif
