@@ -1149,6 +1149,8 @@ int sl_pnet_listen(struct sl_pnet *net, char *errmsg)
 	struct sockaddr_storage bound;
 	int bl = sizeof(bound);
 	uv_tcp_getsockname(&net->listener, (struct sockaddr *)&bound, &bl);
+	net->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+						     : ((struct sockaddr_in6 *)&bound)->sin6_port);
 	const char *self = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
 			   : strcmp(host, "::") == 0 ? "::1" : host;
 	if (peer_put(net, net->cfg.node_id, self, net->port, net->cfg.node_uuid) != SL_OK) {
@@ -1157,8 +1159,6 @@ int sl_pnet_listen(struct sl_pnet *net, char *errmsg)
 	}
 	unsigned every = net->cfg.hello_timeout_ms < 4000 ? net->cfg.hello_timeout_ms / 4 + 1 : 1000;
 	uv_timer_start(&net->sweep, on_sweep, every, every);
-	net->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-						     : ((struct sockaddr_in6 *)&bound)->sin6_port);
 	return SL_OK;
 }
 

@@ -3,7 +3,7 @@
  * command per line on stdin, one answer per line on stdout.
  *
  *   rnode --id N --dir DIR --port P --cluster HEX32 --peer ID=HOST:PORT ...
- *         [--groups G] [--heartbeat-ms 200] [--election-ms 1000]
+ *         [--groups G] [--voters ID,ID,...] [--heartbeat-ms 200] [--election-ms 1000]
  *         [--snapshot-threshold 256] [--snapshot-trailing 64]
  *         [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]
  *         [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--verbose]
@@ -66,6 +66,8 @@ struct opts {
 	struct peer_opt peers[MAX_PEERS];
 	unsigned npeers;
 	unsigned groups;
+	uint64_t voters[SL_RREG_MAX_REPLICAS]; /* --voters, ascending; 0 given: all */
+	unsigned nvoters;
 	unsigned heartbeat_ms, election_ms;
 	unsigned snapshot_threshold, snapshot_trailing;
 	uint64_t max_frame, max_queue, max_append, bulk_cut_after;
@@ -196,13 +198,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rnode --id N --dir DIR --port P --cluster HEX32 --peer ID=HOST:PORT ...\n"
-		"             [--groups G] [--heartbeat-ms 200] [--election-ms 1000]\n"
+		"             [--groups G] [--voters ID,ID,...] [--heartbeat-ms 200]\n"
+		"             [--election-ms 1000]\n"
 		"             [--snapshot-threshold 256] [--snapshot-trailing 64]\n"
 		"             [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]\n"
 		"             [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--verbose]\n"
 		"commands on stdin: status | group G | propose G COUNT BYTES [WINDOW] |\n"
 		"  digest G END | load SECONDS BYTES INFLIGHT MAXGROUP | stats |\n"
-		"  transfer G TARGET | handoff | quit\n"
+		"  transfer G TARGET | handoff | start-from G VOTERS FROM SRC END |\n"
+		"  delete G | quit\n"
 		"(see tests/cluster/README.md; the end of stdin acts as quit)\n");
 }
 
@@ -274,10 +278,50 @@ static bool parse_peer(const char *s, struct peer_opt *p)
 	return true;
 }
 
+static void sort_ids(uint64_t *ids, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+			uint64_t t = ids[j];
+			ids[j] = ids[j - 1];
+			ids[j - 1] = t;
+		}
+}
+
+/* Parses "ID,ID,..." (ids >= 1, no repeats, at most SL_RREG_MAX_REPLICAS)
+ * into ids, sorted ascending: every node then writes the same
+ * configuration entry, byte for byte. */
+static bool parse_ids(const char *s, uint64_t ids[SL_RREG_MAX_REPLICAS], unsigned *n)
+{
+	char buf[256];
+	if (s == NULL || strlen(s) >= sizeof(buf))
+		return false;
+	snprintf(buf, sizeof(buf), "%s", s);
+	*n = 0;
+	char *p = buf;
+	for (;;) {
+		char *comma = strchr(p, ',');
+		if (comma != NULL)
+			*comma = '\0';
+		uint64_t id;
+		if (*n == SL_RREG_MAX_REPLICAS || !parse_u64(p, 1, UINT64_MAX, &id))
+			return false;
+		for (unsigned i = 0; i < *n; i++)
+			if (ids[i] == id)
+				return false;
+		ids[(*n)++] = id;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	sort_ids(ids, *n);
+	return true;
+}
+
 static int parse_flags(int argc, char **argv, struct opts *o)
 {
 	enum { O_ID = 1, O_DIR, O_PORT, O_CLUSTER, O_PEER, O_GROUPS, O_HB, O_EL, O_ST, O_STR,
-	       O_MAXF, O_MAXQ, O_MAXA, O_HELLO, O_CUT, O_VERBOSE, O_HELP };
+	       O_MAXF, O_MAXQ, O_MAXA, O_HELLO, O_CUT, O_VERBOSE, O_HELP, O_VOTERS };
 	static const struct option longs[] = {
 		{ "id", required_argument, NULL, O_ID },
 		{ "dir", required_argument, NULL, O_DIR },
@@ -285,6 +329,7 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		{ "cluster", required_argument, NULL, O_CLUSTER },
 		{ "peer", required_argument, NULL, O_PEER },
 		{ "groups", required_argument, NULL, O_GROUPS },
+		{ "voters", required_argument, NULL, O_VOTERS },
 		{ "heartbeat-ms", required_argument, NULL, O_HB },
 		{ "election-ms", required_argument, NULL, O_EL },
 		{ "snapshot-threshold", required_argument, NULL, O_ST },
@@ -333,9 +378,14 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 			o->npeers++;
 			break;
 		case O_GROUPS:
-			if (!parse_u64(optarg, 1, MAX_GROUPS, &v))
-				return bad_flag("--groups: expected 1..%d, got '%s'", MAX_GROUPS, optarg);
+			if (!parse_u64(optarg, 0, MAX_GROUPS, &v))
+				return bad_flag("--groups: expected 0..%d, got '%s'", MAX_GROUPS, optarg);
 			o->groups = (unsigned)v;
+			break;
+		case O_VOTERS:
+			if (!parse_ids(optarg, o->voters, &o->nvoters))
+				return bad_flag("--voters: expected 1 to %d distinct ids >= 1 separated "
+						"by commas, got '%s'", SL_RREG_MAX_REPLICAS, optarg);
 			break;
 		case O_HB:
 			if (!parse_u64(optarg, 1, 60000, &v))
@@ -410,6 +460,18 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 			if (o->peers[j].id == o->peers[i].id)
 				return bad_flag("--peer %" PRIu64 " given twice", o->peers[i].id);
 	}
+	bool self = o->nvoters == 0;
+	for (unsigned i = 0; i < o->nvoters; i++) {
+		bool known = o->voters[i] == o->id;
+		self = self || known;
+		for (unsigned j = 0; j < o->npeers && !known; j++)
+			known = o->peers[j].id == o->voters[i];
+		if (!known)
+			return bad_flag("--voters: %" PRIu64 " is neither this node nor a --peer",
+					o->voters[i]);
+	}
+	if (!self && o->groups > 0)
+		return bad_flag("--voters: this node (%" PRIu64 ") must be one of them", o->id);
 	return 0;
 }
 
@@ -976,6 +1038,41 @@ static void cmd_handoff(struct app *app)
 	app->handoff_running = true;
 }
 
+static void on_start_from(void *arg, uint32_t group, int status)
+{
+	struct app *app = arg;
+	if (status == SL_OK) {
+		answer("start-from %u ok", group);
+	} else {
+		logf_app(app, SL_RLOG_WARN, "start-from %u: %s", group, sl_err_name(status));
+		answer("start-from %u err %s", group, sl_err_name(status));
+	}
+}
+
+static void cmd_start_from(struct app *app, uint32_t g, const uint64_t *voters, unsigned n,
+			   uint64_t from, uint32_t src, int64_t end)
+{
+	char errmsg[SL_ERRMSG_SIZE] = "";
+	int rv = sl_rreg_start_from(app->reg, g, voters, n, from, src, end, on_start_from, app,
+				    errmsg);
+	if (rv != SL_OK) {
+		logf_app(app, SL_RLOG_WARN, "start-from %u: %s: %s", g, sl_err_name(rv), errmsg);
+		answer("start-from %u err %s", g, sl_err_name(rv));
+	}
+}
+
+static void on_deleted(void *arg, uint32_t group)
+{
+	(void)arg;
+	answer("delete %u ok", group);
+}
+
+static void cmd_delete(struct app *app, uint32_t g)
+{
+	if (sl_rreg_delete(app->reg, g, on_deleted, app) != SL_OK)
+		answer("delete %u err not-found", g);
+}
+
 /* Splits line into at most max words; returns the count. */
 static int split(char *line, char **words, int max)
 {
@@ -995,6 +1092,8 @@ static void command(struct app *app, char *line)
 		return;
 	uint64_t a, b, c, d;
 	int64_t end;
+	uint64_t ids[SL_RREG_MAX_REPLICAS];
+	unsigned nids;
 	if (strcmp(w[0], "status") == 0 && n == 1) {
 		cmd_status(app);
 	} else if (strcmp(w[0], "group") == 0 && n == 2 && parse_u64(w[1], 0, UINT32_MAX, &a)) {
@@ -1019,6 +1118,13 @@ static void command(struct app *app, char *line)
 		cmd_transfer(app, (uint32_t)a, b);
 	} else if (strcmp(w[0], "handoff") == 0 && n == 1) {
 		cmd_handoff(app);
+	} else if (strcmp(w[0], "start-from") == 0 && n == 6 &&
+		   parse_u64(w[1], 0, UINT32_MAX, &a) && parse_ids(w[2], ids, &nids) &&
+		   parse_u64(w[3], 1, UINT64_MAX, &b) && parse_u64(w[4], 0, UINT32_MAX, &c) &&
+		   parse_u64(w[5], 0, INT64_MAX, &d)) {
+		cmd_start_from(app, (uint32_t)a, ids, nids, b, (uint32_t)c, (int64_t)d);
+	} else if (strcmp(w[0], "delete") == 0 && n == 2 && parse_u64(w[1], 0, UINT32_MAX, &a)) {
+		cmd_delete(app, (uint32_t)a);
 	} else if (strcmp(w[0], "quit") == 0 && n == 1) {
 		shutdown_begin(app);
 	} else {
@@ -1271,15 +1377,15 @@ static int start(struct app *app)
 	 * the same configuration entry, byte for byte. */
 	uint64_t voters[SL_RREG_MAX_REPLICAS];
 	unsigned nv = 0;
-	voters[nv++] = o->id;
-	for (unsigned i = 0; i < o->npeers; i++)
-		voters[nv++] = o->peers[i].id;
-	for (unsigned i = 1; i < nv; i++)
-		for (unsigned j = i; j > 0 && voters[j - 1] > voters[j]; j--) {
-			uint64_t t = voters[j];
-			voters[j] = voters[j - 1];
-			voters[j - 1] = t;
-		}
+	if (o->nvoters > 0) {
+		memcpy(voters, o->voters, o->nvoters * sizeof(*voters));
+		nv = o->nvoters;
+	} else {
+		voters[nv++] = o->id;
+		for (unsigned i = 0; i < o->npeers; i++)
+			voters[nv++] = o->peers[i].id;
+	}
+	sort_ids(voters, nv);
 	for (uint32_t g = 1; g <= o->groups; g++) {
 		rv = sl_rreg_start(app->reg, g, voters, nv, errmsg);
 		if (rv != SL_OK) {

@@ -2,7 +2,8 @@
  * over many groups, crash and restart, snapshot catch-up through the bulk
  * copy (also when it is cut midway), strangers on the peer port, silent
  * connections and the hello timeout, the hand-off on SIGTERM and campaigns
- * after a hand-off, and a peer that stops reading (SIGSTOP).
+ * after a hand-off, a peer that stops reading (SIGSTOP), and a replica
+ * that moves to a new group started on the old group's data.
  *
  * Each test runs in its own Criterion worker with its own temp directory
  * and its own free ports; every process it starts is killed by PID when the
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,7 +41,7 @@
 
 #define HB_MS 50
 #define EL_MS 250
-#define MAX_NODES 3
+#define MAX_NODES 4
 #define CMD_MS 10000     /* one command's answer */
 #define START_MS 60000   /* `ready` after a start (100 groups, ASan) */
 #define ELECT_MS 30000   /* every group led */
@@ -128,6 +130,7 @@ static const char *rnode_path(void)
 
 static void cluster_init(int n, int groups)
 {
+	cr_assert(n >= 1 && n <= MAX_NODES);
 	n_nodes = n;
 	n_groups = groups;
 	int ports[MAX_NODES];
@@ -403,10 +406,8 @@ struct gstate {
 	int64_t term, leader, commit, durable, last, next_offset;
 };
 
-static struct gstate group_state(struct node *nd, int g)
+static void parse_gstate(const char *line, struct gstate *out)
 {
-	char line[LINE];
-	cmd(nd, line, "group %d", g);
 	struct gstate s;
 	must(tl_line_str(line, "role", s.role, sizeof(s.role)), "no role in '%s'", line);
 	s.term = field(line, "term");
@@ -415,16 +416,36 @@ static struct gstate group_state(struct node *nd, int g)
 	s.durable = field(line, "durable");
 	s.last = field(line, "last");
 	s.next_offset = field(line, "next_offset");
+	*out = s;
+}
+
+/* g's state on nd; false when nd has no group g (`group G err not-found`). */
+static bool group_state_opt(struct node *nd, int g, struct gstate *s)
+{
+	char line[LINE];
+	cmd(nd, line, "group %d", g);
+	if (strstr(line, " err not-found") != NULL)
+		return false;
+	parse_gstate(line, s);
+	return true;
+}
+
+static struct gstate group_state(struct node *nd, int g)
+{
+	struct gstate s;
+	must(group_state_opt(nd, g, &s), "node %llu has no group %d",
+	     (unsigned long long)nd->id, g);
 	return s;
 }
 
-/* The running node that leads g (and says so itself), or NULL. */
+/* The running node that leads g (and says so itself), or NULL. Nodes that
+ * do not have g are skipped. */
 static struct node *leader_of(int g)
 {
 	for (int i = 1; i <= n_nodes; i++) {
-		if (!nodes[i].up)
+		struct gstate s;
+		if (!nodes[i].up || !group_state_opt(&nodes[i], g, &s))
 			continue;
-		struct gstate s = group_state(&nodes[i], g);
 		if (strcmp(s.role, "leader") == 0)
 			return &nodes[i];
 	}
@@ -477,7 +498,8 @@ struct caught_up {
 	char seen[256];
 };
 
-/* The follower(s) of a group have committed and made durable want. */
+/* The follower(s) of a group have committed and made durable want (every
+ * running node that has the group, when cu->nd is NULL). */
 static bool group_caught_up(void *arg)
 {
 	struct caught_up *cu = arg;
@@ -485,7 +507,13 @@ static bool group_caught_up(void *arg)
 		struct node *nd = &nodes[i];
 		if (!nd->up || (cu->nd != NULL && cu->nd != nd))
 			continue;
-		struct gstate s = group_state(nd, cu->g);
+		struct gstate s;
+		if (!group_state_opt(nd, cu->g, &s)) {
+			if (cu->nd == NULL)
+				continue;
+			snprintf(cu->seen, sizeof(cu->seen), "n%d: no group %d", i, cu->g);
+			return false;
+		}
 		snprintf(cu->seen, sizeof(cu->seen), "n%d: role=%s commit=%lld durable=%lld last=%lld",
 			 i, s.role, (long long)s.commit, (long long)s.durable, (long long)s.last);
 		if (s.commit < cu->want || s.durable < cu->want)
@@ -1325,5 +1353,163 @@ Test(cluster, stopped_peer_replies_to_its_backlog)
 	stall_cluster(true);
 	stall_and_resume(STALL_BACKLOG_MS, 1, 600);
 	check_resumed(1, 600);
+	cluster_stop();
+}
+
+/* ---- moving a replica: a new group on the old group's data ----------- */
+
+#define MOVE_SRC 1
+#define MOVE_DST 1001
+#define MOVE_BATCHES 50
+#define MOVE_BYTES 4096
+
+struct ready_among {
+	int g;
+	const int *ids;
+	int n;
+	struct node *leader;
+	char seen[256];
+};
+
+/* One of ra->ids leads ra->g and its election barrier committed: its
+ * `status` counts one ready group more than it would without g (it may
+ * also lead, ready, the other groups it runs: here only MOVE_SRC). */
+static bool ready_leader_among(void *arg)
+{
+	struct ready_among *ra = arg;
+	ra->leader = NULL;
+	snprintf(ra->seen, sizeof(ra->seen), "no leader");
+	for (int k = 0; k < ra->n; k++) {
+		struct node *nd = &nodes[ra->ids[k]];
+		struct gstate s, o;
+		if (!group_state_opt(nd, ra->g, &s) || strcmp(s.role, "leader") != 0)
+			continue;
+		int64_t others = 0;
+		if (group_state_opt(nd, MOVE_SRC, &o) && strcmp(o.role, "leader") == 0)
+			others = 1;
+		struct status st = node_status(nd);
+		snprintf(ra->seen, sizeof(ra->seen), "n%llu leads, ready=%lld (other groups led: %lld)",
+			 (unsigned long long)nd->id, (long long)st.ready, (long long)others);
+		if (st.ready == others + 1) {
+			ra->leader = nd;
+			return true;
+		}
+	}
+	return false;
+}
+
+struct committed_all {
+	struct node *nd;
+	int g;
+	struct gstate s;
+};
+
+static bool leader_committed_all(void *arg)
+{
+	struct committed_all *ca = arg;
+	ca->s = group_state(ca->nd, ca->g);
+	return strcmp(ca->s.role, "leader") == 0 && ca->s.commit == ca->s.last;
+}
+
+static bool dir_exists(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0;
+}
+
+Test(cluster, replica_moves_to_a_new_group_on_the_old_data)
+{
+	char line[LINE];
+	cluster_init(4, 1);
+	for (int i = 1; i <= 3; i++)
+		node_extra(&nodes[i], "--voters", "1,2,3");
+	node_extra(&nodes[4], "--groups", "0");
+	cluster_start();
+	wait_all_led();
+	struct status s4 = node_status(&nodes[4]);
+	must(s4.groups == 0, "node 4 runs %lld groups, expected none", (long long)s4.groups);
+
+	/* The source is node 1, one of the new replicas: it copies from
+	 * itself through its own listener, nodes 2 and 4 from it. (Its own
+	 * peer entry once held port 0, and that copy failed.) */
+	move_leader(MOVE_SRC, &nodes[1]);
+	/* Fill group 1 and let it settle: everything committed on its leader. */
+	propose(MOVE_SRC, MOVE_BATCHES, MOVE_BYTES);
+	struct node *ld = leader_of(MOVE_SRC);
+	must(ld == &nodes[1], "group %d: leader n%llu, not node 1", MOVE_SRC,
+	     ld != NULL ? (unsigned long long)ld->id : 0ULL);
+	struct committed_all ca = { .nd = ld, .g = MOVE_SRC };
+	must(tl_wait_until(leader_committed_all, &ca, ELECT_MS, 50),
+	     "group %d: leader n%llu role=%s commit=%lld last=%lld", MOVE_SRC,
+	     (unsigned long long)ld->id, ca.s.role, (long long)ca.s.commit, (long long)ca.s.last);
+	int64_t x = ca.s.next_offset;
+	must(x > 0, "group %d: next_offset %lld", MOVE_SRC, (long long)x);
+	struct digest src = node_digest(ld, MOVE_SRC, x);
+	must(src.next == x, "group %d on n%llu: digest below %lld covers up to %lld", MOVE_SRC,
+	     (unsigned long long)ld->id, (long long)x, (long long)src.next);
+
+	/* The new replica set 1, 2, 4 (node 3 leaves) starts group 1001 on
+	 * group 1's data below x, copied from its leader. */
+	static const int dst[] = { 1, 2, 4 };
+	for (int k = 0; k < 3; k++)
+		must(tl_proc_send(&nodes[dst[k]].proc, "start-from %d 1,2,4 %llu %d %lld", MOVE_DST,
+				  (unsigned long long)ld->id, MOVE_SRC, (long long)x) == 0,
+		     "node %d: sending start-from failed", dst[k]);
+	for (int k = 0; k < 3; k++) {
+		int rv = tl_proc_expect(&nodes[dst[k]].proc, "start-from ", line, sizeof(line),
+					CATCHUP_MS);
+		must(rv == 1, "node %d: no answer to start-from within %d ms (rv %d)", dst[k],
+		     CATCHUP_MS, rv);
+		char want[64];
+		snprintf(want, sizeof(want), "start-from %d ok", MOVE_DST);
+		must(strcmp(line, want) == 0, "node %d: '%s'", dst[k], line);
+	}
+	must(stat_of(&nodes[4], "bulk_fetched") > 0, "node 4 fetched nothing by bulk copy");
+
+	struct ready_among ra = { .g = MOVE_DST, .ids = dst, .n = 3 };
+	must(tl_wait_until(ready_leader_among, &ra, ELECT_MS, 50),
+	     "group %d: no ready leader among 1, 2, 4 within %d ms (%s)", MOVE_DST, ELECT_MS,
+	     ra.seen);
+	struct gstate g3;
+	must(!group_state_opt(&nodes[3], MOVE_DST, &g3), "node 3 has group %d", MOVE_DST);
+
+	/* The same bytes below x on every new replica, node 4 included. */
+	for (int k = 0; k < 3; k++) {
+		struct digest d = node_digest(&nodes[dst[k]], MOVE_DST, x);
+		must(strcmp(d.crc, src.crc) == 0 && d.next == x,
+		     "group %d on node %d: digest below %lld crc=%s next=%lld, group %d on n%llu "
+		     "crc=%s next=%lld",
+		     MOVE_DST, dst[k], (long long)x, d.crc, (long long)d.next, MOVE_SRC,
+		     (unsigned long long)ld->id, src.crc, (long long)src.next);
+	}
+	/* Its own entries (bootstrap configuration, barrier) start at x. */
+	struct gstate ns = group_state(ra.leader, MOVE_DST);
+	must(ns.next_offset > x, "group %d: next_offset %lld on its leader n%llu, not past %lld",
+	     MOVE_DST, (long long)ns.next_offset, (unsigned long long)ra.leader->id, (long long)x);
+
+	propose(MOVE_DST, 10, MOVE_BYTES);
+	wait_caught_up(MOVE_DST, NULL, CATCHUP_MS);
+	struct gstate after = group_state(leader_of(MOVE_DST), MOVE_DST);
+	must(after.next_offset > ns.next_offset, "group %d: next_offset %lld after 10 batches",
+	     MOVE_DST, (long long)after.next_offset);
+
+	/* The old group goes: stopped and its directory removed. */
+	for (int i = 1; i <= 3; i++) {
+		cmd(&nodes[i], line, "delete %d", MOVE_SRC);
+		char want[64];
+		snprintf(want, sizeof(want), "delete %d ok", MOVE_SRC);
+		must(strcmp(line, want) == 0, "node %d: '%s'", i, line);
+	}
+	cmd(&nodes[4], line, "delete %d", MOVE_SRC);
+	must(strstr(line, " err not-found") != NULL, "node 4: '%s'", line);
+	for (int i = 1; i <= 3; i++) {
+		cmd(&nodes[i], line, "group %d", MOVE_SRC);
+		must(strstr(line, " err not-found") != NULL, "node %d: '%s'", i, line);
+		char path[600];
+		snprintf(path, sizeof(path), "%s/g%d", nodes[i].dir, MOVE_SRC);
+		must(!dir_exists(path), "node %d: %s still exists", i, path);
+	}
+	/* The new group still takes writes without the old one. */
+	propose(MOVE_DST, 5, MOVE_BYTES);
 	cluster_stop();
 }
