@@ -890,6 +890,44 @@ static int fetch_from_leader(struct sl_rnet *net, uint32_t group, raft_id from, 
 	return rv;
 }
 
+/* Appends 10 COMMAND entries of 3 records (term 1) and lets each reach
+ * the disk. */
+static void append_ten_commands(void)
+{
+	for (int k = 0; k < 10; k++) {
+		struct raft_buffer b = command(1, 3, k);
+		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = b };
+		struct raft_io_append req;
+		struct appended d = { 0 };
+		req.data = &d;
+		cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
+		pump(&env);
+		raft_free(b.base);
+	}
+}
+
+/* Asserts that logs a and b hold the same batches, byte for byte, below
+ * offset end. */
+static void assert_same_log(sl_log *a, sl_log *b, int64_t end)
+{
+	for (int64_t off = 0; off < end;) {
+		struct sl_slice sa, sb;
+		cr_assert_eq(sl_log_read(a, off, 1 << 20, &sa), SL_OK);
+		cr_assert_eq(sl_log_read(b, off, 1 << 20, &sb), SL_OK);
+		cr_assert_eq(sa.first_offset, sb.first_offset);
+		uint64_t n = sa.len < sb.len ? sa.len : sb.len;
+		uint8_t *x = malloc(sa.len), *y = malloc(sb.len);
+		sl_slice_read(&sa, x);
+		sl_slice_read(&sb, y);
+		cr_assert_eq(memcmp(x, y, n), 0, "bytes differ at offset %lld", (long long)off);
+		off = sa.next_offset < sb.next_offset ? sa.next_offset : sb.next_offset;
+		free(x);
+		free(y);
+		sl_slice_release(&sa);
+		sl_slice_release(&sb);
+	}
+}
+
 static void closed2_cb(struct raft_io *i)
 {
 	*(bool *)i->data = false;
@@ -903,16 +941,7 @@ Test(rio, installed_snapshot_pulls_the_missing_batches_from_the_leader)
 	struct loaded l;
 	load(&l);
 	free_loaded(&l);
-	for (int k = 0; k < 10; k++) {
-		struct raft_buffer b = command(1, 3, k);
-		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = b };
-		struct raft_io_append req;
-		struct appended d = { 0 };
-		req.data = &d;
-		cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
-		pump(&env);
-		raft_free(b.base);
-	}
+	append_ten_commands();
 	struct raft_snapshot s = { .index = 8, .term = 1, .configuration_index = 1 };
 	raft_configuration_init(&s.configuration);
 	raft_configuration_add(&s.configuration, 1, "n1", RAFT_VOTER);
@@ -963,21 +992,7 @@ Test(rio, installed_snapshot_pulls_the_missing_batches_from_the_leader)
 	 * offset after entry 8. */
 	int64_t anchor = sl_log_end_offset(b);
 	cr_assert_eq(anchor, 1 + 7 * 3, "entry 8 ends before offset 22, not %lld", (long long)anchor);
-	for (int64_t off = 0; off < anchor;) {
-		struct sl_slice sa, sb;
-		cr_assert_eq(sl_log_read(a, off, 1 << 20, &sa), SL_OK);
-		cr_assert_eq(sl_log_read(b, off, 1 << 20, &sb), SL_OK);
-		uint64_t n = sa.len < sb.len ? sa.len : sb.len;
-		uint8_t *x = malloc(sa.len), *y = malloc(sb.len);
-		sl_slice_read(&sa, x);
-		sl_slice_read(&sb, y);
-		cr_assert_eq(memcmp(x, y, n), 0, "bytes differ at offset %lld", (long long)off);
-		off = sa.next_offset < sb.next_offset ? sa.next_offset : sb.next_offset;
-		free(x);
-		free(y);
-		sl_slice_release(&sa);
-		sl_slice_release(&sb);
-	}
+	assert_same_log(a, b, anchor);
 	raft_configuration_close(&got->configuration);
 	raft_free(got->bufs[0].base);
 	raft_free(got->bufs);
@@ -1199,16 +1214,7 @@ Test(rio, a_seeded_group_starts_its_raft_log_after_the_copied_history)
 	struct loaded l;
 	load(&l);
 	free_loaded(&l);
-	for (int k = 0; k < 10; k++) {
-		struct raft_buffer b = command(1, 3, k);
-		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = b };
-		struct raft_io_append req;
-		struct appended d = { 0 };
-		req.data = &d;
-		cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
-		pump(&env);
-		raft_free(b.base);
-	}
+	append_ten_commands();
 	sl_log *src = sl_rio_log(&io);
 	int64_t end = sl_log_end_offset(src);
 	cr_assert_eq(end, 31);
@@ -1257,23 +1263,7 @@ Test(rio, a_seeded_group_starts_its_raft_log_after_the_copied_history)
 		cr_assert_eq(l.ents[0].type, RAFT_CHANGE);
 		free_loaded(&l);
 		cr_assert_eq(sl_rio_next_offset(&io3), end + 1);
-		sl_log *dst = sl_rio_log(&io3);
-		for (int64_t off = 0; off < end;) {
-			struct sl_slice sa, sb;
-			cr_assert_eq(sl_log_read(src, off, 1 << 20, &sa), SL_OK);
-			cr_assert_eq(sl_log_read(dst, off, 1 << 20, &sb), SL_OK);
-			cr_assert_eq(sa.first_offset, sb.first_offset);
-			uint64_t n = sa.len < sb.len ? sa.len : sb.len;
-			uint8_t *x = malloc(sa.len), *y = malloc(sb.len);
-			sl_slice_read(&sa, x);
-			sl_slice_read(&sb, y);
-			cr_assert_eq(memcmp(x, y, n), 0, "bytes differ at offset %lld", (long long)off);
-			off = sa.next_offset < sb.next_offset ? sa.next_offset : sb.next_offset;
-			free(x);
-			free(y);
-			sl_slice_release(&sa);
-			sl_slice_release(&sb);
-		}
+		assert_same_log(src, sl_rio_log(&io3), end);
 		io3.data = &io3_open;
 		io3_open = true;
 		io3.close(&io3, closed2_cb);
