@@ -144,7 +144,10 @@ int sl_segment_index_batch(sl_log *log, sl_segment *seg, uint64_t pos,
 		}
 		seg->max_ts = h->max_timestamp;
 	}
-	if (seg->first_ts == INT64_MIN)
+	/* The segment's age (segment_ms) counts from its first batch with a
+	 * timestamp: Raft's control batches carry 0, and taking that for 1970
+	 * rolled a new segment at the first append after every reopen. */
+	if (seg->first_ts == INT64_MIN && h->first_timestamp > 0)
 		seg->first_ts = h->first_timestamp;
 	seg->next_offset = sl_batch_last_offset(h) + 1;
 	seg->last_pos = pos;

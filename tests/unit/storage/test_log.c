@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "batch.h"
@@ -195,6 +196,16 @@ Test(log, starts_empty_at_zero)
 	cr_assert_eq(s.len, 0);
 	cr_assert_eq(sl_log_read(log_, 1, 100, &s), SL_EOFFSET_OUT_OF_RANGE);
 	cr_assert_eq(count_files(".log"), 1);
+}
+
+Test(log, a_batch_without_a_timestamp_does_not_age_its_segment)
+{
+	cfg.segment_bytes = 1 << 20; /* segment_ms stays at its 7 days */
+	open_log();
+	append(1, 0, 10); /* like Raft's control batches */
+	reopen_log();
+	append(1, (int64_t)time(NULL) * 1000, 10);
+	cr_assert_eq(sl_log_segment_count(log_), 1, "a reopen rolled a segment aged from 1970");
 }
 
 Test(log, round_trip_across_segment_rolls)
