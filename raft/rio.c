@@ -9,6 +9,7 @@
 
 #include "batch.h"
 #include "raft_int.h"
+#include "rmeta.h"
 #include "slot.h"
 
 /* The guards against libraft 0.15's safety bugs (libraft-guards.md). The
@@ -66,10 +67,11 @@ struct rop {
 
 struct rsend {
 	struct sl_rwork w;
-	struct rsend *spare_next; /* in rio->spare_sends */
+	struct rsend *link; /* in rio->spare_sends or rio->held_sends */
 	struct raft_io_send *req;
 	raft_io_send_cb cb;
 	struct sl_rio *rio;
+	struct raft_message msg; /* a held send: what goes out when released */
 };
 
 struct rget {
@@ -96,7 +98,9 @@ struct sl_rio {
 	sl_log *log;
 	raft_term term;
 	raft_id vote;
-	uint64_t meta_version;
+	uint64_t meta_version;  /* per-group slots */
+	uint64_t meta_wait;     /* shared store: the record to wait for */
+	struct sl_rmeta_waiter meta_waiter;
 	uint64_t snap_version;
 	uint8_t *snap; /* the stored manifest (raft_malloc'd), or NULL */
 	size_t snap_len;
@@ -123,6 +127,8 @@ struct sl_rio {
 	unsigned inflight_works; /* sends, gets, disk work not yet done */
 	struct rsend *spare_sends; /* reused: a send per heartbeat adds up */
 	unsigned n_spare_sends;
+	/* Sends held until term and vote are durable, oldest first. */
+	struct rsend *held_sends, *held_tail;
 
 	unsigned tick_ms;
 	raft_io_tick_cb tick;
@@ -188,6 +194,13 @@ static int raft_state_of(struct sl_rio *rio)
 static bool disk_busy(const struct sl_rio *rio)
 {
 	return rio->running != NULL || rio->head != NULL;
+}
+
+/* The send gate: a term or vote recorded in the node's shared store is
+ * not durable yet, so nothing may leave or reach the log (rmeta.h). */
+static bool meta_pending(const struct sl_rio *rio)
+{
+	return rio->cfg.meta != NULL && !sl_rmeta_durable(rio->cfg.meta, rio->meta_wait);
 }
 
 /* ---- Mirror --------------------------------------------------------- */
@@ -479,7 +492,8 @@ static void work_done(struct sl_rwork *w)
 /* Starts the next disk work if none is running. */
 static void kick(struct sl_rio *rio)
 {
-	if (rio->running != NULL || rio->head == NULL || rio->fenced || rio->closing)
+	if (rio->running != NULL || rio->head == NULL || rio->fenced || rio->closing ||
+	    meta_pending(rio))
 		return;
 	struct rop *op = rio->head;
 	rio->head = op->next;
@@ -584,7 +598,21 @@ static int open_state(struct sl_rio *rio)
 	 * and vote. */
 	if (rv == 0 && (rv = sl_vfs_sync_parent(rio->vfs, rio->dir)) < 0)
 		return errf(rio, RAFT_IOERR, strerror(-rv));
-	rv = sl_slot_load(rio->vfs, rio->dir, "meta", &data, &len, &version, errmsg);
+	if (rio->cfg.meta != NULL) {
+		uint64_t term, vote, seq;
+		sl_rmeta_get(rio->cfg.meta, rio->cfg.group, &term, &vote, &seq);
+		rio->term = term;
+		rio->vote = vote;
+		rv = SL_ENOT_FOUND;
+		if (!sl_rmeta_durable(rio->cfg.meta, seq)) {
+			/* Recorded by this group's previous run (closed after a
+			 * fault): still gated. */
+			rio->meta_wait = seq;
+			sl_rmeta_wait(rio->cfg.meta, &rio->meta_waiter, seq);
+		}
+	} else {
+		rv = sl_slot_load(rio->vfs, rio->dir, "meta", &data, &len, &version, errmsg);
+	}
 	if (rv == SL_OK) {
 		if (len != 16) {
 			free(data);
@@ -668,6 +696,16 @@ static int open_state(struct sl_rio *rio)
 
 static int store_meta(struct sl_rio *rio, raft_term term, raft_id vote)
 {
+	if (rio->cfg.meta != NULL) {
+		uint64_t seq;
+		if (sl_rmeta_put(rio->cfg.meta, rio->cfg.group, term, vote, &seq) != SL_OK)
+			return RAFT_NOMEM;
+		rio->term = term;
+		rio->vote = vote;
+		rio->meta_wait = seq;
+		sl_rmeta_wait(rio->cfg.meta, &rio->meta_waiter, seq);
+		return 0;
+	}
 	char errmsg[SL_ERRMSG_SIZE];
 	uint8_t d[16];
 	for (int i = 0; i < 8; i++) {
@@ -790,6 +828,28 @@ static int load_entries(struct sl_rio *rio, struct raft_entry **out, size_t *n_o
 	return 0;
 }
 
+/* No entry is written before its term is durable, so a stored term
+ * behind the log's means the term record was lost, and libraft 0.15 would
+ * go on to free memory twice. One case is expected: with the shared store
+ * (rmeta.h), bootstrap records term 1 and writes its CHANGE entry at once,
+ * and a crash can keep the entry alone. Returns 0 or RAFT_CORRUPT. */
+static int check_term(struct sl_rio *rio)
+{
+	raft_term last_term = term_at(rio, rio->last_stored);
+	if (rio->term >= last_term)
+		return 0;
+	struct rent *e = mirror_at(rio, 1);
+	if (rio->term == 0 && rio->last_stored == 1 && e != NULL && e->type == RAFT_CHANGE &&
+	    e->term == 1) {
+		rio->term = 1;
+		return 0;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "stored term %llu is behind the log's last term %llu",
+		 (unsigned long long)rio->term, (unsigned long long)last_term);
+	return errf(rio, RAFT_CORRUPT, why);
+}
+
 static int rio_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 		    struct raft_snapshot **snapshot, raft_index *start_index,
 		    struct raft_entry *entries[], size_t *n_entries)
@@ -798,8 +858,6 @@ static int rio_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	int rv = open_state(rio);
 	if (rv != 0)
 		return rv;
-	*term = rio->term;
-	*voted_for = rio->vote;
 	*snapshot = NULL;
 	*start_index = rio->first;
 	*entries = NULL;
@@ -808,6 +866,17 @@ static int rio_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	if (rio->snap != NULL && (rv = snapshot_copy(rio, snapshot)) != 0)
 		return rv;
 	rv = load_entries(rio, entries, n_entries);
+	if (rv == 0) {
+		rio->last_stored = rio->nents ? mirror_last(rio) : rio->snap_index;
+		if ((rv = check_term(rio)) != 0) {
+			for (size_t i = 0; i < *n_entries; i++)
+				raft_free((*entries)[i].buf.base);
+			raft_free(*entries);
+			*entries = NULL;
+			*n_entries = 0;
+			rio->nents = 0;
+		}
+	}
 	if (rv != 0) {
 		if (*snapshot != NULL) {
 			raft_configuration_close(&(*snapshot)->configuration);
@@ -818,7 +887,8 @@ static int rio_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 		}
 		return rv;
 	}
-	rio->last_stored = rio->nents ? mirror_last(rio) : rio->snap_index;
+	*term = rio->term;
+	*voted_for = rio->vote;
 	return 0;
 }
 
@@ -851,9 +921,13 @@ static int rio_bootstrap(struct raft_io *io, const struct raft_configuration *co
 	int rv = open_state(rio);
 	if (rv != 0)
 		return rv;
-	if (rio->term != 0 || rio->snap != NULL || sl_log_end_offset(rio->log) != rio->next_offset)
+	if (rio->snap != NULL || rio->nents > 0 || sl_log_end_offset(rio->log) != rio->next_offset)
 		return RAFT_CANTBOOTSTRAP;
-	if ((rv = store_meta(rio, 1, 0)) != 0)
+	/* A term already stored with no log (a crash between the two writes
+	 * below, or a deleted group's id reused under the shared store) is
+	 * kept, vote included: a new member that knows a term is sound, and
+	 * it never votes twice in one. */
+	if ((rv = store_meta(rio, rio->term ? rio->term : 1, rio->vote)) != 0)
 		return rv;
 	return append_change_now(rio, 1, conf);
 }
@@ -1134,7 +1208,7 @@ static void send_done(struct sl_rwork *w)
 	if (s->cb != NULL)
 		s->cb(s->req, 0);
 	if (rio->n_spare_sends < SPARE_SENDS) {
-		s->spare_next = rio->spare_sends;
+		s->link = rio->spare_sends;
 		rio->spare_sends = s;
 		rio->n_spare_sends++;
 	} else {
@@ -1209,36 +1283,71 @@ static bool guard_outgoing(struct sl_rio *rio, struct raft_message *m)
 	return true;
 }
 
+/* Hands a send to the transport and completes it on a later turn. */
+static void send_now(struct sl_rio *rio, struct rsend *s, const struct raft_message *m)
+{
+	/* A message the transport refuses (a full queue, a peer in backoff)
+	 * is lost, as on a bad network, and reported sent: libraft 0.15
+	 * frees a received AppendEntries' entries twice when the reply it
+	 * sends from inside the receive fails. */
+	if (m != NULL)
+		(void)rio->net->send(rio->net, rio->cfg.group, m);
+	s->w.done = send_done;
+	rio->inflight_works++;
+	rio->env->submit(rio->env, &s->w);
+}
+
 static int rio_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
 		    raft_io_send_cb cb)
 {
 	struct sl_rio *rio = rio_of(io);
 	if (rio->fenced || rio->net == NULL)
 		return RAFT_NOCONNECTION;
-	struct raft_message m = *msg;
-	if (m.type == RAFT_IO_APPEND_ENTRIES)
-		cap_append_entries(rio, &m.append_entries);
-	/* A message the transport refuses (a full queue, a peer in backoff)
-	 * is lost, as on a bad network, and reported sent: libraft 0.15
-	 * frees a received AppendEntries' entries twice when the reply it
-	 * sends from inside the receive fails. */
-	if (!guards || guard_outgoing(rio, &m))
-		(void)rio->net->send(rio->net, rio->cfg.group, &m);
 	struct rsend *s = rio->spare_sends;
 	if (s != NULL) {
-		rio->spare_sends = s->spare_next;
+		rio->spare_sends = s->link;
 		rio->n_spare_sends--;
 	} else if ((s = malloc(sizeof(*s))) == NULL) {
 		return RAFT_NOCONNECTION;
 	}
-	*s = (struct rsend){ 0 };
-	s->req = req;
-	s->cb = cb;
-	s->rio = rio;
-	s->w.done = send_done;
-	rio->inflight_works++;
-	rio->env->submit(rio->env, &s->w);
+	*s = (struct rsend){ .req = req, .cb = cb, .rio = rio };
+	struct raft_message m = *msg;
+	if (m.type == RAFT_IO_APPEND_ENTRIES)
+		cap_append_entries(rio, &m.append_entries);
+	bool keep = !guards || guard_outgoing(rio, &m);
+	if (keep && (meta_pending(rio) || rio->held_sends != NULL)) {
+		/* The gate: libraft keeps what the message points to until
+		 * its callback, which fires once the message is out. */
+		s->msg = m;
+		if (rio->held_tail != NULL)
+			rio->held_tail->link = s;
+		else
+			rio->held_sends = s;
+		rio->held_tail = s;
+		return 0;
+	}
+	send_now(rio, s, keep ? &m : NULL);
 	return 0;
+}
+
+/* The shared store made this group's term and vote durable (or failed). */
+static void meta_ready(struct sl_rmeta_waiter *w, int status)
+{
+	struct sl_rio *rio = (struct sl_rio *)((char *)w - offsetof(struct sl_rio, meta_waiter));
+	if (rio->fenced || rio->closing)
+		return;
+	if (status != SL_OK) {
+		fence(rio, status, "term and vote could not be stored");
+		return;
+	}
+	while (rio->held_sends != NULL && !meta_pending(rio)) {
+		struct rsend *s = rio->held_sends;
+		if ((rio->held_sends = s->link) == NULL)
+			rio->held_tail = NULL;
+		s->link = NULL;
+		send_now(rio, s, &s->msg);
+	}
+	kick(rio);
 }
 
 static raft_time rio_time(struct raft_io *io)
@@ -1280,7 +1389,7 @@ static void rio_free(struct sl_rio *rio)
 	free(rio->ents);
 	while (rio->spare_sends != NULL) {
 		struct rsend *s = rio->spare_sends;
-		rio->spare_sends = s->spare_next;
+		rio->spare_sends = s->link;
 		free(s);
 	}
 	free(rio->logdir);
@@ -1333,6 +1442,13 @@ static void close_finish(struct sl_rio *rio)
 		next = op->next;
 		cancel_op(rio, op);
 	}
+	while (rio->held_sends != NULL) { /* never sent: term and vote not durable */
+		struct rsend *s = rio->held_sends;
+		rio->held_sends = s->link;
+		if (s->cb != NULL)
+			s->cb(s->req, RAFT_CANCELED);
+		free(s);
+	}
 	raft_io_close_cb cb = rio->close_cb;
 	rio_free(rio);
 	io->impl = NULL;
@@ -1370,6 +1486,8 @@ static void rio_close(struct raft_io *io, raft_io_close_cb cb)
 {
 	struct sl_rio *rio = rio_of(io);
 	rio->closing = true;
+	if (rio->cfg.meta != NULL)
+		sl_rmeta_cancel(rio->cfg.meta, &rio->meta_waiter);
 	rio->close_cb = cb;
 	struct rclose *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
@@ -1406,6 +1524,7 @@ int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs
 	rio->fault = fault;
 	rio->fault_arg = fault_arg;
 	rio->first = 1;
+	rio->meta_waiter.ready = meta_ready;
 	memset(io, 0, sizeof(*io));
 	io->version = 2;
 	io->impl = rio;

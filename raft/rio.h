@@ -6,7 +6,8 @@
  *   <dir>/log/      the partition log (storage/): every Raft entry is one
  *                   record batch; COMMAND entries are the batches producers
  *                   sent, CHANGE and BARRIER entries are control batches
- *   <dir>/meta1,2   term and vote (raft/slot.h)
+ *   <dir>/meta1,2   term and vote (raft/slot.h), unless the node keeps
+ *                   every group's in one shared store (rmeta.h)
  *   <dir>/snap1,2   the snapshot manifest
  *
  * What the backend needs from its surroundings comes through struct
@@ -65,9 +66,15 @@ struct sl_rnet {
 		     uint8_t **buf, size_t *len);
 };
 
+struct sl_rmeta; /* rmeta.h */
+
 struct sl_rio_config {
 	const char *dir;            /* the group's directory */
 	uint32_t group;             /* Raft group id (0: the controller) */
+	/* The node's shared term/vote store, or NULL for per-group slots.
+	 * With the store, set_term and set_vote return at once and the
+	 * group's sends and disk writes wait until the record is durable. */
+	struct sl_rmeta *meta;
 	struct sl_log_config log;   /* settings of the partition log */
 	uint64_t max_append_bytes;  /* AppendEntries payload budget; 0: 1 MiB */
 };

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "errors.h"
+#include "rmeta.h"
 #include "rreg.h"
 #include "uvenv.h"
 
@@ -67,6 +69,8 @@ struct sl_rreg {
 	char idstr[24];
 	struct sl_pnet *net;
 	struct sl_uvenv env;
+	struct sl_rmeta *meta;       /* every group's term and vote */
+	bool meta_closing;
 	uv_timer_t ticker;
 	uv_timer_t later;            /* runs the handoff's callback after the call */
 	unsigned bucket;
@@ -89,6 +93,7 @@ struct sl_rreg {
 };
 
 static bool on_recv(void *arg, uint64_t from, uint32_t group, struct raft_message *msg);
+static void on_env_closed(uv_handle_t *h);
 static sl_log *log_of(void *arg, uint32_t group);
 
 #define LOG(reg, level, ...) sl_rlogf((reg)->cfg.logf, (reg)->cfg.log_arg, level, __VA_ARGS__)
@@ -238,8 +243,8 @@ static int group_open(struct group *g, const uint64_t *voters, unsigned n, char 
 	char dir[4096];
 	*closing = false;
 	group_dir(reg, g->id, dir, sizeof(dir));
-	struct sl_rio_config rc = { .dir = dir, .group = g->id, .log = reg->cfg.log,
-				    .max_append_bytes = reg->cfg.max_append_bytes };
+	struct sl_rio_config rc = { .dir = dir, .group = g->id, .meta = reg->meta,
+				    .log = reg->cfg.log, .max_append_bytes = reg->cfg.max_append_bytes };
 	int rv = sl_rio_init(&g->io, &rc, NULL, &reg->env.base, sl_pnet_rnet(reg->net), on_fault, g);
 	if (rv != SL_OK) {
 		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: %s", g->id, sl_strerror(rv));
@@ -295,6 +300,11 @@ static void group_free(struct group *g)
 		int rv = sl_rreg_rmtree(dir);
 		if (rv != 0)
 			LOG(reg, SL_RLOG_ERROR, "group %u: removing %s: %s", g->id, dir, strerror(rv));
+		/* Its term and vote go too (a later group with this id keeps
+		 * them if this is lost: harmless, see rio's bootstrap). */
+		uint64_t seq;
+		if (reg->meta != NULL && sl_rmeta_put(reg->meta, g->id, 0, 0, &seq) != SL_OK)
+			LOG(reg, SL_RLOG_WARN, "group %u: no memory to forget its term", g->id);
 	}
 	if (g->done != NULL)
 		g->done(g->done_arg, g->id);
@@ -404,6 +414,21 @@ int sl_rreg_init(struct sl_rreg **out, uv_loop_t *loop, const struct sl_rreg_con
 	}
 	reg->loop = loop;
 	reg->cfg = *cfg;
+	if (!cfg->meta_per_group) {
+		char path[4096], errmsg[SL_ERRMSG_SIZE];
+		snprintf(path, sizeof(path), "%s/meta.log", reg->dir);
+		int rv = mkdir(reg->dir, 0755) == 0 || errno == EEXIST ? SL_OK : SL_ESTORAGE;
+		if (rv != SL_OK)
+			snprintf(errmsg, sizeof(errmsg), "%s: mkdir: %s", reg->dir, strerror(errno));
+		else
+			rv = sl_rmeta_open(path, NULL, &reg->env.base, &reg->meta, errmsg);
+		if (rv != SL_OK) {
+			LOG(reg, SL_RLOG_ERROR, "term/vote store: %s", errmsg);
+			reg->handles = 1;
+			sl_uvenv_close(&reg->env, on_env_closed);
+			return rv;
+		}
+	}
 	reg->cfg.dir = reg->dir;
 	if (reg->cfg.heartbeat_ms == 0)
 		reg->cfg.heartbeat_ms = 200;
@@ -690,6 +715,12 @@ void sl_rreg_get_stats(struct sl_rreg *reg, struct sl_rreg_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->faults = reg->faults;
 	st->restarts = reg->restarts;
+	if (reg->meta != NULL) {
+		struct sl_rmeta_stats ms;
+		sl_rmeta_get_stats(reg->meta, &ms);
+		st->meta_flushes = ms.flushes + ms.rewrites;
+		st->meta_records = ms.records;
+	}
 	for (size_t i = 0; i < reg->cap; i++) {
 		struct group *g = reg->table[i];
 		if (g == NULL)
@@ -863,14 +894,33 @@ static void on_env_closed(uv_handle_t *h)
 	reg_handle_closed((struct sl_rreg *)((char *)env - offsetof(struct sl_rreg, env)));
 }
 
-static void maybe_closed(struct sl_rreg *reg)
+static void close_handles(struct sl_rreg *reg)
 {
-	if (!reg->closing || reg->n > 0 || reg->handles > 0)
-		return;
 	reg->handles = 3;
 	sl_uvenv_close(&reg->env, on_env_closed);
 	uv_close((uv_handle_t *)&reg->ticker, on_handle_closed);
 	uv_close((uv_handle_t *)&reg->later, on_handle_closed);
+}
+
+static void on_meta_closed(void *arg)
+{
+	struct sl_rreg *reg = arg;
+	reg->meta = NULL;
+	close_handles(reg);
+}
+
+/* Once every group closed: the store (its last flush runs on the
+ * environment), then the handles. */
+static void maybe_closed(struct sl_rreg *reg)
+{
+	if (!reg->closing || reg->n > 0 || reg->handles > 0 || reg->meta_closing)
+		return;
+	if (reg->meta != NULL) {
+		reg->meta_closing = true;
+		sl_rmeta_close(reg->meta, on_meta_closed, reg);
+		return;
+	}
+	close_handles(reg);
 }
 
 void sl_rreg_close(struct sl_rreg *reg, void (*cb)(void *arg), void *arg)

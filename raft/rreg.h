@@ -52,6 +52,10 @@ struct sl_rreg_config {
 	void *apply_arg;
 	sl_rlog_fn logf;            /* NULL: stderr */
 	void *log_arg;
+	/* Term and vote in each group's directory (two files, a sync per
+	 * change) instead of the node's shared store <dir>/meta.log
+	 * (rmeta.h); for comparison only. */
+	bool meta_per_group;
 };
 
 enum { SL_RROLE_STOPPED, SL_RROLE_FOLLOWER, SL_RROLE_CANDIDATE, SL_RROLE_LEADER };
@@ -77,11 +81,14 @@ struct sl_rgroup_state {
 struct sl_rreg_stats {
 	unsigned groups, leaders, ready, followers, candidates, stopped;
 	uint64_t faults, restarts;
+	uint64_t meta_flushes, meta_records; /* the shared term/vote store */
 };
 
 struct sl_rreg;
 
-/* Returns SL_OK or SL_ENOMEM. The registry routes the transport's
+/* Opens the node's term/vote store <dir>/meta.log (creating dir if
+ * missing). Returns SL_OK, SL_ENOMEM, or the store's error (logged with
+ * its reason). The registry routes the transport's
  * messages and bulk requests to its groups (sl_pnet_set_handlers) until it
  * closes; the transport must outlive it. */
 int sl_rreg_init(struct sl_rreg **out, uv_loop_t *loop, const struct sl_rreg_config *cfg,

@@ -16,6 +16,10 @@
  *
  *   bench_groups --rnode build/tests/cluster/rnode --dir DIR [--groups 5000]
  *                [--idle-seconds 10] [--load-seconds 10] [--inflight 8]
+ *                [--meta-per-group]
+ *
+ * --meta-per-group keeps term and vote in each group's directory (a sync
+ * per change) instead of the node's shared store, for comparison.
  *
  * Every process it starts is killed by PID at exit (tests/lib/procs.h). */
 #define _GNU_SOURCE
@@ -38,6 +42,7 @@ static char base_dir[512];
 static int ports[NODES + 1];
 static struct tl_proc procs[NODES];
 static int groups = 5000;
+static bool meta_per_group;
 
 static int start(int i, int ngroups)
 {
@@ -61,6 +66,8 @@ static int start(int i, int ngroups)
 	argv[k++] = CLUSTER;
 	argv[k++] = "--groups";
 	argv[k++] = g;
+	if (meta_per_group)
+		argv[k++] = "--meta-per-group";
 	for (int j = 0; j < NODES; j++) {
 		if (j == i)
 			continue;
@@ -157,8 +164,14 @@ int main(int argc, char **argv)
 {
 	const char *dir = NULL;
 	int idle_s = 10, load_s = 10, inflight = 8;
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (strcmp(argv[i], "--rnode") == 0)
+	for (int i = 1; i < argc; i += 2) {
+		if (strcmp(argv[i], "--meta-per-group") == 0) {
+			meta_per_group = true;
+			i--;
+		} else if (i + 1 >= argc) {
+			fprintf(stderr, "%s: needs a value\n", argv[i]);
+			return 2;
+		} else if (strcmp(argv[i], "--rnode") == 0)
 			rnode_path = argv[i + 1];
 		else if (strcmp(argv[i], "--dir") == 0)
 			dir = argv[i + 1];
@@ -177,7 +190,8 @@ int main(int argc, char **argv)
 	}
 	if (rnode_path == NULL || dir == NULL || groups < 1) {
 		fprintf(stderr, "usage: bench_groups --rnode PATH --dir DIR [--groups N] "
-				"[--idle-seconds S] [--load-seconds S] [--inflight N]\n");
+				"[--idle-seconds S] [--load-seconds S] [--inflight N] "
+				"[--meta-per-group]\n");
 		return 2;
 	}
 	mkdir(dir, 0755);
@@ -244,6 +258,14 @@ int main(int argc, char **argv)
 		return 1;
 	printf("cold_start_all_led %.1f s (groups opened after %.1f s) (goal < 10) %s\n", t_elect,
 	       t_open, verdict(t_elect < 10));
+	for (int i = 0; i < NODES && !meta_per_group; i++) {
+		char line[TL_PROC_LINE_MAX];
+		int64_t f, r;
+		if (tl_proc_command(&procs[i], line, sizeof(line), 30000, "stats") == 1 &&
+		    tl_line_int(line, "meta_flushes", &f) && tl_line_int(line, "meta_records", &r))
+			printf("node%d_cold_start term/vote records %lld in %lld syncs\n", i + 1,
+			       (long long)r, (long long)f);
+	}
 
 	/* 4. Replication across 100 groups. */
 	int lg = groups < 100 ? groups : 100;

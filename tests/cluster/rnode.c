@@ -6,7 +6,8 @@
  *         [--groups G] [--voters ID,ID,...] [--heartbeat-ms 200] [--election-ms 1000]
  *         [--snapshot-threshold 256] [--snapshot-trailing 64]
  *         [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]
- *         [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--verbose]
+ *         [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--meta-per-group]
+ *         [--verbose]
  *
  * Log lines go to stderr (info and above; --verbose adds debug). SIGTERM
  * hands off every group this node leads, then stops; `quit`, SIGINT and
@@ -73,6 +74,7 @@ struct opts {
 	uint64_t max_frame, max_queue, max_append, bulk_cut_after;
 	unsigned hello_timeout_ms;
 	bool verbose;
+	bool meta_per_group;
 };
 
 /* A template batch: built once per size, copied for every entry. */
@@ -202,7 +204,8 @@ static void usage(FILE *f)
 		"             [--election-ms 1000]\n"
 		"             [--snapshot-threshold 256] [--snapshot-trailing 64]\n"
 		"             [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]\n"
-		"             [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--verbose]\n"
+		"             [--hello-timeout-ms N] [--bulk-cut-after BYTES]\n"
+		"             [--meta-per-group] [--verbose]\n"
 		"commands on stdin: status | group G | propose G COUNT BYTES [WINDOW] |\n"
 		"  digest G END | load SECONDS BYTES INFLIGHT MAXGROUP | stats |\n"
 		"  transfer G TARGET | handoff | start-from G VOTERS FROM SRC END |\n"
@@ -321,7 +324,8 @@ static bool parse_ids(const char *s, uint64_t ids[SL_RREG_MAX_REPLICAS], unsigne
 static int parse_flags(int argc, char **argv, struct opts *o)
 {
 	enum { O_ID = 1, O_DIR, O_PORT, O_CLUSTER, O_PEER, O_GROUPS, O_HB, O_EL, O_ST, O_STR,
-	       O_MAXF, O_MAXQ, O_MAXA, O_HELLO, O_CUT, O_VERBOSE, O_HELP, O_VOTERS };
+	       O_MAXF, O_MAXQ, O_MAXA, O_HELLO, O_CUT, O_VERBOSE, O_HELP, O_VOTERS,
+	       O_META };
 	static const struct option longs[] = {
 		{ "id", required_argument, NULL, O_ID },
 		{ "dir", required_argument, NULL, O_DIR },
@@ -339,6 +343,7 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		{ "max-append", required_argument, NULL, O_MAXA },
 		{ "hello-timeout-ms", required_argument, NULL, O_HELLO },
 		{ "bulk-cut-after", required_argument, NULL, O_CUT },
+		{ "meta-per-group", no_argument, NULL, O_META },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -433,6 +438,9 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 			break;
 		case O_VERBOSE:
 			o->verbose = true;
+			break;
+		case O_META:
+			o->meta_per_group = true;
 			break;
 		case O_HELP:
 			usage(stdout);
@@ -986,12 +994,14 @@ static void cmd_stats(struct app *app)
 	       " refused=%" PRIu64 " connects=%" PRIu64 " accepted=%" PRIu64
 	       " rejected_hello=%" PRIu64 " closed_oversized=%" PRIu64 " closed_garbage=%" PRIu64
 	       " unknown_group=%" PRIu64 " bulk_sessions=%" PRIu64 " bulk_served=%" PRIu64
-	       " bulk_fetched=%" PRIu64 " bulk_retries=%" PRIu64 " peers_connected=%u incoming=%u",
+	       " bulk_fetched=%" PRIu64 " bulk_retries=%" PRIu64 " peers_connected=%u incoming=%u"
+	       " meta_flushes=%" PRIu64 " meta_records=%" PRIu64,
 	       sl_rio_fence_count(), rs.restarts, ns.frames_sent, ns.frames_received, ns.writes,
 	       ns.heartbeats_dropped, ns.messages_refused, ns.connects, ns.accepted,
 	       ns.rejected_hello, ns.closed_oversized, ns.closed_garbage, ns.unknown_group,
 	       ns.bulk_sessions, ns.bulk_bytes_served, ns.bulk_bytes_fetched,
-	       ns.bulk_fetch_retries, ns.peers_connected, ns.incoming);
+	       ns.bulk_fetch_retries, ns.peers_connected, ns.incoming, rs.meta_flushes,
+	       rs.meta_records);
 }
 
 static void shutdown_begin(struct app *app);
@@ -1366,6 +1376,7 @@ static int start(struct app *app)
 		.max_append_bytes = o->max_append,
 		.logf = log_line,
 		.log_arg = app,
+		.meta_per_group = o->meta_per_group,
 	};
 	sl_log_config_init(&rc.log);
 	rv = sl_rreg_init(&app->reg, &app->loop, &rc, app->net);

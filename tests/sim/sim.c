@@ -12,6 +12,7 @@
 
 #include "batch.h"
 #include "rio.h"
+#include "rmeta.h"
 #include "simdisk.h"
 #include "storage.h"
 
@@ -116,6 +117,7 @@ struct snode {
 	struct raft raft;
 	struct raft_io io;
 	struct raft_fsm fsm;
+	struct sl_rmeta *meta; /* the shared term/vote store, when used */
 	enum nstate state;
 	uint32_t inc;
 	unsigned pending;  /* env events of this incarnation */
@@ -758,11 +760,12 @@ static void schedule_tick(struct sl_sim *s, struct snode *n, int64_t at)
 	heap_push(s, ev);
 }
 
+static void closed(struct snode *n);
+
 /* The backend's close, when raft_init failed. */
 static void io_closed(struct raft_io *io)
 {
-	struct snode *n = (struct snode *)((char *)io - offsetof(struct snode, io));
-	n->state = N_DOWN;
+	closed((struct snode *)((char *)io - offsetof(struct snode, io)));
 }
 
 static void start_node(struct sl_sim *s, struct snode *n, bool bootstrap)
@@ -779,6 +782,15 @@ static void start_node(struct sl_sim *s, struct snode *n, bool bootstrap)
 	sim_crash_after(n->sd, -1);
 	sim_fail_after(n->sd, -1, 0);
 	struct sl_rio_config cfg = { .dir = "/sim/g1", .group = GROUP_ID };
+	if (s->cfg.shared_meta) {
+		char errmsg[SL_ERRMSG_SIZE];
+		if (sl_rmeta_open("/sim/meta", sim_vfs(n->sd), &n->env.base, &n->meta, errmsg) != SL_OK) {
+			violate(s, "backend", "n%d term/vote store: %s", n->id, errmsg);
+			n->state = N_DOWN;
+			return;
+		}
+		cfg.meta = n->meta;
+	}
 	sl_log_config_init(&cfg.log);
 	cfg.log.segment_bytes = s->cfg.segment_bytes;
 	cfg.log.segment_ms = 0;
@@ -823,10 +835,21 @@ static void start_node(struct sl_sim *s, struct snode *n, bool bootstrap)
 	schedule_tick(s, n, s->now + rnd_range(s, 1000, (int64_t)s->cfg.heartbeat_ms * 1000));
 }
 
-static void raft_closed(struct raft *r)
+static void meta_closed(void *arg)
 {
-	struct snode *n = (struct snode *)((char *)r - offsetof(struct snode, raft));
+	struct snode *n = arg;
+	n->meta = NULL;
+	closed(n);
+}
+
+/* The group closed; then the node's term/vote store, if it has one. */
+static void closed(struct snode *n)
+{
 	struct sl_sim *s = n->sim;
+	if (n->meta != NULL) {
+		sl_rmeta_close(n->meta, meta_closed, n);
+		return;
+	}
 	n->state = N_DOWN;
 	if (n->pending != 0)
 		violate(s, "backend", "n%d: %u environment events still queued when the close completed",
@@ -842,6 +865,11 @@ static void raft_closed(struct raft *r)
 			trace(s, "n%d down", n->id);
 		}
 	}
+}
+
+static void raft_closed(struct raft *r)
+{
+	closed((struct snode *)((char *)r - offsetof(struct snode, raft)));
 }
 
 static void close_node(struct snode *n, bool crash, bool tear)
@@ -1532,6 +1560,7 @@ void sl_sim_config_for_seed(struct sl_sim_config *cfg, uint64_t seed)
 	cfg->seed = seed;
 	cfg->nodes = seed % 3 == 0 ? 5 : 3;
 	cfg->no_fetch = seed % 7 == 0;
+	cfg->shared_meta = seed % 2 == 1;
 }
 
 struct sl_sim *sl_sim_new(const struct sl_sim_config *cfg)

@@ -130,6 +130,8 @@ struct sl_sim_config {
 	bool check_match;            /* the match_index check; true */
 	bool no_fetch;               /* no sl_rnet.fetch: an install restarts
 					the log at the snapshot's offset */
+	bool shared_meta;            /* term and vote in a node-wide store
+					(raft/rmeta.h), not per-group slots */
 	uint64_t segment_bytes;      /* partition log segments, 64 KiB */
 	bool trace;                  /* print every trace line to stderr */
 };
@@ -137,7 +139,8 @@ struct sl_sim_config {
 void sl_sim_config_init(struct sl_sim_config *cfg);
 /* The configuration of random schedule `seed` (what SIM_SEED replays):
  * defaults, 5 nodes when seed % 3 == 0 (else 3), no fetch() when
- * seed % 7 == 0, so both install paths run. */
+ * seed % 7 == 0, so both install paths run, and the shared term/vote
+ * store when the seed is odd, so both ways of keeping them run. */
 void sl_sim_config_for_seed(struct sl_sim_config *cfg, uint64_t seed);
 
 struct sl_sim;
