@@ -5,7 +5,8 @@
  * the previous version, intact; a load picks the valid slot with the
  * highest version. No rename, so no directory sync after the first write.
  *
- * Used by raft/ for term and vote (meta1/meta2) and for the snapshot
+ * Used by raft/ for term and vote (meta1/meta2) of a group run without
+ * the node's shared store (rmeta.h), and for the snapshot
  * manifest (snap1/snap2). Files go through the storage vfs. Not
  * thread-safe: one caller per slot pair. */
 #ifndef SL_RAFT_SLOT_H
