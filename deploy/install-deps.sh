@@ -9,7 +9,7 @@ PKGS=(
   clang libclang-rt-14-dev
   libraft-dev libuv1-dev libzstd-dev
   libprotobuf-c-dev protobuf-c-compiler
-  libcriterion-dev libinih-dev libxxhash-dev
+  libcriterion-dev libinih-dev libxxhash-dev uuid-dev libmicrohttpd-dev
 )
 
 missing=()

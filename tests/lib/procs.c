@@ -481,3 +481,53 @@ double tl_raw_fsync_mbps(const char *dir, size_t size, double seconds)
 	free(buf);
 	return t > t0 ? (double)n * (double)size / ((double)(t - t0) / 1000.0) / 1e6 : 0;
 }
+
+int tl_http_get(int port, const char *path, int *status, char *body, size_t cap, int timeout_ms)
+{
+	int64_t deadline = tl_now_ms() + timeout_ms;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	char resp[16384];
+	size_t len = 0;
+	int rv = -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS)
+		goto out;
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int left = (int)(deadline - tl_now_ms());
+	if (left <= 0 || poll(&p, 1, left) != 1)
+		goto out;
+	int err = 0;
+	socklen_t elen = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
+		goto out;
+	char req[512];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	if (write(fd, req, (size_t)n) != n)
+		goto out;
+	for (;;) {
+		left = (int)(deadline - tl_now_ms());
+		p = (struct pollfd){ .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, left) != 1)
+			goto out;
+		ssize_t got = read(fd, resp + len, sizeof(resp) - 1 - len);
+		if (got < 0 && errno == EAGAIN)
+			continue;
+		if (got <= 0)
+			break;
+		len += (size_t)got;
+		if (len == sizeof(resp) - 1)
+			break;
+	}
+	resp[len] = '\0';
+	if (sscanf(resp, "HTTP/1.%*d %d", status) != 1)
+		goto out;
+	const char *b = strstr(resp, "\r\n\r\n");
+	snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
+	rv = 0;
+out:
+	close(fd);
+	return rv;
+}

@@ -85,6 +85,11 @@ void tl_proc_kill_all(void);
  * reads the ports, then closes them). Returns 0 or -1. */
 int tl_free_ports(int *ports, int n);
 
+/* GET path from 127.0.0.1:port over HTTP/1.0, within timeout_ms. Returns
+ * 0 with *status (the HTTP status) and the body in body[0..cap) (cut to
+ * fit, NUL-terminated), or -1 (no connection, no answer in time). */
+int tl_http_get(int port, const char *path, int *status, char *body, size_t cap, int timeout_ms);
+
 /* ---- Answers: "word key=value key=value ..." ------------------------- */
 
 /* The value of key=... in line as an integer (decimal, or hex with 0x).

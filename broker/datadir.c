@@ -1,0 +1,189 @@
+/* A node's data directory. See datadir.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include "datadir.h"
+#include "errors.h"
+
+__attribute__((format(printf, 3, 4))) static int errf(char *errmsg, int rv, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(errmsg, SL_ERRMSG_SIZE, fmt, ap);
+	va_end(ap);
+	return rv;
+}
+
+/* mkdir -p; each new directory's entry synced in its parent. */
+static int make_dirs(const char *dir, char *errmsg)
+{
+	char path[PATH_MAX];
+	if (dir[0] == '\0')
+		return errf(errmsg, SL_EINVALID_ARGUMENT, "data_dir is empty");
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+		return errf(errmsg, SL_EINVALID_ARGUMENT, "data_dir is too long");
+	for (char *p = path + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(path, 0755) == 0) {
+			/* The new entry must survive a crash: sync its parent. */
+			char *slash = strrchr(path, '/');
+			if (slash != NULL)
+				*slash = '\0';
+			int fd = open(slash == NULL ? "." : slash == path ? "/" : path,
+				      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (slash != NULL)
+				*slash = '/';
+			if (fd >= 0) {
+				fsync(fd);
+				close(fd);
+			}
+		} else if (errno != EEXIST) {
+			return errf(errmsg, SL_ESTORAGE, "%s: mkdir: %s", path, strerror(errno));
+		}
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	return SL_OK;
+}
+
+static int take_lock(struct sl_datadir *d, const char *dir, char *errmsg)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return errf(errmsg, SL_ESTORAGE, "%s: open: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return errf(errmsg, SL_ELOCKED,
+				    "data directory %s is in use by another sluiced (pid %s)", dir,
+				    pid[0] ? pid : "unknown");
+		return errf(errmsg, SL_ESTORAGE, "%s: flock: %s", path, strerror(e));
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+		int e = errno;
+		close(fd);
+		return errf(errmsg, SL_ESTORAGE, "%s: write: %s", path, strerror(e));
+	}
+	d->lock_fd = fd;
+	return SL_OK;
+}
+
+static int write_identity(struct sl_datadir *d, const char *dir, const char *path, char *errmsg)
+{
+	uuid_t u;
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, d->uuid);
+	char tmp[PATH_MAX + 8], text[128];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int len = snprintf(text, sizeof(text), "node_id=%llu\nuuid=%s\n",
+			   (unsigned long long)d->node_id, d->uuid);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return errf(errmsg, SL_ESTORAGE, "%s: open: %s", tmp, strerror(errno));
+	bool ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
+	int e = errno;
+	close(fd);
+	if (!ok || rename(tmp, path) != 0) {
+		e = ok ? errno : e;
+		unlink(tmp);
+		return errf(errmsg, SL_ESTORAGE, "%s: %s", path, strerror(e));
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0) {
+		e = errno;
+		if (dfd >= 0)
+			close(dfd);
+		return errf(errmsg, SL_ESTORAGE, "%s: fsync: %s", dir, strerror(e));
+	}
+	close(dfd);
+	d->created = true;
+	return SL_OK;
+}
+
+static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *path, char *errmsg)
+{
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return errno == ENOENT ? SL_ENOT_FOUND
+				       : errf(errmsg, SL_ESTORAGE, "%s: %s", path, strerror(errno));
+	char text[256];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	/* Exactly "node_id=N\nuuid=U\n", N in 1..2^31-1, U a UUID. */
+	unsigned long long id = 0;
+	const char *p = text;
+	bool ok = strncmp(p, "node_id=", 8) == 0 && p[8] >= '1' && p[8] <= '9';
+	for (p += 8; ok && *p >= '0' && *p <= '9'; p++) {
+		id = id * 10 + (unsigned long long)(*p - '0');
+		ok = id <= 2147483647;
+	}
+	char uuid[37] = "";
+	uuid_t u;
+	ok = ok && strncmp(p, "\nuuid=", 6) == 0 && strlen(p + 6) == 37 && p[6 + 36] == '\n';
+	if (ok) {
+		memcpy(uuid, p + 6, 36);
+		ok = uuid_parse(uuid, u) == 0;
+	}
+	if (!ok)
+		return errf(errmsg, SL_ELOG_CORRUPT,
+			    "%s is damaged (expected node_id=N and uuid=U lines); restore it, or "
+			    "start this node on an empty data directory (it then rejoins as a new disk)",
+			    path);
+	if (id != node_id)
+		return errf(errmsg, SL_EINVALID_ARGUMENT,
+			    "data directory belongs to node %llu, but node_id is %llu (%s)", id,
+			    (unsigned long long)node_id, path);
+	memcpy(d->uuid, uuid, sizeof(d->uuid));
+	return SL_OK;
+}
+
+int sl_datadir_open(const char *dir, uint64_t node_id, struct sl_datadir *d, char *errmsg)
+{
+	memset(d, 0, sizeof(*d));
+	d->lock_fd = -1;
+	d->node_id = node_id;
+	int rv = make_dirs(dir, errmsg);
+	if (rv == SL_OK)
+		rv = take_lock(d, dir, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/node.id", dir);
+	rv = read_identity(d, node_id, path, errmsg);
+	if (rv == SL_ENOT_FOUND)
+		rv = write_identity(d, dir, path, errmsg);
+	if (rv != SL_OK)
+		sl_datadir_close(d);
+	return rv;
+}
+
+void sl_datadir_close(struct sl_datadir *d)
+{
+	if (d->lock_fd >= 0)
+		close(d->lock_fd); /* releases the flock */
+	d->lock_fd = -1;
+}

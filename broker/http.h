@@ -1,0 +1,31 @@
+/* broker/: the http listener (libmicrohttpd, on its own thread, idle in
+ * epoll between requests): GET /healthz (200 while the process runs),
+ * /readyz (200 once the node is ready, 503 with the reason before) and
+ * /metrics (Prometheus text, every name prefixed sluice_).
+ *
+ * Threads: start and stop on the main thread; the requests are served on
+ * libmicrohttpd's thread, which reads only the atomics below. */
+#ifndef SL_BROKER_HTTP_H
+#define SL_BROKER_HTTP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* What the loop publishes for the http thread. */
+struct sl_http_status {
+	uint64_t node_id;
+	atomic_int ready;            /* 1: /readyz answers 200 */
+	const char *not_ready_why;   /* static text, read when ready is 0 */
+	atomic_uint_fast64_t started_ms; /* wall clock of the start */
+};
+
+struct sl_http;
+
+/* Listens on host:port. Returns SL_OK, or SL_EIO / SL_EINVALID_ARGUMENT
+ * with the reason in errmsg (SL_ERRMSG_SIZE bytes). */
+int sl_http_start(const char *host, unsigned port, struct sl_http_status *st, struct sl_http **out,
+		  char *errmsg);
+/* Stops listening, waits for requests in flight and frees h. */
+void sl_http_stop(struct sl_http *h);
+
+#endif
