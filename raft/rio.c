@@ -1623,12 +1623,13 @@ static void xfer_step(struct sl_rio *rio)
 		xfer_finish(rio, SL_OK);
 		return;
 	}
-	if (rio->xfer.in_flight)
-		return;
-	if (rio->env->now_ms(rio->env) > rio->xfer.deadline || rio->xfer.attempts >= XFER_ATTEMPTS) {
+	if (rio->env->now_ms(rio->env) > rio->xfer.deadline ||
+	    (!rio->xfer.in_flight && rio->xfer.attempts >= XFER_ATTEMPTS)) {
 		xfer_finish(rio, SL_EREQUEST_TIMED_OUT);
 		return;
 	}
+	if (rio->xfer.in_flight)
+		return;
 	if (r->state != RAFT_LEADER)
 		return; /* an election is under way: see who wins */
 	unsigned i;
@@ -1669,6 +1670,13 @@ int sl_rio_transfer(struct raft_io *io, raft_id target, sl_rio_transfer_cb cb, v
 	rio->xfer.arg = arg;
 	xfer_step(rio);
 	return SL_OK;
+}
+
+void sl_rio_transfer_poll(struct raft_io *io)
+{
+	struct sl_rio *rio = rio_of(io);
+	if (!rio->fenced && !rio->closing)
+		xfer_step(rio);
 }
 
 void sl_rio_tick(struct raft_io *io)

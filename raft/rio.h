@@ -129,6 +129,10 @@ bool sl_rio_leader_ready(struct raft_io *io);
  * SL_EBUSY (a transfer is under way) or SL_OK. */
 typedef void (*sl_rio_transfer_cb)(void *arg, int status);
 int sl_rio_transfer(struct raft_io *io, raft_id target, sl_rio_transfer_cb cb, void *arg);
+/* Advances a transfer (its checks and deadline) without ticking libraft:
+ * for an owner that withholds ticks from a group that lost its
+ * leadership while the transfer runs. */
+void sl_rio_transfer_poll(struct raft_io *io);
 
 /* Sluice's settings for a group's libraft instance, after raft_init:
  * heartbeat 200 ms, election 1 s (libraft randomizes 1x-2x), pre-vote on,

@@ -379,8 +379,12 @@ static void on_tick(uv_timer_t *t)
 	reg->bucket = (reg->bucket + 1) % SL_RREG_BUCKETS;
 	for (struct group *g = reg->buckets[reg->bucket], *next; g != NULL; g = next) {
 		next = g->bnext; /* a tick may fence (and unlink) g */
-		if (reg->handing_off && raft_state(&g->raft) != RAFT_LEADER)
-			continue; /* leaving: do not campaign */
+		if (reg->handing_off && raft_state(&g->raft) != RAFT_LEADER) {
+			/* Leaving: do not campaign, but a transfer whose leader
+			 * stepped down (no quorum) still reaches its deadline. */
+			sl_rio_transfer_poll(&g->io);
+			continue;
+		}
 		sl_rio_tick(&g->io);
 	}
 	if (reg->bucket != 0 || reg->waiting == NULL || reg->closing)
