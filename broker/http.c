@@ -53,23 +53,70 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			     : reply(conn, 503, "text/plain", body);
 	}
 	if (strcmp(url, "/metrics") == 0) {
-		char body[1024];
 		unsigned long long node = (unsigned long long)h->st->node_id;
-		snprintf(body, sizeof(body),
-			 "# HELP sluice_node_up 1 while sluiced runs.\n"
-			 "# TYPE sluice_node_up gauge\n"
-			 "sluice_node_up{node=\"%llu\"} 1\n"
-			 "# HELP sluice_node_ready 1 once /readyz answers 200.\n"
-			 "# TYPE sluice_node_ready gauge\n"
-			 "sluice_node_ready{node=\"%llu\"} %d\n"
-			 "# HELP sluice_node_start_time_seconds When sluiced started (Unix time).\n"
-			 "# TYPE sluice_node_start_time_seconds gauge\n"
-			 "sluice_node_start_time_seconds{node=\"%llu\"} %.3f\n",
-			 node, node, ready ? 1 : 0, node,
-			 (double)atomic_load(&h->st->started_ms) / 1000.0);
-		return reply(conn, 200, "text/plain; version=0.0.4", body);
+		char *body = NULL;
+		size_t len = 0;
+		FILE *out = open_memstream(&body, &len);
+		if (out == NULL)
+			return MHD_NO;
+		fprintf(out,
+			"# HELP sluice_node_up 1 while sluiced runs.\n"
+			"# TYPE sluice_node_up gauge\n"
+			"sluice_node_up{node=\"%llu\"} 1\n"
+			"# HELP sluice_node_ready 1 once /readyz answers 200.\n"
+			"# TYPE sluice_node_ready gauge\n"
+			"sluice_node_ready{node=\"%llu\"} %d\n"
+			"# HELP sluice_node_start_time_seconds When sluiced started (Unix time).\n"
+			"# TYPE sluice_node_start_time_seconds gauge\n"
+			"sluice_node_start_time_seconds{node=\"%llu\"} %.3f\n",
+			node, node, ready ? 1 : 0, node,
+			(double)atomic_load(&h->st->started_ms) / 1000.0);
+		pthread_mutex_lock(&h->st->mu);
+		if (h->st->extra != NULL)
+			fputs(h->st->extra, out);
+		pthread_mutex_unlock(&h->st->mu);
+		if (fclose(out) != 0) {
+			free(body);
+			return MHD_NO;
+		}
+		struct MHD_Response *r =
+			MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+		if (r == NULL) {
+			free(body);
+			return MHD_NO;
+		}
+		MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
+		enum MHD_Result rv = MHD_queue_response(conn, 200, r);
+		MHD_destroy_response(r);
+		return rv;
 	}
 	return reply(conn, 404, "text/plain", "not found (try /healthz, /readyz, /metrics)\n");
+}
+
+void sl_http_status_init(struct sl_http_status *st, uint64_t node_id, const char *not_ready_why)
+{
+	st->node_id = node_id;
+	st->not_ready_why = not_ready_why;
+	atomic_store(&st->ready, 0);
+	atomic_store(&st->started_ms, 0);
+	pthread_mutex_init(&st->mu, NULL);
+	st->extra = NULL;
+}
+
+void sl_http_status_destroy(struct sl_http_status *st)
+{
+	pthread_mutex_destroy(&st->mu);
+	free(st->extra);
+	st->extra = NULL;
+}
+
+void sl_http_publish(struct sl_http_status *st, char *text)
+{
+	pthread_mutex_lock(&st->mu);
+	char *old = st->extra;
+	st->extra = text;
+	pthread_mutex_unlock(&st->mu);
+	free(old);
 }
 
 int sl_http_start(const char *host, unsigned port, struct sl_http_status *st, struct sl_http **out,

@@ -4,10 +4,12 @@
  * /metrics (Prometheus text, every name prefixed sluice_).
  *
  * Threads: start and stop on the main thread; the requests are served on
- * libmicrohttpd's thread, which reads only the atomics below. */
+ * libmicrohttpd's thread, which reads only the atomics below and the
+ * published metrics text, under its lock. */
 #ifndef SL_BROKER_HTTP_H
 #define SL_BROKER_HTTP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -17,7 +19,16 @@ struct sl_http_status {
 	atomic_int ready;            /* 1: /readyz answers 200 */
 	const char *not_ready_why;   /* static text, read when ready is 0 */
 	atomic_uint_fast64_t started_ms; /* wall clock of the start */
+	/* More /metrics text, rendered by the loop (sl_http_publish). */
+	pthread_mutex_t mu;
+	char *extra;
 };
+
+/* Sets up st's lock; st->extra starts empty. */
+void sl_http_status_init(struct sl_http_status *st, uint64_t node_id, const char *not_ready_why);
+void sl_http_status_destroy(struct sl_http_status *st);
+/* Replaces the extra /metrics text with text (malloc'd; st takes it). */
+void sl_http_publish(struct sl_http_status *st, char *text);
 
 struct sl_http;
 

@@ -1,9 +1,12 @@
 /* sluiced: one node of a Sluice cluster (README.md).
  *
  * What runs today: the configuration (config.h), the data directory's lock
- * and identity (datadir.h), the http listener (http.h) and a clean stop on
- * SIGTERM or SIGINT. The controller, the peer and client listeners come
- * next (see README.md); until then /readyz answers 503. */
+ * and identity (datadir.h), the http listener (http.h), the client
+ * listener (listener.h, api.h: ApiVersions), the peer transport and the
+ * controller's Raft group (cluster.h), and a clean stop on SIGTERM (with a
+ * handoff of the groups this node leads) or SIGINT. The controller's state
+ * machine is not applied yet (README.md); until it is, /readyz answers
+ * 503. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -15,10 +18,12 @@
 #include <uv.h>
 
 #include "blog.h"
+#include "cluster.h"
 #include "config.h"
 #include "datadir.h"
 #include "errors.h"
 #include "http.h"
+#include "listener.h"
 
 static void usage(FILE *out)
 {
@@ -49,20 +54,81 @@ static void raise_nofile(void)
 struct node {
 	uv_loop_t loop;
 	uv_signal_t sigterm, sigint;
+	uv_timer_t metrics;
 	struct sl_http *http;
 	struct sl_http_status status;
-	int stop_signal;
+	struct sl_api_node api;
+	struct sl_listener *client;
+	struct sl_cluster *cluster;
+	bool stopping, failed;
 };
+
+/* The loop's part of /metrics, rendered every second for the http thread. */
+static void publish_metrics(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	if (out == NULL)
+		return;
+	if (n->cluster != NULL)
+		sl_cluster_metrics(n->cluster, out);
+	if (fclose(out) == 0)
+		sl_http_publish(&n->status, text);
+	else
+		free(text);
+}
+
+/* Closes what runs on the loop; uv_run returns once all of it is closed.
+ * With handoff (SIGTERM), the groups this node leads move first. */
+static void stop(struct node *n, const char *why, bool handoff)
+{
+	if (n->stopping)
+		return;
+	n->stopping = true;
+	SL_BLOG(SL_BLOG_INFO, "main", "stopping reason=\"%s\"", why);
+	uv_close((uv_handle_t *)&n->sigterm, NULL);
+	uv_close((uv_handle_t *)&n->sigint, NULL);
+	uv_close((uv_handle_t *)&n->metrics, NULL);
+	if (n->client != NULL)
+		sl_listener_close(n->client, NULL, NULL);
+	if (n->cluster != NULL)
+		sl_cluster_stop(n->cluster, handoff, NULL, NULL);
+	n->client = NULL;
+	n->cluster = NULL;
+}
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-	struct node *n = s->data;
-	if (n->stop_signal != 0)
-		return;
-	n->stop_signal = signum;
-	SL_BLOG(SL_BLOG_INFO, "main", "stopping signal=%s", strsignal(signum));
-	uv_close((uv_handle_t *)&n->sigterm, NULL);
-	uv_close((uv_handle_t *)&n->sigint, NULL);
+	stop(s->data, strsignal(signum), signum == SIGTERM);
+}
+
+/* Starts the listeners and the Raft side; SL_OK or an error in errmsg. */
+static int start(struct node *n, const struct sl_config *c, const struct sl_datadir *dd,
+		 char *errmsg)
+{
+	n->api = (struct sl_api_node){ .node_id = c->node_id,
+				       .max_frame_bytes = (uint32_t)c->max_frame_bytes };
+	int rv = sl_http_start(c->listen_host, (unsigned)c->http_port, &n->status, &n->http, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	SL_BLOG(SL_BLOG_INFO, "http", "listening addr=%s:%llu", c->listen_host,
+		(unsigned long long)c->http_port);
+	rv = sl_listener_start(&n->loop, c->listen_host, (unsigned)c->client_port, &n->api,
+			       &n->client, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	SL_BLOG(SL_BLOG_INFO, "client", "listening addr=%s:%llu", c->listen_host,
+		(unsigned long long)c->client_port);
+	rv = sl_cluster_start(&n->loop, c, dd, &n->cluster, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	uv_timer_start(&n->metrics, publish_metrics, 0, 1000);
+	SL_BLOG(SL_BLOG_INFO, "main", "started node_id=%llu advertised=%s seeds=%s",
+		(unsigned long long)c->node_id, sl_config_advertised(c),
+		c->seeds[0] ? c->seeds : "(this node alone)");
+	return SL_OK;
 }
 
 static int run(struct sl_config *c)
@@ -76,47 +142,41 @@ static int run(struct sl_config *c)
 	}
 	SL_BLOG(SL_BLOG_INFO, "main", "data directory %s uuid=%s%s", c->data_dir, dd.uuid,
 		dd.created ? " (new)" : "");
-	struct node n = { .stop_signal = 0 };
-	n.status.node_id = c->node_id;
-	n.status.not_ready_why = "not joined: this build has no controller yet";
+	static struct node n;
+	memset(&n, 0, sizeof(n));
+	sl_http_status_init(&n.status, c->node_id,
+			    "not joined: the controller's metadata is not applied yet");
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	atomic_store(&n.status.started_ms, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
-	int status = 1;
 	if ((rv = uv_loop_init(&n.loop)) != 0) {
 		SL_BLOG(SL_BLOG_ERROR, "main", "event loop: %s", uv_strerror(rv));
+		sl_http_status_destroy(&n.status);
 		sl_datadir_close(&dd);
 		return 1;
 	}
 	uv_signal_init(&n.loop, &n.sigterm);
 	uv_signal_init(&n.loop, &n.sigint);
-	n.sigterm.data = n.sigint.data = &n;
+	uv_timer_init(&n.loop, &n.metrics);
+	n.sigterm.data = n.sigint.data = n.metrics.data = &n;
 	uv_signal_start(&n.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&n.sigint, on_signal, SIGINT);
-	rv = sl_http_start(c->listen_host, (unsigned)c->http_port, &n.status, &n.http, errmsg);
-	if (rv != SL_OK) {
-		SL_BLOG(SL_BLOG_ERROR, "http", "%s", errmsg);
-		uv_close((uv_handle_t *)&n.sigterm, NULL);
-		uv_close((uv_handle_t *)&n.sigint, NULL);
-	} else {
-		SL_BLOG(SL_BLOG_INFO, "http", "listening addr=%s:%llu", c->listen_host,
-			(unsigned long long)c->http_port);
-		SL_BLOG(SL_BLOG_INFO, "main", "started node_id=%llu advertised=%s seeds=%s",
-			(unsigned long long)c->node_id, sl_config_advertised(c),
-			c->seeds[0] ? c->seeds : "(this node alone)");
+	if (start(&n, c, &dd, errmsg) != SL_OK) {
+		SL_BLOG(SL_BLOG_ERROR, "main", "%s", errmsg);
+		n.failed = true;
+		stop(&n, "start-up failed", false);
 	}
 	uv_run(&n.loop, UV_RUN_DEFAULT);
-	if (n.http != NULL) {
-		sl_http_stop(n.http);
-		status = 0;
-	}
+	sl_http_stop(n.http);
 	rv = uv_loop_close(&n.loop);
 	if (rv != 0)
 		SL_BLOG(SL_BLOG_ERROR, "main", "event loop still busy at exit: %s", uv_strerror(rv));
+	sl_http_status_destroy(&n.status);
 	sl_datadir_close(&dd);
-	if (status == 0)
-		SL_BLOG(SL_BLOG_INFO, "main", "stopped");
-	return status;
+	if (n.failed)
+		return 1;
+	SL_BLOG(SL_BLOG_INFO, "main", "stopped");
+	return 0;
 }
 
 int main(int argc, char **argv, char **envp)

@@ -10,6 +10,14 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
 #include "procs.h"
 #include "testlib.h"
 
@@ -71,19 +79,26 @@ static void wait_healthy(struct node *n)
 		  n->log);
 }
 
+static char *slurp(const char *path);
+
 /* The exit status once it exits within timeout_ms. */
 static int exit_status(struct node *n, int timeout_ms)
 {
-	cr_assert_eq(tl_proc_wait(&n->p, timeout_ms), 1, "sluiced did not exit (see %s)", n->log);
+	cr_assert_eq(tl_proc_wait(&n->p, timeout_ms), 1, "sluiced did not exit; its log:\n%s",
+		     slurp(n->log));
 	cr_assert(WIFEXITED(n->p.status), "sluiced died of signal %d", WTERMSIG(n->p.status));
 	return WEXITSTATUS(n->p.status);
 }
 
+/* The file's last 64 KiB. */
 static char *slurp(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	cr_assert_not_null(f, "%s", path);
 	static char buf[65536];
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	fseek(f, size > (long)sizeof(buf) - 1 ? size - (long)sizeof(buf) + 1 : 0, SEEK_SET);
 	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[len] = '\0';
@@ -191,4 +206,219 @@ Test(sluiced, bad_configuration_fails_start_up_naming_the_key)
 	snprintf(want, sizeof(want), "sluiced: %s:3: unknown key 'retention'", conf);
 	expect_log(&n, want);
 	cr_assert(access(n.dir, F_OK) != 0, "a failed start created the data directory");
+}
+
+/* ---- The client protocol -------------------------------------------- */
+
+static int connect_to(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
+		     strerror(errno));
+	return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+}
+
+/* Reads one whole response frame (within 10 s) and decodes it; NULL at
+ * end of stream. */
+static Sluice__Envelope *read_response(int fd)
+{
+	static uint8_t buf[1 << 16];
+	size_t len = 0, flen = 0;
+	int64_t deadline = tl_now_ms() + 10000;
+	while (sl_frame_peek(buf, len, sizeof(buf), &flen) != SL_OK) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = (int)(deadline - tl_now_ms());
+		cr_assert(left > 0 && poll(&p, 1, left) == 1, "no response within 10 s");
+		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+		if (n == 0)
+			return NULL;
+		cr_assert_gt(n, 0, "read: %s", strerror(errno));
+		len += (size_t)n;
+	}
+	cr_assert_eq(len, flen, "more than one frame came back");
+	static struct sl_frame f;
+	uint32_t corr;
+	char why[SL_ERRMSG_SIZE];
+	cr_assert_eq(sl_frame_decode(buf, flen, NULL, &f, &corr, why), SL_OK, "%s", why);
+	return f.env;
+}
+
+static void send_env(int fd, Sluice__Envelope *env)
+{
+	uint8_t *head;
+	size_t len;
+	cr_assert_eq(sl_frame_encode(env, NULL, 0, &head, &len), SL_OK);
+	send_all(fd, head, len);
+	free(head);
+}
+
+Test(sluiced, the_client_listener_answers_api_versions_and_refuses_bad_frames_precisely)
+{
+	struct node n;
+	setup_node(&n, "n1");
+	const char *const small[] = { "--max-frame-bytes", "65536", NULL };
+	start(&n, 1, small);
+	wait_healthy(&n);
+	int fd = connect_to(n.ports[0]);
+
+	Sluice__ApiVersionsRequest avr = SLUICE__API_VERSIONS_REQUEST__INIT;
+	avr.client_software = "test_sluiced";
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.correlation_id = 41;
+	env.api_key = SLUICE__API_KEY__API_VERSIONS;
+	env.body_case = SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST;
+	env.api_versions_request = &avr;
+	send_env(fd, &env);
+	Sluice__Envelope *r = read_response(fd);
+	cr_assert_not_null(r);
+	cr_assert_eq(r->correlation_id, 41);
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	cr_assert_eq(r->body_case, SLUICE__ENVELOPE__BODY_API_VERSIONS_RESPONSE);
+	Sluice__ApiVersionsResponse *av = r->api_versions_response;
+	cr_assert_eq(av->max_frame_bytes, 65536);
+	cr_assert_geq(av->n_apis, 1);
+	cr_assert_eq(av->apis[0]->api_key, SLUICE__API_KEY__API_VERSIONS);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* An API this node does not serve, then a version it does not. */
+	env.correlation_id = 42;
+	env.api_key = SLUICE__API_KEY__DESCRIBE_CLUSTER;
+	send_env(fd, &env);
+	r = read_response(fd);
+	cr_assert_eq(r->correlation_id, 42);
+	cr_assert_eq(r->error_code, SL_EUNSUPPORTED_VERSION);
+	cr_assert(strstr(r->error_message, "API 6 is not served") != NULL, "%s", r->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	env.correlation_id = 43;
+	env.api_key = SLUICE__API_KEY__API_VERSIONS;
+	env.api_version = 9;
+	send_env(fd, &env);
+	r = read_response(fd);
+	cr_assert_eq(r->error_code, SL_EUNSUPPORTED_VERSION);
+	cr_assert(strstr(r->error_message, "version 9 is not served") != NULL, "%s", r->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* An envelope that does not decode: the stream stays usable. */
+	uint8_t junk[] = { 0, 0, 0, 9, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x0f };
+	send_all(fd, junk, sizeof(junk));
+	r = read_response(fd);
+	cr_assert_eq(r->error_code, SL_EINVALID_REQUEST);
+	cr_assert(strstr(r->error_message, "does not decode") != NULL, "%s", r->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	env.correlation_id = 44;
+	env.api_version = 0;
+	send_env(fd, &env);
+	r = read_response(fd);
+	cr_assert_eq(r->correlation_id, 44);
+	cr_assert_eq(r->error_code, 0);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* A frame above max_frame_bytes closes the connection, with a reason
+	 * in the log; the node goes on serving others. */
+	uint8_t big[8] = { 0, 1, 0, 0, 0, 0, 0, 0 }; /* 65,536 bytes follow */
+	send_all(fd, big, sizeof(big));
+	cr_assert_null(read_response(fd), "an oversized frame did not close the connection");
+	close(fd);
+	expect_log(&n, "frame of 65540 bytes exceeds max_frame_bytes 65536");
+	fd = connect_to(n.ports[0]);
+	env.correlation_id = 45;
+	send_env(fd, &env);
+	r = read_response(fd);
+	cr_assert_eq(r->correlation_id, 45);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
+	cr_assert_eq(exit_status(&n, 20000), 0);
+}
+
+/* ---- The controller's group ------------------------------------------ */
+
+/* The value of metric name{node="id"} on n's /metrics, or -1. */
+static long long metric(struct node *n, int id, const char *name)
+{
+	int status;
+	static char body[65536];
+	if (tl_http_get(n->ports[2], "/metrics", &status, body, sizeof(body), 2000) != 0 ||
+	    status != 200)
+		return -1;
+	char key[128];
+	snprintf(key, sizeof(key), "\n%s{node=\"%d\"} ", name, id);
+	const char *p = strstr(body, key);
+	return p == NULL ? -1 : strtoll(p + strlen(key), NULL, 10);
+}
+
+struct trio {
+	struct node n[3];
+	bool up[3];
+	long long leader;
+};
+
+/* Every node that is up names the same controller leader, an up node. */
+static bool agree(void *arg)
+{
+	struct trio *t = arg;
+	long long first = -1;
+	for (int i = 0; i < 3; i++) {
+		if (!t->up[i])
+			continue;
+		long long l = metric(&t->n[i], i + 1, "sluice_controller_leader");
+		if (l <= 0 || (first != -1 && l != first))
+			return false;
+		first = l;
+	}
+	t->leader = first;
+	return first >= 1 && first <= 3 && t->up[first - 1];
+}
+
+static void start_trio_node(struct trio *t, int i, const char *seeds)
+{
+	const char *const extra[] = { "--seeds", seeds, "--heartbeat-ms", "100", "--election-ms",
+				      "500", NULL };
+	start(&t->n[i], i + 1, extra);
+	t->up[i] = true;
+}
+
+Test(sluiced, three_nodes_elect_a_controller_and_fail_over_after_kill_9)
+{
+	static struct trio t;
+	char seeds[256] = "";
+	for (int i = 0; i < 3; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "n%d", i + 1);
+		setup_node(&t.n[i], name);
+		size_t len = strlen(seeds);
+		snprintf(seeds + len, sizeof(seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "", i + 1,
+			 t.n[i].ports[1]);
+	}
+	for (int i = 0; i < 3; i++)
+		start_trio_node(&t, i, seeds);
+	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no controller leader all agree on");
+	int old = (int)t.leader;
+	tl_proc_close(&t.n[old - 1].p); /* SIGKILL */
+	t.up[old - 1] = false;
+	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no new controller leader after kill -9");
+	cr_assert_neq(t.leader, old);
+	start_trio_node(&t, old - 1, seeds);
+	cr_assert(tl_wait_until(agree, &t, 30000, 100), "the restarted node did not rejoin");
+	/* SIGTERM hands the controller off before the leader stops. */
+	int leader = (int)t.leader;
+	cr_assert_eq(tl_proc_kill(&t.n[leader - 1].p, SIGTERM), 0);
+	cr_assert_eq(exit_status(&t.n[leader - 1], 30000), 0);
+	expect_log(&t.n[leader - 1], "handoff done moved=1 failed=0");
+	t.up[leader - 1] = false;
+	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no leader after the handoff");
+	for (int i = 0; i < 3; i++) {
+		if (!t.up[i])
+			continue;
+		cr_assert_eq(tl_proc_kill(&t.n[i].p, SIGTERM), 0);
+		cr_assert_eq(exit_status(&t.n[i], 30000), 0);
+	}
 }

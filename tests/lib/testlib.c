@@ -25,6 +25,12 @@ void tl_rmtree(const char *path)
 
 static void cleanup_tmpdir(void)
 {
+	/* TL_KEEP_TMPDIR=1 keeps it, to read a failed test's files. */
+	if (getenv("TL_KEEP_TMPDIR") != NULL) {
+		if (tmpdir_path[0] != '\0')
+			fprintf(stderr, "kept %s\n", tmpdir_path);
+		return;
+	}
 	if (tmpdir_path[0] != '\0')
 		tl_rmtree(tmpdir_path);
 }

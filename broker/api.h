@@ -1,0 +1,38 @@
+/* broker/: the client protocol's requests, handled (proto/frame.h,
+ * proto/sluice.proto), independent of the socket they came on so that the
+ * fuzzer drives the same code.
+ *
+ * Every complete frame gets exactly one response frame, with the
+ * request's correlation id and API key: the API's own response, or an
+ * envelope carrying only an error (INVALID_REQUEST for a frame that does
+ * not decode, UNSUPPORTED_VERSION for an API or version this node does
+ * not serve) and a message saying what was wrong. Nothing changes on a
+ * refused request.
+ *
+ * Threads: the loop thread. */
+#ifndef SL_BROKER_API_H
+#define SL_BROKER_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* What the handlers read of the node. */
+struct sl_api_node {
+	uint64_t node_id;
+	uint32_t max_frame_bytes;
+};
+
+/* Hands a response frame to the connection: head (malloc'd, now the
+ * callee's to free) then segments, which stay valid until the callee's
+ * write completes (the caller keeps them; none today). */
+typedef void (*sl_api_reply_fn)(void *arg, uint8_t *head, size_t head_len,
+				const struct iovec *seg, size_t nseg);
+
+/* Handles one whole frame (as sl_frame_peek measured it) and replies
+ * through reply before it returns. Returns SL_OK, or SL_ENOMEM when no
+ * response could be built (the connection must close). */
+int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t len,
+		  sl_api_reply_fn reply, void *arg);
+
+#endif

@@ -1,0 +1,231 @@
+/* The node's Raft side. See cluster.h. */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+#include <xxhash.h>
+
+#include "blog.h"
+#include "cluster.h"
+#include "errors.h"
+#include "pnet.h"
+#include "rreg.h"
+
+#define CONTROLLER_GROUP 0
+
+struct sl_cluster {
+	uv_loop_t *loop;
+	uint64_t node_id;
+	struct sl_pnet *net;
+	struct sl_rreg *reg;
+	bool voter;
+	void (*stop_cb)(void *arg);
+	void *stop_arg;
+	bool stopping;
+};
+
+/* The controller's voters: the first 1, 3 or 5 seeds. */
+static size_t voter_count(size_t nseeds)
+{
+	return nseeds >= 5 ? 5 : nseeds >= 3 ? 3 : nseeds >= 1 ? 1 : 0;
+}
+
+int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct sl_datadir *dd,
+		     struct sl_cluster **out, char *errmsg)
+{
+	*out = NULL;
+	static struct sl_seed seeds[SL_MAX_SEEDS];
+	size_t nseeds;
+	int rv = sl_config_seeds(cfg->seeds, seeds, SL_MAX_SEEDS, &nseeds, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	struct sl_cluster *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "out of memory");
+		return SL_ENOMEM;
+	}
+	c->loop = loop;
+	c->node_id = cfg->node_id;
+
+	/* Voters in ascending id order: every voter bootstraps group 0 with
+	 * the same configuration entry, byte for byte. */
+	uint64_t voters[5];
+	size_t nv = voter_count(nseeds);
+	char idtext[5 * 300] = "";
+	for (size_t i = 0; i < nv; i++)
+		voters[i] = seeds[i].id;
+	if (nv == 0) { /* a cluster of one */
+		voters[nv++] = cfg->node_id;
+		seeds[0] = (struct sl_seed){ .id = cfg->node_id, .port = (unsigned)cfg->peer_port };
+		snprintf(seeds[0].host, sizeof(seeds[0].host), "%s", sl_config_advertised(cfg));
+		nseeds = 1;
+	}
+	for (size_t i = 1; i < nv; i++)
+		for (size_t j = i; j > 0 && voters[j - 1] > voters[j]; j--) {
+			uint64_t t = voters[j];
+			voters[j] = voters[j - 1];
+			voters[j - 1] = t;
+		}
+	for (size_t i = 0; i < nv; i++) {
+		c->voter = c->voter || voters[i] == cfg->node_id;
+		const struct sl_seed *s = NULL;
+		for (size_t k = 0; k < nseeds; k++)
+			if (seeds[k].id == voters[i])
+				s = &seeds[k];
+		size_t len = strlen(idtext);
+		snprintf(idtext + len, sizeof(idtext) - len, "%s%llu@%s:%u", i > 0 ? "," : "",
+			 (unsigned long long)voters[i], s != NULL ? s->host : "", s != NULL ? s->port : 0);
+	}
+
+	struct sl_pnet_config nc = {
+		.node_id = cfg->node_id,
+		.listen_host = cfg->listen_host,
+		.listen_port = (int)cfg->peer_port,
+		.max_frame = (size_t)cfg->max_frame_bytes,
+		.log = sl_blog_raft,
+	};
+	XXH128_hash_t h = XXH3_128bits(idtext, strlen(idtext));
+	memcpy(nc.cluster_id, &h.high64, 8);
+	memcpy(nc.cluster_id + 8, &h.low64, 8);
+	uuid_t u;
+	if (uuid_parse(dd->uuid, u) != 0) {
+		free(c);
+		snprintf(errmsg, SL_ERRMSG_SIZE, "node UUID %s does not parse", dd->uuid);
+		return SL_EINVALID_ARGUMENT;
+	}
+	memcpy(nc.node_uuid, u, 16);
+	rv = sl_pnet_init(&c->net, loop, &nc, NULL, NULL, NULL);
+	if (rv != SL_OK) {
+		free(c);
+		snprintf(errmsg, SL_ERRMSG_SIZE, "peer transport: %s", sl_strerror(rv));
+		return rv;
+	}
+	for (size_t i = 0; i < nseeds && rv == SL_OK; i++) {
+		if (seeds[i].id == cfg->node_id)
+			continue;
+		rv = sl_pnet_set_peer(c->net, seeds[i].id, seeds[i].host, (int)seeds[i].port, NULL);
+		if (rv != SL_OK)
+			snprintf(errmsg, SL_ERRMSG_SIZE, "seeds: node %llu: %s",
+				 (unsigned long long)seeds[i].id, sl_strerror(rv));
+	}
+	if (rv == SL_OK)
+		rv = sl_pnet_listen(c->net, errmsg);
+	if (rv != SL_OK) {
+		sl_pnet_close(c->net, free, c);
+		return rv;
+	}
+
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/raft", cfg->data_dir);
+	struct sl_rreg_config rc = {
+		.dir = dir,
+		.node_id = cfg->node_id,
+		.heartbeat_ms = (unsigned)cfg->heartbeat_ms,
+		.election_ms = (unsigned)cfg->election_ms,
+		.logf = sl_blog_raft,
+	};
+	sl_log_config_init(&rc.log);
+	rv = sl_rreg_init(&c->reg, loop, &rc, c->net);
+	if (rv != SL_OK) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "group registry in %.160s: %s (see the log)", dir,
+			 sl_strerror(rv));
+		sl_pnet_close(c->net, free, c);
+		return rv;
+	}
+	if (c->voter) {
+		rv = sl_rreg_start(c->reg, CONTROLLER_GROUP, voters, (unsigned)nv, errmsg);
+		if (rv != SL_OK) {
+			sl_cluster_stop(c, false, NULL, NULL);
+			return rv;
+		}
+	}
+	SL_BLOG(SL_BLOG_INFO, "cluster", "peer transport listening addr=%s:%llu voters=%s%s",
+		cfg->listen_host, (unsigned long long)cfg->peer_port, idtext,
+		c->voter ? " (this node votes)" : "");
+	*out = c;
+	return SL_OK;
+}
+
+uint64_t sl_cluster_controller_leader(struct sl_cluster *c)
+{
+	struct sl_rgroup_state st;
+	if (!c->voter || sl_rreg_state(c->reg, CONTROLLER_GROUP, &st) != SL_OK)
+		return 0;
+	return st.leader;
+}
+
+struct metrics_ctx {
+	struct sl_cluster *c;
+	FILE *out;
+};
+
+static void group_metrics(void *arg, uint32_t group)
+{
+	struct metrics_ctx *m = arg;
+	struct sl_rgroup_state st;
+	if (sl_rreg_state(m->c->reg, group, &st) != SL_OK)
+		return;
+	unsigned long long node = (unsigned long long)m->c->node_id;
+	fprintf(m->out, "sluice_group_term{node=\"%llu\",group=\"%u\"} %llu\n", node, group,
+		(unsigned long long)st.term);
+	fprintf(m->out, "sluice_group_commit_index{node=\"%llu\",group=\"%u\"} %llu\n", node, group,
+		(unsigned long long)st.commit);
+	fprintf(m->out, "sluice_group_role{node=\"%llu\",group=\"%u\"} %d\n", node, group, st.role);
+	fprintf(m->out, "sluice_group_leader{node=\"%llu\",group=\"%u\"} %llu\n", node, group,
+		(unsigned long long)st.leader);
+}
+
+void sl_cluster_metrics(struct sl_cluster *c, FILE *out)
+{
+	unsigned long long node = (unsigned long long)c->node_id;
+	fprintf(out, "# HELP sluice_controller_leader The controller's leader as this node knows "
+		     "it (0: none).\n# TYPE sluice_controller_leader gauge\n"
+		     "sluice_controller_leader{node=\"%llu\"} %llu\n",
+		node, (unsigned long long)sl_cluster_controller_leader(c));
+	fprintf(out, "# HELP sluice_group_term Raft term of each group this node runs.\n"
+		     "# TYPE sluice_group_term gauge\n"
+		     "# HELP sluice_group_commit_index Raft commit index of each group.\n"
+		     "# TYPE sluice_group_commit_index gauge\n"
+		     "# HELP sluice_group_role 0 stopped, 1 follower, 2 candidate, 3 leader.\n"
+		     "# TYPE sluice_group_role gauge\n"
+		     "# HELP sluice_group_leader The group's leader as this node knows it.\n"
+		     "# TYPE sluice_group_leader gauge\n");
+	struct metrics_ctx m = { c, out };
+	sl_rreg_foreach(c->reg, group_metrics, &m);
+}
+
+static void on_net_closed(void *arg)
+{
+	struct sl_cluster *c = arg;
+	void (*cb)(void *) = c->stop_cb;
+	void *cb_arg = c->stop_arg;
+	free(c);
+	if (cb != NULL)
+		cb(cb_arg);
+}
+
+static void on_reg_closed(void *arg)
+{
+	struct sl_cluster *c = arg;
+	sl_pnet_close(c->net, on_net_closed, c);
+}
+
+static void on_handoff(void *arg, unsigned moved, unsigned failed)
+{
+	struct sl_cluster *c = arg;
+	SL_BLOG(SL_BLOG_INFO, "cluster", "handoff done moved=%u failed=%u", moved, failed);
+	sl_rreg_close(c->reg, on_reg_closed, c);
+}
+
+void sl_cluster_stop(struct sl_cluster *c, bool handoff, void (*cb)(void *arg), void *arg)
+{
+	if (c->stopping)
+		return;
+	c->stopping = true;
+	c->stop_cb = cb;
+	c->stop_arg = arg;
+	if (handoff && sl_rreg_handoff(c->reg, on_handoff, c) == SL_OK)
+		return;
+	sl_rreg_close(c->reg, on_reg_closed, c);
+}

@@ -1,0 +1,46 @@
+/* broker/: the node's Raft side: the peer transport (raft/pnet.h) to the
+ * seed nodes, the group registry (raft/rreg.h) under <data_dir>/raft, and
+ * the controller's group 0 on the controller's voters.
+ *
+ * Voters: the first 1, 3 or 5 nodes of the seed list (a list of 2 or 4
+ * uses its first 1 or 3); every node has the same list, so every voter
+ * bootstraps group 0 with the same configuration. Without seeds the node
+ * is a cluster of one. Nodes past the voters do not run group 0 yet.
+ *
+ * The peer handshake's cluster id is derived from the voters (XXH3-128 of
+ * their "id@host:port" list): nodes configured with other voters are
+ * strangers to each other. The metadata's own cluster id, chosen by the
+ * first controller leader, comes with the controller's state machine.
+ *
+ * Threads: the loop thread. */
+#ifndef SL_BROKER_CLUSTER_H
+#define SL_BROKER_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "config.h"
+#include "datadir.h"
+
+struct sl_cluster;
+
+/* Starts the transport and the registry, and group 0 on a voter. Returns
+ * SL_OK, or an error with the reason in errmsg; then nothing runs. */
+int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct sl_datadir *dd,
+		     struct sl_cluster **out, char *errmsg);
+
+/* The controller's leader as this node knows it (0: none, or this node
+ * is no voter). */
+uint64_t sl_cluster_controller_leader(struct sl_cluster *c);
+
+/* Prometheus text for the groups this node runs. */
+void sl_cluster_metrics(struct sl_cluster *c, FILE *out);
+
+/* Stops: with handoff, first hands every group this node leads to another
+ * voter (SIGTERM); then closes the groups and the transport. cb(arg) once
+ * everything is closed and c is freed. */
+void sl_cluster_stop(struct sl_cluster *c, bool handoff, void (*cb)(void *arg), void *arg);
+
+#endif
