@@ -8,17 +8,20 @@
 
 #include "blog.h"
 #include "cluster.h"
+#include "controller.h"
 #include "errors.h"
+#include "meta.h"
 #include "pnet.h"
 #include "rreg.h"
 
-#define CONTROLLER_GROUP 0
+#define CONTROLLER_GROUP SL_CONTROLLER_GROUP
 
 struct sl_cluster {
 	uv_loop_t *loop;
 	uint64_t node_id;
 	struct sl_pnet *net;
 	struct sl_rreg *reg;
+	struct sl_controller *ctl;
 	bool voter;
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
@@ -95,9 +98,25 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 		return SL_EINVALID_ARGUMENT;
 	}
 	memcpy(nc.node_uuid, u, 16);
-	rv = sl_pnet_init(&c->net, loop, &nc, NULL, NULL, NULL);
+	struct sl_meta_node self = { .id = cfg->node_id, .client_port = (unsigned)cfg->client_port,
+				     .peer_port = (unsigned)cfg->peer_port };
+	snprintf(self.uuid, sizeof(self.uuid), "%s", dd->uuid);
+	snprintf(self.host, sizeof(self.host), "%s", sl_config_advertised(cfg));
+	snprintf(self.rack, sizeof(self.rack), "%s", cfg->rack);
+	if (strlen(cfg->rack) > SL_META_RACK_MAX) {
+		free(c);
+		snprintf(errmsg, SL_ERRMSG_SIZE, "rack: at most %d characters", SL_META_RACK_MAX);
+		return SL_EINVALID_ARGUMENT;
+	}
+	rv = sl_controller_init(&c->ctl, loop, &self);
 	if (rv != SL_OK) {
 		free(c);
+		snprintf(errmsg, SL_ERRMSG_SIZE, "controller: %s", sl_strerror(rv));
+		return rv;
+	}
+	rv = sl_pnet_init(&c->net, loop, &nc, NULL, NULL, NULL);
+	if (rv != SL_OK) {
+		sl_controller_close(c->ctl, free, c);
 		snprintf(errmsg, SL_ERRMSG_SIZE, "peer transport: %s", sl_strerror(rv));
 		return rv;
 	}
@@ -112,7 +131,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 	if (rv == SL_OK)
 		rv = sl_pnet_listen(c->net, errmsg);
 	if (rv != SL_OK) {
-		sl_pnet_close(c->net, free, c);
+		sl_cluster_stop(c, false, NULL, NULL);
 		return rv;
 	}
 
@@ -124,13 +143,18 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 		.heartbeat_ms = (unsigned)cfg->heartbeat_ms,
 		.election_ms = (unsigned)cfg->election_ms,
 		.logf = sl_blog_raft,
+		.apply = sl_controller_apply,
+		.snapshot = sl_controller_snapshot,
+		.restore = sl_controller_restore,
+		.apply_arg = c->ctl,
 	};
 	sl_log_config_init(&rc.log);
 	rv = sl_rreg_init(&c->reg, loop, &rc, c->net);
 	if (rv != SL_OK) {
 		snprintf(errmsg, SL_ERRMSG_SIZE, "group registry in %.160s: %s (see the log)", dir,
 			 sl_strerror(rv));
-		sl_pnet_close(c->net, free, c);
+		c->reg = NULL;
+		sl_cluster_stop(c, false, NULL, NULL);
 		return rv;
 	}
 	if (c->voter) {
@@ -140,6 +164,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 			return rv;
 		}
 	}
+	sl_controller_attach(c->ctl, c->reg, c->net, c->voter);
 	SL_BLOG(SL_BLOG_INFO, "cluster", "peer transport listening addr=%s:%llu voters=%s%s",
 		cfg->listen_host, (unsigned long long)cfg->peer_port, idtext,
 		c->voter ? " (this node votes)" : "");
@@ -191,11 +216,34 @@ void sl_cluster_metrics(struct sl_cluster *c, FILE *out)
 		     "# TYPE sluice_group_role gauge\n"
 		     "# HELP sluice_group_leader The group's leader as this node knows it.\n"
 		     "# TYPE sluice_group_leader gauge\n");
+	const struct sl_meta *meta = sl_controller_meta(c->ctl);
+	fprintf(out, "# HELP sluice_cluster_info The cluster's id, once the controller set it.\n"
+		     "# TYPE sluice_cluster_info gauge\n");
+	if (meta->cluster_id[0] != '\0')
+		fprintf(out, "sluice_cluster_info{node=\"%llu\",cluster_id=\"%s\"} 1\n", node,
+			meta->cluster_id);
+	fprintf(out, "# HELP sluice_cluster_nodes Nodes registered in the metadata applied here.\n"
+		     "# TYPE sluice_cluster_nodes gauge\n"
+		     "sluice_cluster_nodes{node=\"%llu\"} %zu\n"
+		     "# HELP sluice_cluster_topics Topics in the metadata applied here.\n"
+		     "# TYPE sluice_cluster_topics gauge\n"
+		     "sluice_cluster_topics{node=\"%llu\"} %zu\n",
+		node, meta->nnodes, node, meta->ntopics);
 	struct metrics_ctx m = { c, out };
 	sl_rreg_foreach(c->reg, group_metrics, &m);
 }
 
-static void on_net_closed(void *arg)
+bool sl_cluster_ready(struct sl_cluster *c, const char **why)
+{
+	return sl_controller_ready(c->ctl, why);
+}
+
+const struct sl_meta *sl_cluster_meta(struct sl_cluster *c)
+{
+	return sl_controller_meta(c->ctl);
+}
+
+static void on_ctl_closed(void *arg)
 {
 	struct sl_cluster *c = arg;
 	void (*cb)(void *) = c->stop_cb;
@@ -205,9 +253,18 @@ static void on_net_closed(void *arg)
 		cb(cb_arg);
 }
 
+static void on_net_closed(void *arg)
+{
+	struct sl_cluster *c = arg;
+	sl_controller_close(c->ctl, on_ctl_closed, c);
+}
+
+/* The registry closed (or never ran): the transport, then the controller,
+ * whose hooks the registry called until now. */
 static void on_reg_closed(void *arg)
 {
 	struct sl_cluster *c = arg;
+	sl_pnet_set_app_handler(c->net, NULL, NULL);
 	sl_pnet_close(c->net, on_net_closed, c);
 }
 
@@ -225,6 +282,10 @@ void sl_cluster_stop(struct sl_cluster *c, bool handoff, void (*cb)(void *arg), 
 	c->stopping = true;
 	c->stop_cb = cb;
 	c->stop_arg = arg;
+	if (c->reg == NULL) {
+		on_reg_closed(c);
+		return;
+	}
 	if (handoff && sl_rreg_handoff(c->reg, on_handoff, c) == SL_OK)
 		return;
 	sl_rreg_close(c->reg, on_reg_closed, c);

@@ -35,6 +35,13 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
  * is no voter). */
 uint64_t sl_cluster_controller_leader(struct sl_cluster *c);
 
+/* Whether this node has joined (the controller's metadata has the cluster
+ * id and this node); else *why (static text) says what is missing. */
+bool sl_cluster_ready(struct sl_cluster *c, const char **why);
+/* The controller's metadata as applied here. */
+struct sl_meta;
+const struct sl_meta *sl_cluster_meta(struct sl_cluster *c);
+
 /* Prometheus text for the groups this node runs. */
 void sl_cluster_metrics(struct sl_cluster *c, FILE *out);
 

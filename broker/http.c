@@ -47,8 +47,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	bool ready = atomic_load(&h->st->ready) != 0;
 	if (strcmp(url, "/readyz") == 0) {
 		char body[256];
-		snprintf(body, sizeof(body), "not ready: %s\n",
-			 h->st->not_ready_why != NULL ? h->st->not_ready_why : "starting");
+		const char *why = atomic_load(&h->st->not_ready_why);
+		snprintf(body, sizeof(body), "not ready: %s\n", why != NULL ? why : "starting");
 		return ready ? reply(conn, 200, "text/plain", "ready\n")
 			     : reply(conn, 503, "text/plain", body);
 	}
@@ -96,7 +96,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 void sl_http_status_init(struct sl_http_status *st, uint64_t node_id, const char *not_ready_why)
 {
 	st->node_id = node_id;
-	st->not_ready_why = not_ready_why;
+	atomic_store(&st->not_ready_why, not_ready_why);
 	atomic_store(&st->ready, 0);
 	atomic_store(&st->started_ms, 0);
 	pthread_mutex_init(&st->mu, NULL);

@@ -17,7 +17,7 @@
 struct sl_http_status {
 	uint64_t node_id;
 	atomic_int ready;            /* 1: /readyz answers 200 */
-	const char *not_ready_why;   /* static text, read when ready is 0 */
+	_Atomic(const char *) not_ready_why; /* static text, read when ready is 0 */
 	atomic_uint_fast64_t started_ms; /* wall clock of the start */
 	/* More /metrics text, rendered by the loop (sl_http_publish). */
 	pthread_mutex_t mu;

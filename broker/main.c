@@ -24,6 +24,7 @@
 #include "errors.h"
 #include "http.h"
 #include "listener.h"
+#include "meta.h"
 
 static void usage(FILE *out)
 {
@@ -63,7 +64,8 @@ struct node {
 	bool stopping, failed;
 };
 
-/* The loop's part of /metrics, rendered every second for the http thread. */
+/* Every second: readiness, and the loop's part of /metrics, for the http
+ * thread. */
 static void publish_metrics(uv_timer_t *t)
 {
 	struct node *n = t->data;
@@ -72,8 +74,19 @@ static void publish_metrics(uv_timer_t *t)
 	FILE *out = open_memstream(&text, &len);
 	if (out == NULL)
 		return;
-	if (n->cluster != NULL)
+	if (n->cluster != NULL) {
+		const char *why = NULL;
+		bool ready = sl_cluster_ready(n->cluster, &why);
+		if (!ready)
+			atomic_store(&n->status.not_ready_why, why);
+		if (ready && atomic_load(&n->status.ready) == 0)
+			SL_BLOG(SL_BLOG_INFO, "main", "ready cluster_id=%s",
+				sl_cluster_meta(n->cluster)->cluster_id);
+		else if (!ready && atomic_load(&n->status.ready) != 0)
+			SL_BLOG(SL_BLOG_WARN, "main", "not ready: %s", why);
+		atomic_store(&n->status.ready, ready ? 1 : 0);
 		sl_cluster_metrics(n->cluster, out);
+	}
 	if (fclose(out) == 0)
 		sl_http_publish(&n->status, text);
 	else
@@ -124,7 +137,7 @@ static int start(struct node *n, const struct sl_config *c, const struct sl_data
 	rv = sl_cluster_start(&n->loop, c, dd, &n->cluster, errmsg);
 	if (rv != SL_OK)
 		return rv;
-	uv_timer_start(&n->metrics, publish_metrics, 0, 1000);
+	uv_timer_start(&n->metrics, publish_metrics, 100, 1000);
 	SL_BLOG(SL_BLOG_INFO, "main", "started node_id=%llu advertised=%s seeds=%s",
 		(unsigned long long)c->node_id, sl_config_advertised(c),
 		c->seeds[0] ? c->seeds : "(this node alone)");

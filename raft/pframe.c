@@ -175,6 +175,19 @@ int sl_pframe_peek(const uint8_t *buf, size_t len, size_t max_frame, size_t *fra
 	return SL_OK;
 }
 
+int sl_pframe_app(struct sl_pbuf *out, const void *payload, size_t len)
+{
+	if (len > UINT32_MAX - 1 || !reserve(out, SL_PFRAME_HEADER + 1 + len))
+		return SL_ENOMEM;
+	size_t start = out->len;
+	out->len += SL_PFRAME_HEADER;
+	put_u8(out, SL_PFRAME_APP);
+	put_bytes(out, payload, len);
+	finish(out, start);
+	return SL_OK;
+}
+
+
 int sl_pframe_kind(const uint8_t *frame, size_t len)
 {
 	return len > SL_PFRAME_HEADER ? frame[SL_PFRAME_HEADER] : 0;
@@ -226,6 +239,16 @@ static bool open_frame(struct rd *r, const uint8_t *frame, size_t len, uint8_t k
 	r->end = frame + len;
 	r->bad = false;
 	return true;
+}
+
+int sl_pframe_decode_app(const uint8_t *frame, size_t len, const uint8_t **payload, size_t *plen)
+{
+	struct rd r;
+	if (!open_frame(&r, frame, len, SL_PFRAME_APP))
+		return SL_EINVALID_REQUEST;
+	*payload = r.p;
+	*plen = (size_t)(r.end - r.p);
+	return SL_OK;
 }
 
 static int decode_entries(struct rd *r, struct raft_append_entries *ae)

@@ -49,6 +49,7 @@
 #define SL_PFRAME_BULK_REQ 3
 #define SL_PFRAME_BULK_DATA 4
 #define SL_PFRAME_BULK_END 5
+#define SL_PFRAME_APP 6    /* an opaque payload for the owner (pnet.h) */
 #define SL_PFRAME_VERSION 1
 #define SL_PFRAME_MAX_SERVERS 1024
 
@@ -71,6 +72,8 @@ struct sl_pbuf {
  * in length). */
 int sl_pframe_message(struct sl_pbuf *out, uint32_t group, const struct raft_message *msg);
 int sl_pframe_hello(struct sl_pbuf *out, const struct sl_phello *h);
+/* An application frame: kind, then the payload to the frame's end. */
+int sl_pframe_app(struct sl_pbuf *out, const void *payload, size_t len);
 
 /* Looks at the start of a receive buffer: SL_OK with *frame_len (length
  * field included) when a whole frame is there; SL_ENOT_FOUND when more
@@ -91,6 +94,9 @@ int sl_pframe_kind(const uint8_t *frame, size_t len);
 int sl_pframe_decode_message(const uint8_t *frame, size_t len, raft_id from,
 			     const char *from_address, uint32_t *group, struct raft_message *msg);
 int sl_pframe_decode_hello(const uint8_t *frame, size_t len, struct sl_phello *h);
+/* The payload of a whole application frame (pointing into it). Returns
+ * SL_OK or SL_EINVALID_REQUEST. */
+int sl_pframe_decode_app(const uint8_t *frame, size_t len, const uint8_t **payload, size_t *plen);
 
 struct sl_pbulk_req {
 	uint32_t group;

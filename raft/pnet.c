@@ -85,6 +85,8 @@ struct sl_pnet {
 	sl_pnet_recv_fn recv;
 	sl_pnet_log_fn log_of;
 	void *arg;
+	sl_pnet_app_fn app;
+	void *app_arg;
 	struct sl_rnet rnet;
 	uv_tcp_t listener;
 	bool listening;
@@ -388,6 +390,18 @@ static void on_frame(struct conn *c, const uint8_t *f, size_t len)
 		}
 		return;
 	}
+	if (c->kind == C_IN && kind == SL_PFRAME_APP) {
+		const uint8_t *payload;
+		size_t plen;
+		if (sl_pframe_decode_app(f, len, &payload, &plen) != SL_OK) {
+			reject(c, &net->st.closed_garbage, "garbage", "an app frame does not decode");
+			return;
+		}
+		net->st.frames_received++;
+		if (net->app != NULL)
+			net->app(net->app_arg, c->peer->id, payload, plen);
+		return;
+	}
 	if (c->kind == C_IN && kind == SL_PFRAME_BULK_REQ) {
 		if (sl_pframe_decode_bulk_req(f, len, &c->bq) != SL_OK) {
 			reject(c, &net->st.closed_garbage, "garbage", "a bulk request does not decode");
@@ -613,61 +627,96 @@ static bool drop_heartbeats(struct peer *p, size_t more)
 	return p->q.len + more <= limit;
 }
 
-static int net_send(struct sl_rnet *rn, uint32_t group, const struct raft_message *msg)
+/* Encodes one frame into a peer's queue. */
+typedef int (*encode_fn)(struct sl_pbuf *out, const void *ctx);
+
+/* Queues a frame for node `to`; false when refused (counted). */
+static bool enqueue(struct sl_pnet *net, uint64_t to, encode_fn encode, const void *ctx,
+		    bool heartbeat)
 {
-	struct sl_pnet *net = rn->data;
-	struct peer *p = peer_find(net, msg->server_id);
-	if (p == NULL || p->down || net->closing) {
-		net->st.messages_refused++;
-		return RAFT_NOCONNECTION;
-	}
-	if (p->out == NULL && peer_connect(p) != 0) {
-		net->st.messages_refused++;
-		return RAFT_NOCONNECTION;
-	}
+	struct peer *p = peer_find(net, to);
+	if (p == NULL || p->down || net->closing)
+		goto refused;
+	if (p->out == NULL && peer_connect(p) != 0)
+		goto refused;
 	if (p->nqe == p->cap_qe) {
 		size_t ncap = p->cap_qe ? p->cap_qe * 2 : 64;
 		struct qent *qe = realloc(p->qe, ncap * sizeof(*qe));
-		if (qe == NULL) {
-			net->st.messages_refused++;
-			return RAFT_NOCONNECTION;
-		}
+		if (qe == NULL)
+			goto refused;
 		p->qe = qe;
 		p->cap_qe = ncap;
 	}
 	size_t before = p->q.len;
-	if (sl_pframe_message(&p->q, group, msg) != SL_OK) {
+	if (encode(&p->q, ctx) != SL_OK) {
 		p->q.len = before;
-		net->st.messages_refused++;
-		return RAFT_NOCONNECTION;
+		goto refused;
 	}
 	size_t flen = p->q.len - before;
 	if (p->q.len > net->cfg.max_queue) {
 		p->q.len = before;
-		/* A message larger than the whole queue still goes alone, or a
+		/* A frame larger than the whole queue still goes alone, or a
 		 * lagging follower would never get its AppendEntries. */
-		if (!drop_heartbeats(p, flen) && p->q.len > 0) {
-			net->st.messages_refused++;
-			return RAFT_NOCONNECTION;
-		}
+		if (!drop_heartbeats(p, flen) && p->q.len > 0)
+			goto refused;
 		size_t at = p->q.len; /* re-encode after the compaction */
-		if (sl_pframe_message(&p->q, group, msg) != SL_OK) {
+		if (encode(&p->q, ctx) != SL_OK) {
 			p->q.len = at;
-			net->st.messages_refused++;
-			return RAFT_NOCONNECTION;
+			goto refused;
 		}
 	}
-	p->qe[p->nqe++] = (struct qent){
-		.len = (uint32_t)flen,
-		.heartbeat = msg->type == RAFT_IO_APPEND_ENTRIES && msg->append_entries.n_entries == 0,
-	};
+	p->qe[p->nqe++] = (struct qent){ .len = (uint32_t)flen, .heartbeat = heartbeat };
 	if (!p->dirty) {
 		p->dirty = true;
 		p->next_dirty = net->dirty;
 		net->dirty = p;
 		uv_prepare_start(&net->flush, on_flush);
 	}
-	return 0;
+	return true;
+refused:
+	net->st.messages_refused++;
+	return false;
+}
+
+struct msg_ctx {
+	uint32_t group;
+	const struct raft_message *msg;
+};
+
+static int encode_msg(struct sl_pbuf *out, const void *ctx)
+{
+	const struct msg_ctx *m = ctx;
+	return sl_pframe_message(out, m->group, m->msg);
+}
+
+static int net_send(struct sl_rnet *rn, uint32_t group, const struct raft_message *msg)
+{
+	struct msg_ctx m = { group, msg };
+	bool heartbeat = msg->type == RAFT_IO_APPEND_ENTRIES && msg->append_entries.n_entries == 0;
+	return enqueue(rn->data, msg->server_id, encode_msg, &m, heartbeat) ? 0 : RAFT_NOCONNECTION;
+}
+
+struct app_ctx {
+	const void *payload;
+	size_t len;
+};
+
+static int encode_app(struct sl_pbuf *out, const void *ctx)
+{
+	const struct app_ctx *a = ctx;
+	return sl_pframe_app(out, a->payload, a->len);
+}
+
+int sl_pnet_send_app(struct sl_pnet *net, uint64_t to, const void *payload, size_t len)
+{
+	struct app_ctx a = { payload, len };
+	return enqueue(net, to, encode_app, &a, false) ? SL_OK : SL_ENOT_FOUND;
+}
+
+void sl_pnet_set_app_handler(struct sl_pnet *net, sl_pnet_app_fn fn, void *arg)
+{
+	net->app = fn;
+	net->app_arg = arg;
 }
 
 /* ---- Incoming ------------------------------------------------------- */

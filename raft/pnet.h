@@ -109,6 +109,16 @@ int sl_pnet_init(struct sl_pnet **out, uv_loop_t *loop, const struct sl_pnet_con
 		 sl_pnet_recv_fn recv, sl_pnet_log_fn log_of, void *arg);
 void sl_pnet_set_handlers(struct sl_pnet *n, sl_pnet_recv_fn recv, sl_pnet_log_fn log_of,
 			  void *arg);
+/* An application frame from node `from` (SL_PFRAME_APP): an opaque
+ * payload for the owner, valid during the call only. */
+typedef void (*sl_pnet_app_fn)(void *arg, uint64_t from, const void *payload, size_t len);
+void sl_pnet_set_app_handler(struct sl_pnet *n, sl_pnet_app_fn fn, void *arg);
+/* Queues an application frame for node `to`, on the same connection and
+ * with the same guarantees as Raft messages: none (it is lost when the
+ * peer is unknown, down, or its queue is full: the caller retries).
+ * Returns SL_OK or SL_ENOT_FOUND (refused). */
+int sl_pnet_send_app(struct sl_pnet *n, uint64_t to, const void *payload, size_t len);
+
 /* Binds and listens. Returns SL_OK or SL_EIO with a reason in errmsg
  * (SL_ERRMSG_SIZE bytes). */
 int sl_pnet_listen(struct sl_pnet *n, char *errmsg);

@@ -203,24 +203,43 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
  * says everything, so the state machine's own part is empty. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
 {
-	(void)fsm;
-	*bufs = raft_malloc(sizeof(**bufs));
-	if (*bufs == NULL)
+	struct group *g = fsm->data;
+	struct sl_rreg *reg = g->reg;
+	void *state = NULL;
+	size_t len = 0;
+	if (reg->cfg.snapshot != NULL &&
+	    reg->cfg.snapshot(reg->cfg.apply_arg, g->id, &state, &len) != SL_OK)
 		return RAFT_NOMEM;
-	(*bufs)[0] = (struct raft_buffer){ .base = raft_malloc(1), .len = 0 };
-	if ((*bufs)[0].base == NULL) {
+	*bufs = raft_malloc(sizeof(**bufs));
+	void *copy = raft_malloc(len ? len : 1);
+	if (*bufs == NULL || copy == NULL) {
 		raft_free(*bufs);
+		raft_free(copy);
+		free(state);
 		return RAFT_NOMEM;
 	}
+	if (len > 0)
+		memcpy(copy, state, len);
+	free(state);
+	(*bufs)[0] = (struct raft_buffer){ .base = copy, .len = len };
 	*n = 1;
 	return 0;
 }
 
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
-	(void)fsm;
+	struct group *g = fsm->data;
+	struct sl_rreg *reg = g->reg;
+	int rv = 0;
+	if (reg->cfg.restore != NULL) {
+		const void *state;
+		size_t len;
+		if (sl_rio_snapshot_payload(buf->base, buf->len, &state, &len) != SL_OK ||
+		    reg->cfg.restore(reg->cfg.apply_arg, g->id, state, len) != SL_OK)
+			rv = RAFT_CORRUPT;
+	}
 	raft_free(buf->base);
-	return 0;
+	return rv;
 }
 
 /* ---- Groups --------------------------------------------------------- */

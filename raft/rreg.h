@@ -50,6 +50,13 @@ struct sl_rreg_config {
 	struct sl_log_config log;   /* every group's log settings */
 	sl_rreg_apply_fn apply;
 	void *apply_arg;
+	/* A group's state machine beyond its log, for Raft snapshots (the
+	 * controller's metadata): snapshot returns malloc'd bytes (SL_OK or
+	 * SL_ENOMEM), restore replaces the state with them (SL_OK or an error:
+	 * the group is then fenced and restarted). Called with apply_arg.
+	 * NULL: the log is the whole state. */
+	int (*snapshot)(void *arg, uint32_t group, void **buf, size_t *len);
+	int (*restore)(void *arg, uint32_t group, const void *buf, size_t len);
 	sl_rlog_fn logf;            /* NULL: stderr */
 	void *log_arg;
 	/* Term and vote in each group's directory (two files, a sync per

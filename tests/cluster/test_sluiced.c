@@ -111,21 +111,36 @@ static void expect_log(struct node *n, const char *text)
 		  slurp(n->log));
 }
 
-Test(sluiced, answers_health_readiness_and_metrics_then_stops_on_sigterm)
+static bool ready(void *arg)
+{
+	struct node *n = arg;
+	int status;
+	char body[256];
+	return tl_http_get(n->ports[2], "/readyz", &status, body, sizeof(body), 1000) == 0 &&
+	       status == 200;
+}
+
+static void wait_ready(struct node *n)
+{
+	cr_assert(tl_wait_until(ready, n, 30000, 50), "sluiced did not become ready; its log:\n%s",
+		  slurp(n->log));
+}
+
+Test(sluiced, a_node_alone_joins_and_answers_health_readiness_and_metrics)
 {
 	struct node n;
 	setup_node(&n, "n1");
 	start(&n, 1, NULL);
 	wait_healthy(&n);
+	wait_ready(&n); /* a cluster of one: it sets the cluster id and registers */
 	int status;
 	char body[4096];
-	cr_assert_eq(tl_http_get(n.ports[2], "/readyz", &status, body, sizeof(body), 5000), 0);
-	cr_assert_eq(status, 503, "/readyz before joining: %d", status);
-	cr_assert(strstr(body, "not ready") != NULL, "%s", body);
 	cr_assert_eq(tl_http_get(n.ports[2], "/metrics", &status, body, sizeof(body), 5000), 0);
 	cr_assert_eq(status, 200);
 	cr_assert(strstr(body, "sluice_node_up{node=\"1\"} 1\n") != NULL, "%s", body);
 	cr_assert(strstr(body, "# TYPE sluice_node_ready gauge\n") != NULL, "%s", body);
+	cr_assert(strstr(body, "sluice_cluster_nodes{node=\"1\"} 1\n") != NULL, "%s", body);
+	cr_assert(strstr(body, "sluice_cluster_info{node=\"1\",cluster_id=\"") != NULL, "%s", body);
 	cr_assert_eq(tl_http_get(n.ports[2], "/nothing", &status, body, sizeof(body), 5000), 0);
 	cr_assert_eq(status, 404);
 	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
@@ -133,6 +148,7 @@ Test(sluiced, answers_health_readiness_and_metrics_then_stops_on_sigterm)
 	expect_log(&n, "http: listening addr=127.0.0.1:");
 	expect_log(&n, "main: stopped");
 	expect_log(&n, " node=1 ");
+	expect_log(&n, "main: ready cluster_id=");
 }
 
 Test(sluiced, a_second_process_on_the_same_directory_is_refused)
@@ -355,6 +371,19 @@ static long long metric(struct node *n, int id, const char *name)
 	return p == NULL ? -1 : strtoll(p + strlen(key), NULL, 10);
 }
 
+/* The cluster id n's /metrics shows, into out ("" when none). */
+static void cluster_id(struct node *n, char *out, size_t cap)
+{
+	int status;
+	static char body[65536];
+	out[0] = '\0';
+	if (tl_http_get(n->ports[2], "/metrics", &status, body, sizeof(body), 2000) != 0)
+		return;
+	const char *p = strstr(body, "cluster_id=\"");
+	if (p != NULL)
+		snprintf(out, cap, "%.*s", (int)strcspn(p + 12, "\""), p + 12);
+}
+
 struct trio {
 	struct node n[3];
 	bool up[3];
@@ -386,7 +415,7 @@ static void start_trio_node(struct trio *t, int i, const char *seeds)
 	t->up[i] = true;
 }
 
-Test(sluiced, three_nodes_elect_a_controller_and_fail_over_after_kill_9)
+Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 {
 	static struct trio t;
 	char seeds[256] = "";
@@ -398,9 +427,26 @@ Test(sluiced, three_nodes_elect_a_controller_and_fail_over_after_kill_9)
 		snprintf(seeds + len, sizeof(seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "", i + 1,
 			 t.n[i].ports[1]);
 	}
-	for (int i = 0; i < 3; i++)
+	/* One voter of three: no quorum, so no controller, so not ready. */
+	start_trio_node(&t, 0, seeds);
+	wait_healthy(&t.n[0]);
+	int status;
+	char body[512];
+	cr_assert_eq(tl_http_get(t.n[0].ports[2], "/readyz", &status, body, sizeof(body), 5000), 0);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(body, "not ready: not joined:") != NULL, "%s", body);
+	for (int i = 1; i < 3; i++)
 		start_trio_node(&t, i, seeds);
 	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no controller leader all agree on");
+	for (int i = 0; i < 3; i++)
+		wait_ready(&t.n[i]); /* the followers registered through the leader */
+	cr_assert_eq(metric(&t.n[0], 1, "sluice_cluster_nodes"), 3);
+	char id[3][64];
+	for (int i = 0; i < 3; i++)
+		cluster_id(&t.n[i], id[i], sizeof(id[i]));
+	cr_assert_eq(strlen(id[0]), 36, "cluster id '%s'", id[0]);
+	cr_assert(strcmp(id[0], id[1]) == 0 && strcmp(id[0], id[2]) == 0,
+		  "the nodes disagree on the cluster id: %s %s %s", id[0], id[1], id[2]);
 	int old = (int)t.leader;
 	tl_proc_close(&t.n[old - 1].p); /* SIGKILL */
 	t.up[old - 1] = false;
@@ -408,6 +454,11 @@ Test(sluiced, three_nodes_elect_a_controller_and_fail_over_after_kill_9)
 	cr_assert_neq(t.leader, old);
 	start_trio_node(&t, old - 1, seeds);
 	cr_assert(tl_wait_until(agree, &t, 30000, 100), "the restarted node did not rejoin");
+	wait_ready(&t.n[old - 1]); /* its metadata replayed from its log */
+	cr_assert_eq(metric(&t.n[old - 1], old, "sluice_cluster_nodes"), 3);
+	char again[64];
+	cluster_id(&t.n[old - 1], again, sizeof(again));
+	cr_assert_str_eq(again, id[0], "the cluster id changed across a kill -9");
 	/* SIGTERM hands the controller off before the leader stops. */
 	int leader = (int)t.leader;
 	cr_assert_eq(tl_proc_kill(&t.n[leader - 1].p, SIGTERM), 0);

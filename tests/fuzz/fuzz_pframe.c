@@ -206,6 +206,25 @@ static void hello(const uint8_t *data, size_t size)
 	free(a.p);
 }
 
+/* Application frames: the payload is the rest of the frame, and encoding
+ * it again gives the same bytes. */
+static void app(const uint8_t *data, size_t size)
+{
+	const uint8_t *payload;
+	size_t plen;
+	int rv = sl_pframe_decode_app(data, size, &payload, &plen);
+	CHECK(rv == SL_OK || rv == SL_EINVALID_REQUEST);
+	if (rv != SL_OK)
+		return;
+	CHECK(sl_pframe_kind(data, size) == SL_PFRAME_APP);
+	CHECK(payload == data + SL_PFRAME_HEADER + 1 && plen == size - SL_PFRAME_HEADER - 1);
+	struct sl_pbuf a = { 0 };
+	CHECK(sl_pframe_app(&a, payload, plen) == SL_OK);
+	check_frame(&a, SL_PFRAME_APP);
+	CHECK(a.len == size && memcmp(a.p, data, size) == 0);
+	free(a.p);
+}
+
 /* Bulk request and end frames: decode, encode again, same bytes unless the
  * input used longer varints. */
 static void bulk(const uint8_t *data, size_t size)
@@ -269,6 +288,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	peek(c, size);
 	message(c, size);
 	hello(c, size);
+	app(c, size);
 	bulk(c, size);
 	if (size >= SL_PFRAME_HEADER && get_be32(c) != size - SL_PFRAME_HEADER &&
 	    size - SL_PFRAME_HEADER <= UINT32_MAX) {
@@ -279,6 +299,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		c[3] = (uint8_t)n;
 		message(c, size);
 		hello(c, size);
+		app(c, size);
 		bulk(c, size);
 	}
 	free(c);

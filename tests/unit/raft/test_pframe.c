@@ -1786,3 +1786,30 @@ Test(pframe, bulk_frames_round_trip_and_reject_bad_ranges)
 	cr_assert_eq(hdr[SL_PFRAME_HEADER], SL_PFRAME_BULK_DATA);
 	free(pb.p);
 }
+
+Test(pframe, app_frames_carry_their_payload_whole)
+{
+	static const uint8_t payload[] = { 1, 0, 0xff, 'x' };
+	struct sl_pbuf b = { 0 };
+	cr_assert_eq(sl_pframe_app(&b, payload, sizeof(payload)), SL_OK);
+	cr_assert_eq(sl_pframe_app(&b, NULL, 0), SL_OK);
+	size_t flen;
+	cr_assert_eq(sl_pframe_peek(b.p, b.len, 1 << 20, &flen), SL_OK);
+	cr_assert_eq(flen, SL_PFRAME_HEADER + 1 + sizeof(payload));
+	cr_assert_eq(sl_pframe_kind(b.p, flen), SL_PFRAME_APP);
+	const uint8_t *p;
+	size_t plen;
+	cr_assert_eq(sl_pframe_decode_app(b.p, flen, &p, &plen), SL_OK);
+	cr_assert(plen == sizeof(payload) && memcmp(p, payload, plen) == 0);
+	cr_assert_eq(sl_pframe_decode_app(b.p + flen, b.len - flen, &p, &plen), SL_OK);
+	cr_assert_eq(plen, 0, "an empty payload");
+	/* Not an app frame, or not exactly one frame. */
+	cr_assert_eq(sl_pframe_decode_app(b.p, flen - 1, &p, &plen), SL_EINVALID_REQUEST);
+	cr_assert_eq(sl_pframe_decode_app(b.p, b.len, &p, &plen), SL_EINVALID_REQUEST);
+	struct sl_pbuf h = { 0 };
+	struct sl_phello hello = { .version = SL_PFRAME_VERSION, .node_id = 3 };
+	cr_assert_eq(sl_pframe_hello(&h, &hello), SL_OK);
+	cr_assert_eq(sl_pframe_decode_app(h.p, h.len, &p, &plen), SL_EINVALID_REQUEST);
+	free(b.p);
+	free(h.p);
+}

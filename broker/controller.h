@@ -1,0 +1,60 @@
+/* broker/: the controller: the metadata state machine (meta.h) applied on
+ * Raft group 0, and the duties of the node that leads it.
+ *
+ * Every entry of group 0 is a record batch of one record whose value is a
+ * meta command (meta.proto); every voter applies them in order, so every
+ * voter holds the metadata. Raft snapshots of group 0 carry the meta
+ * snapshot.
+ *
+ * The leader, once its election barrier committed, sets the cluster id
+ * (a random UUID, once for the cluster's life) and registers itself. The
+ * other voters register themselves through it: a node that does not find
+ * itself (id, UUID, addresses, rack) in its applied metadata sends its
+ * registration to the leader in an application frame of the peer
+ * transport, every second until it does; the leader proposes it. Writes
+ * are idempotent, so a lost or repeated frame does no harm.
+ *
+ * Ready: the cluster id is set and this node is registered with its own
+ * UUID in the metadata it applied.
+ *
+ * Threads: the loop thread. */
+#ifndef SL_BROKER_CONTROLLER_H
+#define SL_BROKER_CONTROLLER_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "meta.h"
+#include "pnet.h"
+#include "rreg.h"
+
+#define SL_CONTROLLER_GROUP 0
+
+struct sl_controller;
+
+/* self: this node as it registers (alive is ignored). */
+int sl_controller_init(struct sl_controller **out, uv_loop_t *loop, const struct sl_meta_node *self);
+
+/* The registry's hooks (sl_rreg_config: apply, snapshot, restore, with the
+ * controller as apply_arg); other groups are ignored. */
+void sl_controller_apply(void *arg, uint32_t group, raft_index index, const struct raft_buffer *buf);
+int sl_controller_snapshot(void *arg, uint32_t group, void **buf, size_t *len);
+int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len);
+
+/* Starts the duties once the registry and the transport run (voter: this
+ * node runs group 0). */
+void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
+			  bool voter);
+
+/* The metadata as applied here. */
+const struct sl_meta *sl_controller_meta(const struct sl_controller *c);
+/* True once ready (see above); else *why says what is missing. */
+bool sl_controller_ready(const struct sl_controller *c, const char **why);
+
+/* Stops the duties; frees c once its timer is closed (then cb(arg)). The
+ * registry must be closed first, and the transport closed or its
+ * application handler cleared. */
+void sl_controller_close(struct sl_controller *c, void (*cb)(void *arg), void *arg);
+
+#endif
