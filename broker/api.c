@@ -1,10 +1,14 @@
 /* The client protocol's requests. See api.h. */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "controller.h"
 #include "frame.h"
+#include "meta.h"
 
 #define SERVER_SOFTWARE "sluiced 0.1.0"
 
@@ -13,6 +17,14 @@ typedef int (*handler_fn)(const struct sl_api_node *node, const Sluice__Envelope
 
 static int api_versions(const struct sl_api_node *node, const Sluice__Envelope *req,
 			sl_api_reply_fn reply, void *arg);
+static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
+		    sl_api_reply_fn reply, void *arg);
+static int describe_cluster(const struct sl_api_node *node, const Sluice__Envelope *req,
+			    sl_api_reply_fn reply, void *arg);
+static int create_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
+			 sl_api_reply_fn reply, void *arg);
+static int delete_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
+			 sl_api_reply_fn reply, void *arg);
 
 /* The APIs this node serves: versions, the request body, the handler. */
 static const struct {
@@ -23,6 +35,13 @@ static const struct {
 } served[] = {
 	{ SLUICE__API_KEY__API_VERSIONS, 0, 0, SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST,
 	  api_versions },
+	{ SLUICE__API_KEY__METADATA, 0, 0, SLUICE__ENVELOPE__BODY_METADATA_REQUEST, metadata },
+	{ SLUICE__API_KEY__CREATE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST,
+	  create_topics },
+	{ SLUICE__API_KEY__DELETE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST,
+	  delete_topics },
+	{ SLUICE__API_KEY__DESCRIBE_CLUSTER, 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST,
+	  describe_cluster },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))
@@ -38,18 +57,39 @@ static int send_env(Sluice__Envelope *env, sl_api_reply_fn reply, void *arg)
 	return SL_OK;
 }
 
+/* A response envelope for req (no body yet). */
+static void response_of(Sluice__Envelope *env, uint32_t corr, Sluice__ApiKey key, uint32_t version)
+{
+	sluice__envelope__init(env);
+	env->correlation_id = corr;
+	env->api_key = key;
+	env->api_version = version;
+}
+
 /* An envelope with only an error. */
 static int send_error(uint32_t correlation_id, Sluice__ApiKey key, uint32_t version, int err,
 		      const char *msg, sl_api_reply_fn reply, void *arg)
 {
-	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
-	env.correlation_id = correlation_id;
-	env.api_key = key;
-	env.api_version = version;
+	Sluice__Envelope env;
+	response_of(&env, correlation_id, key, version);
 	env.error_code = err;
 	env.error_message = (char *)msg;
 	return send_env(&env, reply, arg);
 }
+
+/* The metadata, when this node has joined; else NULL and a reason. */
+static const struct sl_meta *joined(const struct sl_api_node *node, const char **why)
+{
+	if (node->ctl == NULL) {
+		*why = "this node runs no controller state";
+		return NULL;
+	}
+	if (!sl_controller_ready(node->ctl, why))
+		return NULL;
+	return sl_controller_meta(node->ctl);
+}
+
+/* ---- ApiVersions ---------------------------------------------------- */
 
 static int api_versions(const struct sl_api_node *node, const Sluice__Envelope *req,
 			sl_api_reply_fn reply, void *arg)
@@ -68,14 +108,442 @@ static int api_versions(const struct sl_api_node *node, const Sluice__Envelope *
 	r.apis = rp;
 	r.max_frame_bytes = node->max_frame_bytes;
 	r.server_software = (char *)SERVER_SOFTWARE;
-	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
-	env.correlation_id = req->correlation_id;
-	env.api_key = req->api_key;
-	env.api_version = req->api_version;
+	Sluice__Envelope env;
+	response_of(&env, req->correlation_id, req->api_key, req->api_version);
 	env.body_case = SLUICE__ENVELOPE__BODY_API_VERSIONS_RESPONSE;
 	env.api_versions_response = &r;
 	return send_env(&env, reply, arg);
 }
+
+/* ---- Metadata and DescribeCluster ------------------------------------- */
+
+/* Protobuf views of the metadata, freed together. */
+struct view {
+	Sluice__NodeInfo *nodes, **np;
+	size_t nnodes;
+	Sluice__TopicInfo *topics, **tp;
+	size_t ntopics;
+	Sluice__PartitionInfo *parts, **pp;
+};
+
+static void view_free(struct view *v)
+{
+	free(v->nodes);
+	free(v->np);
+	free(v->topics);
+	free(v->tp);
+	free(v->parts);
+	free(v->pp);
+	memset(v, 0, sizeof(*v));
+}
+
+static int view_nodes(struct view *v, const struct sl_meta *m)
+{
+	v->nodes = calloc(m->nnodes + 1, sizeof(*v->nodes));
+	v->np = calloc(m->nnodes + 1, sizeof(*v->np));
+	if (v->nodes == NULL || v->np == NULL)
+		return SL_ENOMEM;
+	for (size_t i = 0; i < m->nnodes; i++) {
+		Sluice__NodeInfo *n = &v->nodes[i];
+		sluice__node_info__init(n);
+		n->node_id = m->nodes[i].id;
+		n->host = (char *)m->nodes[i].host;
+		n->port = m->nodes[i].client_port;
+		n->rack = (char *)m->nodes[i].rack;
+		n->alive = m->nodes[i].alive;
+		v->np[i] = n;
+	}
+	v->nnodes = m->nnodes;
+	return SL_OK;
+}
+
+static void part_info(Sluice__PartitionInfo *pi, const struct sl_meta_partition *p, uint32_t index)
+{
+	sluice__partition_info__init(pi);
+	pi->partition = index;
+	pi->leader = p->leader != 0 ? (int64_t)p->leader : -1;
+	pi->leader_term = p->term;
+	pi->n_replicas = p->nreplicas;
+	pi->replicas = (uint64_t *)p->replicas;
+	pi->n_isr = p->nisr;
+	pi->isr = (uint64_t *)p->isr;
+}
+
+/* Topics named in want (all when n_want is 0); unknown ones get an error. */
+static int view_topics(struct view *v, const struct sl_meta *m, char **want, size_t n_want)
+{
+	size_t nt = n_want > 0 ? n_want : m->ntopics, np = 0;
+	for (size_t i = 0; i < nt; i++) {
+		const struct sl_meta_topic *t = n_want > 0 ? sl_meta_topic(m, want[i]) : m->topics[i];
+		np += t != NULL ? t->npartitions : 0;
+	}
+	v->topics = calloc(nt + 1, sizeof(*v->topics));
+	v->tp = calloc(nt + 1, sizeof(*v->tp));
+	v->parts = calloc(np + 1, sizeof(*v->parts));
+	v->pp = calloc(np + 1, sizeof(*v->pp));
+	if (v->topics == NULL || v->tp == NULL || v->parts == NULL || v->pp == NULL)
+		return SL_ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < nt; i++) {
+		const struct sl_meta_topic *t = n_want > 0 ? sl_meta_topic(m, want[i]) : m->topics[i];
+		Sluice__TopicInfo *ti = &v->topics[i];
+		sluice__topic_info__init(ti);
+		v->tp[i] = ti;
+		if (t == NULL) {
+			ti->name = want[i];
+			ti->error_code = SL_EUNKNOWN_TOPIC_OR_PARTITION;
+			ti->error_message = (char *)"no such topic";
+			continue;
+		}
+		ti->name = (char *)t->name;
+		ti->topic_id = t->id;
+		ti->n_partitions = t->npartitions;
+		ti->partitions = &v->pp[k];
+		for (uint32_t p = 0; p < t->npartitions; p++, k++) {
+			part_info(&v->parts[k], &t->parts[p], p);
+			v->pp[k] = &v->parts[k];
+		}
+	}
+	v->ntopics = nt;
+	return SL_OK;
+}
+
+static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
+		    sl_api_reply_fn reply, void *arg)
+{
+	const char *why;
+	const struct sl_meta *m = joined(node, &why);
+	if (m == NULL)
+		return send_error(req->correlation_id, req->api_key, req->api_version, SL_ENOT_READY,
+				  why, reply, arg);
+	const Sluice__MetadataRequest *mr = req->metadata_request;
+	struct view v = { 0 };
+	int rv = view_nodes(&v, m);
+	if (rv == SL_OK)
+		rv = view_topics(&v, m, mr->topics, mr->n_topics);
+	if (rv == SL_OK) {
+		Sluice__MetadataResponse r = SLUICE__METADATA_RESPONSE__INIT;
+		uint64_t leader = sl_controller_leader(node->ctl);
+		r.cluster_id = (char *)m->cluster_id;
+		r.controller_id = leader != 0 ? (int64_t)leader : -1;
+		r.n_nodes = v.nnodes;
+		r.nodes = v.np;
+		r.n_topics = v.ntopics;
+		r.topics = v.tp;
+		Sluice__Envelope env;
+		response_of(&env, req->correlation_id, req->api_key, req->api_version);
+		env.body_case = SLUICE__ENVELOPE__BODY_METADATA_RESPONSE;
+		env.metadata_response = &r;
+		rv = send_env(&env, reply, arg);
+	}
+	view_free(&v);
+	return rv;
+}
+
+static int describe_cluster(const struct sl_api_node *node, const Sluice__Envelope *req,
+			    sl_api_reply_fn reply, void *arg)
+{
+	const char *why;
+	const struct sl_meta *m = joined(node, &why);
+	if (m == NULL)
+		return send_error(req->correlation_id, req->api_key, req->api_version, SL_ENOT_READY,
+				  why, reply, arg);
+	struct view v = { 0 };
+	Sluice__NodeLoad *load = calloc(m->nnodes + 1, sizeof(*load));
+	Sluice__NodeLoad **lp = calloc(m->nnodes + 1, sizeof(*lp));
+	int rv = load != NULL && lp != NULL ? view_nodes(&v, m) : SL_ENOMEM;
+	if (rv == SL_OK) {
+		uint32_t under = 0;
+		for (size_t i = 0; i < m->nnodes; i++) {
+			sluice__node_load__init(&load[i]);
+			load[i].node_id = m->nodes[i].id;
+			lp[i] = &load[i];
+		}
+		for (size_t t = 0; t < m->ntopics; t++)
+			for (uint32_t p = 0; p < m->topics[t]->npartitions; p++) {
+				const struct sl_meta_partition *pp = &m->topics[t]->parts[p];
+				under += pp->nisr < pp->nreplicas;
+				for (size_t i = 0; i < m->nnodes; i++) {
+					for (unsigned r = 0; r < pp->nreplicas; r++)
+						load[i].replicas += pp->replicas[r] == m->nodes[i].id;
+					load[i].leaders += pp->leader == m->nodes[i].id;
+				}
+			}
+		Sluice__DescribeClusterResponse r = SLUICE__DESCRIBE_CLUSTER_RESPONSE__INIT;
+		uint64_t leader = sl_controller_leader(node->ctl);
+		r.cluster_id = (char *)m->cluster_id;
+		r.controller_id = leader != 0 ? (int64_t)leader : -1;
+		r.n_nodes = v.nnodes;
+		r.nodes = v.np;
+		r.n_load = m->nnodes;
+		r.load = lp;
+		r.under_replicated_partitions = under;
+		Sluice__Envelope env;
+		response_of(&env, req->correlation_id, req->api_key, req->api_version);
+		env.body_case = SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_RESPONSE;
+		env.describe_cluster_response = &r;
+		rv = send_env(&env, reply, arg);
+	}
+	free(load);
+	free(lp);
+	view_free(&v);
+	return rv;
+}
+
+/* ---- CreateTopics and DeleteTopics (through the controller) --------- */
+
+/* A request waiting on the controller: one result per topic. */
+struct write_op {
+	uint32_t corr, version;
+	Sluice__ApiKey key;
+	sl_api_reply_fn reply;
+	void *arg;
+	size_t n, left;
+	struct {
+		char *name;
+		int err;
+		char msg[SL_ERRMSG_SIZE];
+	} *t;
+};
+
+struct write_item {
+	struct write_op *op;
+	size_t i;
+};
+
+static void write_op_free(struct write_op *op)
+{
+	for (size_t i = 0; i < op->n; i++)
+		free(op->t[i].name);
+	free(op->t);
+	free(op);
+}
+
+/* Sends the response once every topic has its result. */
+static void write_op_finish(struct write_op *op)
+{
+	Sluice__TopicResult *res = calloc(op->n + 1, sizeof(*res));
+	Sluice__TopicResult **rp = calloc(op->n + 1, sizeof(*rp));
+	int rv = SL_ENOMEM;
+	if (res != NULL && rp != NULL) {
+		for (size_t i = 0; i < op->n; i++) {
+			sluice__topic_result__init(&res[i]);
+			res[i].name = op->t[i].name;
+			res[i].error_code = op->t[i].err;
+			res[i].error_message = op->t[i].msg;
+			rp[i] = &res[i];
+		}
+		Sluice__Envelope env;
+		response_of(&env, op->corr, op->key, op->version);
+		Sluice__CreateTopicsResponse cr = SLUICE__CREATE_TOPICS_RESPONSE__INIT;
+		Sluice__DeleteTopicsResponse dr = SLUICE__DELETE_TOPICS_RESPONSE__INIT;
+		if (op->key == SLUICE__API_KEY__CREATE_TOPICS) {
+			cr.n_topics = op->n;
+			cr.topics = rp;
+			env.body_case = SLUICE__ENVELOPE__BODY_CREATE_TOPICS_RESPONSE;
+			env.create_topics_response = &cr;
+		} else {
+			dr.n_topics = op->n;
+			dr.topics = rp;
+			env.body_case = SLUICE__ENVELOPE__BODY_DELETE_TOPICS_RESPONSE;
+			env.delete_topics_response = &dr;
+		}
+		rv = send_env(&env, op->reply, op->arg);
+	}
+	if (rv != SL_OK) /* the connection still needs its one reply */
+		send_error(op->corr, op->key, op->version, SL_ENOMEM, "out of memory", op->reply,
+			   op->arg);
+	free(res);
+	free(rp);
+	write_op_free(op);
+}
+
+static void write_done(void *arg, int status, const struct sl_meta_result *res)
+{
+	struct write_item *it = arg;
+	struct write_op *op = it->op;
+	size_t i = it->i;
+	free(it);
+	if (status != SL_OK) {
+		op->t[i].err = status;
+		snprintf(op->t[i].msg, sizeof(op->t[i].msg),
+			 "the controller lost its leadership before this applied: ask again");
+	} else {
+		op->t[i].err = res->err;
+		snprintf(op->t[i].msg, sizeof(op->t[i].msg), "%s", res->errmsg);
+	}
+	if (--op->left == 0)
+		write_op_finish(op);
+}
+
+/* One topic's command, or an error in the op. */
+typedef int (*encode_fn)(const void *item, uint8_t **cmd, size_t *len, char *errmsg);
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0)
+		return SL_EINVALID_CONFIG;
+	*out = v;
+	return SL_OK;
+}
+
+/* Topic configs by Kafka's names. */
+static int parse_configs(const Sluice__NewTopic *nt, struct sl_meta_topic_config *cfg,
+			 char *errmsg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < nt->n_configs; i++) {
+		const char *k = nt->configs[i]->name, *v = nt->configs[i]->value;
+		uint64_t x = 0;
+		int rv = SL_OK;
+		if (strcmp(k, "retention.ms") == 0)
+			rv = parse_u64(v, &cfg->retention_ms);
+		else if (strcmp(k, "retention.bytes") == 0)
+			rv = parse_u64(v, &cfg->retention_bytes);
+		else if (strcmp(k, "segment.bytes") == 0)
+			rv = parse_u64(v, &cfg->segment_bytes);
+		else if (strcmp(k, "max.message.bytes") == 0) {
+			rv = parse_u64(v, &x);
+			if (rv == SL_OK && x > UINT32_MAX)
+				rv = SL_EINVALID_CONFIG;
+			cfg->max_message_bytes = (uint32_t)x;
+		} else if (strcmp(k, "cleanup.policy") == 0) {
+			if (strcmp(v, "delete") == 0)
+				cfg->cleanup_policy = SL_CLEANUP_POLICY_DELETE;
+			else if (strcmp(v, "compact") == 0)
+				cfg->cleanup_policy = SL_CLEANUP_POLICY_COMPACT;
+			else
+				rv = SL_EINVALID_CONFIG;
+		} else {
+			snprintf(errmsg, SL_ERRMSG_SIZE,
+				 "unknown config '%.64s' (known: retention.ms, retention.bytes, "
+				 "segment.bytes, cleanup.policy, max.message.bytes)", k);
+			return SL_EINVALID_CONFIG;
+		}
+		if (rv != SL_OK) {
+			snprintf(errmsg, SL_ERRMSG_SIZE, "config %.64s: bad value '%.64s'", k, v);
+			return rv;
+		}
+	}
+	return SL_OK;
+}
+
+static int encode_create(const void *item, uint8_t **cmd, size_t *len, char *errmsg)
+{
+	const Sluice__NewTopic *nt = item;
+	struct sl_meta_topic_config cfg;
+	int rv = sl_meta_check_topic_name(nt->name, errmsg);
+	if (rv == SL_OK)
+		rv = parse_configs(nt, &cfg, errmsg);
+	if (rv == SL_OK && (rv = sl_meta_cmd_create_topic(nt->name, nt->partitions,
+							   nt->replication_factor, &cfg, cmd, len)) != SL_OK)
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s", sl_strerror(rv));
+	return rv;
+}
+
+static int encode_delete(const void *item, uint8_t **cmd, size_t *len, char *errmsg)
+{
+	const char *name = item;
+	int rv = sl_meta_check_topic_name(name, errmsg);
+	if (rv == SL_OK && (rv = sl_meta_cmd_delete_topic(name, cmd, len)) != SL_OK)
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s", sl_strerror(rv));
+	return rv;
+}
+
+/* Proposes one command per item; the response goes once all applied. */
+static int write_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
+			const void *const *items, const char *const *names, size_t n,
+			encode_fn encode, bool validate_only, sl_api_reply_fn reply, void *arg)
+{
+	const char *why;
+	if (joined(node, &why) == NULL)
+		return send_error(req->correlation_id, req->api_key, req->api_version, SL_ENOT_READY,
+				  why, reply, arg);
+	uint64_t leader = sl_controller_leader(node->ctl);
+	if (leader != node->node_id) {
+		const struct sl_meta_node *ln = sl_meta_node(sl_controller_meta(node->ctl), leader);
+		char msg[SL_ERRMSG_SIZE];
+		if (ln != NULL)
+			snprintf(msg, sizeof(msg), "node %llu leads the controller (%.200s:%u)",
+				 (unsigned long long)leader, ln->host, ln->client_port);
+		else
+			snprintf(msg, sizeof(msg), "no controller leader is known yet");
+		return send_error(req->correlation_id, req->api_key, req->api_version,
+				  SL_ENOT_CONTROLLER, msg, reply, arg);
+	}
+	struct write_op *op = calloc(1, sizeof(*op));
+	if (op == NULL || (op->t = calloc(n + 1, sizeof(*op->t))) == NULL) {
+		free(op);
+		return SL_ENOMEM;
+	}
+	op->corr = req->correlation_id;
+	op->version = req->api_version;
+	op->key = req->api_key;
+	op->reply = reply;
+	op->arg = arg;
+	op->n = n;
+	for (size_t i = 0; i < n; i++)
+		if ((op->t[i].name = strdup(names[i])) == NULL) {
+			write_op_free(op);
+			return SL_ENOMEM;
+		}
+	op->left = n + 1; /* one more, dropped below: no reply while proposing */
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *cmd = NULL;
+		size_t len;
+		int rv = encode(items[i], &cmd, &len, op->t[i].msg);
+		struct write_item *it = NULL;
+		if (rv == SL_OK && !validate_only) {
+			it = malloc(sizeof(*it));
+			rv = it == NULL ? SL_ENOMEM : SL_OK;
+		}
+		if (rv == SL_OK && it != NULL) {
+			*it = (struct write_item){ op, i };
+			rv = sl_controller_propose(node->ctl, cmd, len, write_done, it);
+			if (rv != SL_OK) {
+				free(it);
+				snprintf(op->t[i].msg, sizeof(op->t[i].msg), "%s", sl_strerror(rv));
+			}
+		}
+		free(cmd);
+		if (rv != SL_OK || validate_only) {
+			op->t[i].err = rv;
+			op->left--;
+		}
+	}
+	if (--op->left == 0)
+		write_op_finish(op);
+	return SL_OK;
+}
+
+static int create_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
+			 sl_api_reply_fn reply, void *arg)
+{
+	const Sluice__CreateTopicsRequest *cr = req->create_topics_request;
+	const char **names = calloc(cr->n_topics + 1, sizeof(*names));
+	if (names == NULL)
+		return SL_ENOMEM;
+	for (size_t i = 0; i < cr->n_topics; i++)
+		names[i] = cr->topics[i]->name;
+	int rv = write_topics(node, req, (const void *const *)cr->topics, names, cr->n_topics,
+			      encode_create, cr->validate_only, reply, arg);
+	free(names);
+	return rv;
+}
+
+static int delete_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
+			 sl_api_reply_fn reply, void *arg)
+{
+	const Sluice__DeleteTopicsRequest *dr = req->delete_topics_request;
+	return write_topics(node, req, (const void *const *)dr->names,
+			    (const char *const *)dr->names, dr->n_names, encode_delete, false, reply,
+			    arg);
+}
+
+/* ---- Dispatch ------------------------------------------------------- */
 
 int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t len,
 		  sl_api_reply_fn reply, void *arg)

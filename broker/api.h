@@ -17,10 +17,13 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+struct sl_controller;
+
 /* What the handlers read of the node. */
 struct sl_api_node {
 	uint64_t node_id;
 	uint32_t max_frame_bytes;
+	struct sl_controller *ctl; /* NULL: no metadata (every request NOT_READY) */
 };
 
 /* Hands a response frame to the connection: head (malloc'd, now the
@@ -30,8 +33,10 @@ typedef void (*sl_api_reply_fn)(void *arg, uint8_t *head, size_t head_len,
 				const struct iovec *seg, size_t nseg);
 
 /* Handles one whole frame (as sl_frame_peek measured it) and replies
- * through reply before it returns. Returns SL_OK, or SL_ENOMEM when no
- * response could be built (the connection must close). */
+ * through reply exactly once: before it returns, or later for a request
+ * that waits on the controller (CreateTopics, DeleteTopics); arg must
+ * stay valid until then. Returns SL_OK, or SL_ENOMEM when no response
+ * could be built (reply was not called: the connection must close). */
 int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t len,
 		  sl_api_reply_fn reply, void *arg);
 

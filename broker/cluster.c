@@ -238,6 +238,11 @@ bool sl_cluster_ready(struct sl_cluster *c, const char **why)
 	return sl_controller_ready(c->ctl, why);
 }
 
+struct sl_controller *sl_cluster_controller(struct sl_cluster *c)
+{
+	return c->ctl;
+}
+
 const struct sl_meta *sl_cluster_meta(struct sl_cluster *c)
 {
 	return sl_controller_meta(c->ctl);

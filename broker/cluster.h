@@ -38,6 +38,8 @@ uint64_t sl_cluster_controller_leader(struct sl_cluster *c);
 /* Whether this node has joined (the controller's metadata has the cluster
  * id and this node); else *why (static text) says what is missing. */
 bool sl_cluster_ready(struct sl_cluster *c, const char **why);
+/* The controller (controller.h), for the client APIs. */
+struct sl_controller *sl_cluster_controller(struct sl_cluster *c);
 /* The controller's metadata as applied here. */
 struct sl_meta;
 const struct sl_meta *sl_cluster_meta(struct sl_cluster *c);

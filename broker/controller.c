@@ -15,7 +15,13 @@
 
 struct proposal {
 	struct raft_apply req;
+	struct sl_controller *c;
+	sl_controller_done_fn cb;
+	void *arg;
 };
+
+/* What the last entries' commands meant, by Raft index, for proposers. */
+#define RESULTS 64
 
 struct sl_controller {
 	uv_loop_t *loop;
@@ -26,6 +32,10 @@ struct sl_controller {
 	struct sl_pnet *net;
 	bool voter;
 	bool damaged;       /* an entry did not decode: applying stopped */
+	struct {
+		raft_index index;
+		struct sl_meta_result res;
+	} results[RESULTS];
 	void (*close_cb)(void *arg);
 	void *close_arg;
 };
@@ -92,6 +102,10 @@ void sl_controller_apply(void *arg, uint32_t group, raft_index index, const stru
 			if (rv == SL_OK && res.err != SL_OK)
 				SL_BLOG(SL_BLOG_INFO, "controller", "entry %llu refused: %s",
 					(unsigned long long)index, res.errmsg);
+			if (rv == SL_OK) {
+				c->results[index % RESULTS].index = index;
+				c->results[index % RESULTS].res = res;
+			}
 		}
 		if (rv == SL_OK)
 			rv = it.err;
@@ -137,19 +151,36 @@ int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len
 static void proposed(struct raft_apply *req, int status, void *result)
 {
 	struct proposal *p = (struct proposal *)req;
+	struct sl_controller *c = p->c;
 	(void)result;
 	if (status != 0)
 		SL_BLOG(SL_BLOG_DEBUG, "controller", "proposal failed: %s", raft_strerror(status));
+	if (p->cb != NULL) {
+		const struct sl_meta_result *res = NULL;
+		if (status == 0 && c->results[req->index % RESULTS].index == req->index)
+			res = &c->results[req->index % RESULTS].res;
+		/* Lost leadership or closing: whether it applied is unknown. */
+		p->cb(p->arg, status == 0 && res != NULL ? SL_OK : SL_EREQUEST_TIMED_OUT, res);
+	}
 	free(p);
 }
 
-/* Proposes one meta command on group 0, which this node leads. */
-static void propose(struct sl_controller *c, const uint8_t *cmd, size_t len)
+uint64_t sl_controller_leader(const struct sl_controller *c)
 {
-	struct raft *r = sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP);
-	struct raft_io *io = sl_rreg_io(c->reg, SL_CONTROLLER_GROUP);
-	if (r == NULL || io == NULL || raft_state(r) != RAFT_LEADER || !sl_rio_leader_ready(io))
-		return;
+	struct sl_rgroup_state st;
+	if (c->reg == NULL || !c->voter || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK)
+		return 0;
+	return st.leader;
+}
+
+int sl_controller_propose(struct sl_controller *c, const uint8_t *cmd, size_t len,
+			  sl_controller_done_fn cb, void *arg)
+{
+	struct raft *r = c->reg != NULL ? sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP) : NULL;
+	struct raft_io *io = c->reg != NULL ? sl_rreg_io(c->reg, SL_CONTROLLER_GROUP) : NULL;
+	if (r == NULL || io == NULL || raft_state(r) != RAFT_LEADER || !sl_rio_leader_ready(io) ||
+	    c->damaged)
+		return SL_ENOT_CONTROLLER;
 	struct sl_batch_opts o;
 	struct sl_batch_builder b;
 	sl_batch_opts_init(&o);
@@ -165,14 +196,18 @@ static void propose(struct sl_controller *c, const uint8_t *cmd, size_t len)
 	memcpy(buf.base, bytes, blen);
 	buf.len = blen;
 	sl_batch_stamp(buf.base, sl_rio_next_offset(io), (int32_t)r->current_term);
+	p->c = c;
+	p->cb = cb;
+	p->arg = arg;
 	if (raft_apply(r, &p->req, &buf, 1, proposed) != 0)
 		goto fail;
 	sl_batch_builder_free(&b);
-	return;
+	return SL_OK;
 fail:
 	raft_free(buf.base);
 	free(p);
 	sl_batch_builder_free(&b);
+	return SL_ENOMEM;
 }
 
 /* An application frame from another voter: a command for the leader. */
@@ -185,7 +220,7 @@ static void on_app(void *arg, uint64_t from, const void *payload, size_t len)
 			(unsigned long long)from);
 		return;
 	}
-	propose(c, p + 1, len - 1);
+	(void)sl_controller_propose(c, p + 1, len - 1, NULL, NULL); /* the sender retries */
 }
 
 /* Sends cmd to the leader, or proposes it when this node leads. */
@@ -195,7 +230,7 @@ static void submit(struct sl_controller *c, uint8_t *cmd, size_t len)
 	if (sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK || st.leader == 0)
 		return;
 	if (st.leader == c->self.id) {
-		propose(c, cmd, len);
+		(void)sl_controller_propose(c, cmd, len, NULL, NULL); /* retried next second */
 		return;
 	}
 	uint8_t *frame = malloc(len + 1);

@@ -47,6 +47,23 @@ int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len
 void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
 			  bool voter);
 
+/* The controller's leader as this node knows it; 0: none or not a voter. */
+uint64_t sl_controller_leader(const struct sl_controller *c);
+
+/* What became of a proposal: status SL_OK with the command's result (res
+ * says whether the state machine took or refused it), or
+ * SL_EREQUEST_TIMED_OUT when leadership was lost or the node is closing
+ * before it applied (it may still apply later: commands are written to be
+ * safe to repeat). */
+typedef void (*sl_controller_done_fn)(void *arg, int status, const struct sl_meta_result *res);
+
+/* Proposes a meta command (meta.h's sl_meta_cmd_*). Returns SL_OK (cb, if
+ * not NULL, fires once, later), SL_ENOT_CONTROLLER when this node does not
+ * lead the controller (or its election barrier has not committed yet), or
+ * SL_ENOMEM. */
+int sl_controller_propose(struct sl_controller *c, const uint8_t *cmd, size_t len,
+			  sl_controller_done_fn cb, void *arg);
+
 /* The metadata as applied here. */
 const struct sl_meta *sl_controller_meta(const struct sl_controller *c);
 /* True once ready (see above); else *why says what is missing. */

@@ -21,6 +21,8 @@ struct conn {
 	uint8_t *buf;
 	size_t len, cap;
 	bool paused, closing;
+	bool handle_closed; /* freed once no reply is owed either */
+	unsigned owed;      /* requests whose reply has not come yet */
 	char peer[64];
 };
 
@@ -57,7 +59,11 @@ static void on_conn_closed(uv_handle_t *h)
 	struct conn *c = h->data;
 	struct sl_listener *l = c->l;
 	free(c->buf);
-	free(c);
+	c->buf = NULL;
+	c->handle_closed = true;
+	c->l = NULL; /* may be freed before a reply still owed arrives */
+	if (c->owed == 0)
+		free(c);
 	l->handles--;
 	l->st.open--;
 	maybe_freed(l);
@@ -97,8 +103,11 @@ static void on_write(uv_write_t *req, int status)
 static void reply(void *arg, uint8_t *head, size_t head_len, const struct iovec *seg, size_t nseg)
 {
 	struct conn *c = arg;
+	c->owed--;
 	if (c->closing) {
 		free(head);
+		if (c->handle_closed && c->owed == 0)
+			free(c);
 		return;
 	}
 	struct wreq *w = malloc(sizeof(*w));
@@ -159,7 +168,9 @@ static void drain(struct conn *c)
 		if (rv != SL_OK)
 			break;
 		l->st.frames++;
+		c->owed++;
 		if (sl_api_handle(l->node, c->buf + off, flen, reply, c) != SL_OK) {
+			c->owed--; /* no reply comes */
 			SL_BLOG(SL_BLOG_ERROR, "client", "closing peer=%s: out of memory", c->peer);
 			conn_close(c);
 			return;

@@ -110,6 +110,7 @@ static void stop(struct node *n, const char *why, bool handoff)
 		sl_cluster_stop(n->cluster, handoff, NULL, NULL);
 	n->client = NULL;
 	n->cluster = NULL;
+	n->api.ctl = NULL;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -137,6 +138,7 @@ static int start(struct node *n, const struct sl_config *c, const struct sl_data
 	rv = sl_cluster_start(&n->loop, c, dd, &n->cluster, errmsg);
 	if (rv != SL_OK)
 		return rv;
+	n->api.ctl = sl_cluster_controller(n->cluster);
 	uv_timer_start(&n->metrics, publish_metrics, 100, 1000);
 	SL_BLOG(SL_BLOG_INFO, "main", "started node_id=%llu advertised=%s seeds=%s",
 		(unsigned long long)c->node_id, sl_config_advertised(c),

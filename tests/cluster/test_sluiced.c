@@ -306,12 +306,20 @@ Test(sluiced, the_client_listener_answers_api_versions_and_refuses_bad_frames_pr
 
 	/* An API this node does not serve, then a version it does not. */
 	env.correlation_id = 42;
-	env.api_key = SLUICE__API_KEY__DESCRIBE_CLUSTER;
+	env.api_key = (Sluice__ApiKey)99;
 	send_env(fd, &env);
 	r = read_response(fd);
 	cr_assert_eq(r->correlation_id, 42);
 	cr_assert_eq(r->error_code, SL_EUNSUPPORTED_VERSION);
-	cr_assert(strstr(r->error_message, "API 6 is not served") != NULL, "%s", r->error_message);
+	cr_assert(strstr(r->error_message, "API 99 is not served") != NULL, "%s", r->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	/* A served API whose envelope carries another API's request. */
+	env.correlation_id = 46;
+	env.api_key = SLUICE__API_KEY__METADATA;
+	send_env(fd, &env);
+	r = read_response(fd);
+	cr_assert_eq(r->error_code, SL_EINVALID_REQUEST);
+	cr_assert(strstr(r->error_message, "needs its request") != NULL, "%s", r->error_message);
 	sluice__envelope__free_unpacked(r, NULL);
 	env.correlation_id = 43;
 	env.api_key = SLUICE__API_KEY__API_VERSIONS;
@@ -356,6 +364,27 @@ Test(sluiced, the_client_listener_answers_api_versions_and_refuses_bad_frames_pr
 }
 
 /* ---- The controller's group ------------------------------------------ */
+
+static Sluice__Envelope *create_topic(int fd, const char *name, uint32_t partitions, uint32_t rf,
+				      const char *config_name, const char *config_value);
+static Sluice__Envelope *get_metadata(int fd);
+static const Sluice__TopicResult *only_result(const Sluice__Envelope *r);
+
+/* Node i's metadata lists topic "t" with 6 partitions of 3 replicas. */
+static bool sees_topic(void *arg)
+{
+	struct node *n = arg;
+	int fd = connect_to(n->ports[0]);
+	Sluice__Envelope *r = get_metadata(fd);
+	close(fd);
+	bool ok = r->error_code == 0 && r->metadata_response->n_topics == 1 &&
+		  strcmp(r->metadata_response->topics[0]->name, "t") == 0 &&
+		  r->metadata_response->topics[0]->n_partitions == 6;
+	for (size_t p = 0; ok && p < 6; p++)
+		ok = r->metadata_response->topics[0]->partitions[p]->n_replicas == 3;
+	sluice__envelope__free_unpacked(r, NULL);
+	return ok;
+}
 
 /* The value of metric name{node="id"} on n's /metrics, or -1. */
 static long long metric(struct node *n, int id, const char *name)
@@ -447,6 +476,26 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 	cr_assert_eq(strlen(id[0]), 36, "cluster id '%s'", id[0]);
 	cr_assert(strcmp(id[0], id[1]) == 0 && strcmp(id[0], id[2]) == 0,
 		  "the nodes disagree on the cluster id: %s %s %s", id[0], id[1], id[2]);
+
+	/* Writes go to the controller's leader; a follower says which. */
+	int leader0 = (int)t.leader, follower = leader0 % 3; /* another node's index */
+	int fd = connect_to(t.n[follower].ports[0]);
+	Sluice__Envelope *r = create_topic(fd, "t", 6, 3, NULL, NULL);
+	cr_assert_eq(r->error_code, SL_ENOT_CONTROLLER, "%d %s", r->error_code, r->error_message);
+	char want[128];
+	snprintf(want, sizeof(want), "node %d leads the controller (127.0.0.1:%d)", leader0,
+		 t.n[leader0 - 1].ports[0]);
+	cr_assert_str_eq(r->error_message, want);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+	fd = connect_to(t.n[leader0 - 1].ports[0]);
+	r = create_topic(fd, "t", 6, 3, NULL, NULL);
+	cr_assert_eq(only_result(r)->error_code, 0, "%s", only_result(r)->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+	for (int i = 0; i < 3; i++)
+		cr_assert(tl_wait_until(sees_topic, &t.n[i], 20000, 50), "node %d never saw the topic",
+			  i + 1);
 	int old = (int)t.leader;
 	tl_proc_close(&t.n[old - 1].p); /* SIGKILL */
 	t.up[old - 1] = false;
@@ -456,6 +505,7 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 	cr_assert(tl_wait_until(agree, &t, 30000, 100), "the restarted node did not rejoin");
 	wait_ready(&t.n[old - 1]); /* its metadata replayed from its log */
 	cr_assert_eq(metric(&t.n[old - 1], old, "sluice_cluster_nodes"), 3);
+	cr_assert(sees_topic(&t.n[old - 1]), "the topic did not survive a kill -9");
 	char again[64];
 	cluster_id(&t.n[old - 1], again, sizeof(again));
 	cr_assert_str_eq(again, id[0], "the cluster id changed across a kill -9");
@@ -472,4 +522,143 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 		cr_assert_eq(tl_proc_kill(&t.n[i].p, SIGTERM), 0);
 		cr_assert_eq(exit_status(&t.n[i], 30000), 0);
 	}
+}
+
+/* ---- Topics through the client protocol ------------------------------- */
+
+static uint32_t next_corr = 100;
+
+/* Sends req (body set by the caller) and returns the response. */
+static Sluice__Envelope *call(int fd, Sluice__Envelope *req)
+{
+	req->correlation_id = ++next_corr;
+	send_env(fd, req);
+	Sluice__Envelope *r = read_response(fd);
+	cr_assert_not_null(r, "the connection closed");
+	cr_assert_eq(r->correlation_id, req->correlation_id);
+	return r;
+}
+
+static Sluice__Envelope *create_topic(int fd, const char *name, uint32_t partitions, uint32_t rf,
+				      const char *config_name, const char *config_value)
+{
+	Sluice__ConfigEntry ce = SLUICE__CONFIG_ENTRY__INIT;
+	Sluice__ConfigEntry *cep = &ce;
+	Sluice__NewTopic nt = SLUICE__NEW_TOPIC__INIT;
+	Sluice__NewTopic *ntp = &nt;
+	nt.name = (char *)name;
+	nt.partitions = partitions;
+	nt.replication_factor = rf;
+	if (config_name != NULL) {
+		ce.name = (char *)config_name;
+		ce.value = (char *)config_value;
+		nt.n_configs = 1;
+		nt.configs = &cep;
+	}
+	Sluice__CreateTopicsRequest cr = SLUICE__CREATE_TOPICS_REQUEST__INIT;
+	cr.n_topics = 1;
+	cr.topics = &ntp;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__CREATE_TOPICS;
+	env.body_case = SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST;
+	env.create_topics_request = &cr;
+	return call(fd, &env);
+}
+
+static Sluice__Envelope *get_metadata(int fd)
+{
+	Sluice__MetadataRequest mr = SLUICE__METADATA_REQUEST__INIT;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__METADATA;
+	env.body_case = SLUICE__ENVELOPE__BODY_METADATA_REQUEST;
+	env.metadata_request = &mr;
+	return call(fd, &env);
+}
+
+/* The topic's result in a CreateTopics or DeleteTopics response. */
+static const Sluice__TopicResult *only_result(const Sluice__Envelope *r)
+{
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	const Sluice__CreateTopicsResponse *cr = r->create_topics_response;
+	const Sluice__DeleteTopicsResponse *dr = r->delete_topics_response;
+	size_t n = cr != NULL ? cr->n_topics : dr->n_topics;
+	cr_assert_eq(n, 1);
+	return cr != NULL ? cr->topics[0] : dr->topics[0];
+}
+
+Test(sluiced, topics_are_created_described_and_deleted_through_the_controller)
+{
+	struct node n;
+	setup_node(&n, "n1");
+	start(&n, 1, NULL);
+	wait_ready(&n);
+	int fd = connect_to(n.ports[0]);
+
+	Sluice__Envelope *r = create_topic(fd, "orders", 3, 1, "cleanup.policy", "compact");
+	const Sluice__TopicResult *tr = only_result(r);
+	cr_assert_eq(tr->error_code, 0, "%s", tr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	struct {
+		const char *name;
+		uint32_t partitions, rf;
+		const char *cfg, *val;
+		int err;
+		const char *msg;
+	} bad[] = {
+		{ "orders", 1, 1, NULL, NULL, SL_ETOPIC_ALREADY_EXISTS, "topic 'orders' already exists" },
+		{ "a/b", 1, 1, NULL, NULL, SL_EINVALID_TOPIC, "may hold only letters" },
+		{ "x", 0, 1, NULL, NULL, SL_EINVALID_PARTITIONS, "partitions must be 1..100000" },
+		{ "x", 1, 2, NULL, NULL, SL_EINVALID_REPLICATION_FACTOR,
+		  "replication factor 2 is above the 1 registered nodes" },
+		{ "x", 1, 1, "retention", "7d", SL_EINVALID_CONFIG, "unknown config 'retention'" },
+		{ "x", 1, 1, "retention.ms", "7d", SL_EINVALID_CONFIG, "retention.ms: bad value '7d'" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = create_topic(fd, bad[i].name, bad[i].partitions, bad[i].rf, bad[i].cfg, bad[i].val);
+		tr = only_result(r);
+		cr_assert_eq(tr->error_code, bad[i].err, "case %zu: %d %s", i, tr->error_code,
+			     tr->error_message);
+		cr_assert(strstr(tr->error_message, bad[i].msg) != NULL, "case %zu: %s", i,
+			  tr->error_message);
+		sluice__envelope__free_unpacked(r, NULL);
+	}
+
+	r = get_metadata(fd);
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	Sluice__MetadataResponse *m = r->metadata_response;
+	cr_assert_eq(strlen(m->cluster_id), 36);
+	cr_assert_eq(m->controller_id, 1);
+	cr_assert_eq(m->n_nodes, 1);
+	cr_assert_eq(m->nodes[0]->port, (uint32_t)n.ports[0]);
+	cr_assert_eq(m->n_topics, 1, "a refused creation left a topic behind");
+	cr_assert_str_eq(m->topics[0]->name, "orders");
+	cr_assert_eq(m->topics[0]->n_partitions, 3);
+	for (size_t p = 0; p < 3; p++) {
+		cr_assert_eq(m->topics[0]->partitions[p]->n_replicas, 1);
+		cr_assert_eq(m->topics[0]->partitions[p]->replicas[0], 1);
+	}
+	sluice__envelope__free_unpacked(r, NULL);
+
+	Sluice__DeleteTopicsRequest dr = SLUICE__DELETE_TOPICS_REQUEST__INIT;
+	char *names[] = { "orders", "nope" };
+	dr.n_names = 1;
+	dr.names = names;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__DELETE_TOPICS;
+	env.body_case = SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST;
+	env.delete_topics_request = &dr;
+	r = call(fd, &env);
+	cr_assert_eq(only_result(r)->error_code, 0, "%s", only_result(r)->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	dr.names = names + 1;
+	r = call(fd, &env);
+	cr_assert_eq(only_result(r)->error_code, SL_EUNKNOWN_TOPIC_OR_PARTITION);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = get_metadata(fd);
+	cr_assert_eq(r->metadata_response->n_topics, 0);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
+	cr_assert_eq(exit_status(&n, 20000), 0);
 }
