@@ -26,22 +26,24 @@ static int create_topics(const struct sl_api_node *node, const Sluice__Envelope 
 static int delete_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
 			 sl_api_reply_fn reply, void *arg);
 
-/* The APIs this node serves: versions, the request body, the handler. */
+/* The APIs this node serves: versions, the request body, whether the node
+ * must have joined (else NOT_READY), the handler. */
 static const struct {
 	Sluice__ApiKey key;
 	uint32_t min, max;
 	Sluice__Envelope__BodyCase body;
+	bool needs_meta;
 	handler_fn handle;
 } served[] = {
-	{ SLUICE__API_KEY__API_VERSIONS, 0, 0, SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST,
+	{ SLUICE__API_KEY__API_VERSIONS, 0, 0, SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST, false,
 	  api_versions },
-	{ SLUICE__API_KEY__METADATA, 0, 0, SLUICE__ENVELOPE__BODY_METADATA_REQUEST, metadata },
-	{ SLUICE__API_KEY__CREATE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST,
+	{ SLUICE__API_KEY__METADATA, 0, 0, SLUICE__ENVELOPE__BODY_METADATA_REQUEST, true, metadata },
+	{ SLUICE__API_KEY__CREATE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST, true,
 	  create_topics },
-	{ SLUICE__API_KEY__DELETE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST,
+	{ SLUICE__API_KEY__DELETE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST, true,
 	  delete_topics },
 	{ SLUICE__API_KEY__DESCRIBE_CLUSTER, 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST,
-	  describe_cluster },
+	  true, describe_cluster },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))
@@ -77,16 +79,21 @@ static int send_error(uint32_t correlation_id, Sluice__ApiKey key, uint32_t vers
 	return send_env(&env, reply, arg);
 }
 
-/* The metadata, when this node has joined; else NULL and a reason. */
-static const struct sl_meta *joined(const struct sl_api_node *node, const char **why)
+/* Whether this node has joined; else a reason. */
+static bool joined(const struct sl_api_node *node, const char **why)
 {
 	if (node->ctl == NULL) {
 		*why = "this node runs no controller state";
-		return NULL;
+		return false;
 	}
-	if (!sl_controller_ready(node->ctl, why))
-		return NULL;
-	return sl_controller_meta(node->ctl);
+	return sl_controller_ready(node->ctl, why);
+}
+
+/* The controller's leader for a response; -1: none known. */
+static int64_t controller_id(const struct sl_api_node *node)
+{
+	uint64_t leader = sl_controller_leader(node->ctl);
+	return leader != 0 ? (int64_t)leader : -1;
 }
 
 /* ---- ApiVersions ---------------------------------------------------- */
@@ -211,11 +218,7 @@ static int view_topics(struct view *v, const struct sl_meta *m, char **want, siz
 static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
 		    sl_api_reply_fn reply, void *arg)
 {
-	const char *why;
-	const struct sl_meta *m = joined(node, &why);
-	if (m == NULL)
-		return send_error(req->correlation_id, req->api_key, req->api_version, SL_ENOT_READY,
-				  why, reply, arg);
+	const struct sl_meta *m = sl_controller_meta(node->ctl);
 	const Sluice__MetadataRequest *mr = req->metadata_request;
 	struct view v = { 0 };
 	int rv = view_nodes(&v, m);
@@ -223,9 +226,8 @@ static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
 		rv = view_topics(&v, m, mr->topics, mr->n_topics);
 	if (rv == SL_OK) {
 		Sluice__MetadataResponse r = SLUICE__METADATA_RESPONSE__INIT;
-		uint64_t leader = sl_controller_leader(node->ctl);
 		r.cluster_id = (char *)m->cluster_id;
-		r.controller_id = leader != 0 ? (int64_t)leader : -1;
+		r.controller_id = controller_id(node);
 		r.n_nodes = v.nnodes;
 		r.nodes = v.np;
 		r.n_topics = v.ntopics;
@@ -243,11 +245,7 @@ static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
 static int describe_cluster(const struct sl_api_node *node, const Sluice__Envelope *req,
 			    sl_api_reply_fn reply, void *arg)
 {
-	const char *why;
-	const struct sl_meta *m = joined(node, &why);
-	if (m == NULL)
-		return send_error(req->correlation_id, req->api_key, req->api_version, SL_ENOT_READY,
-				  why, reply, arg);
+	const struct sl_meta *m = sl_controller_meta(node->ctl);
 	struct view v = { 0 };
 	Sluice__NodeLoad *load = calloc(m->nnodes + 1, sizeof(*load));
 	Sluice__NodeLoad **lp = calloc(m->nnodes + 1, sizeof(*lp));
@@ -270,9 +268,8 @@ static int describe_cluster(const struct sl_api_node *node, const Sluice__Envelo
 				}
 			}
 		Sluice__DescribeClusterResponse r = SLUICE__DESCRIBE_CLUSTER_RESPONSE__INIT;
-		uint64_t leader = sl_controller_leader(node->ctl);
 		r.cluster_id = (char *)m->cluster_id;
-		r.controller_id = leader != 0 ? (int64_t)leader : -1;
+		r.controller_id = controller_id(node);
 		r.n_nodes = v.nnodes;
 		r.nodes = v.np;
 		r.n_load = m->nnodes;
@@ -458,10 +455,6 @@ static int write_topics(const struct sl_api_node *node, const Sluice__Envelope *
 			const void *const *items, const char *const *names, size_t n,
 			encode_fn encode, bool validate_only, sl_api_reply_fn reply, void *arg)
 {
-	const char *why;
-	if (joined(node, &why) == NULL)
-		return send_error(req->correlation_id, req->api_key, req->api_version, SL_ENOT_READY,
-				  why, reply, arg);
 	uint64_t leader = sl_controller_leader(node->ctl);
 	if (leader != node->node_id) {
 		const struct sl_meta_node *ln = sl_meta_node(sl_controller_meta(node->ctl), leader);
@@ -552,6 +545,7 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 	if (f == NULL)
 		return SL_ENOMEM;
 	char why[SL_ERRMSG_SIZE];
+	const char *not_ready;
 	uint32_t corr;
 	int rv = sl_frame_decode(frame, len, NULL, f, &corr, why);
 	if (rv != SL_OK) {
@@ -581,6 +575,9 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 		snprintf(why, sizeof(why), "API %d carries no record data (%zu segments found)",
 			 (int)req->api_key, f->nseg);
 		rv = send_error(corr, req->api_key, req->api_version, SL_EINVALID_REQUEST, why, reply,
+				arg);
+	} else if (served[i].needs_meta && !joined(node, &not_ready)) {
+		rv = send_error(corr, req->api_key, req->api_version, SL_ENOT_READY, not_ready, reply,
 				arg);
 	} else {
 		rv = served[i].handle(node, req, reply, arg);

@@ -1306,7 +1306,8 @@ static void campaign(struct raft_io_send *req, struct raft_io_append *areq, stru
 	cr_assert_eq(io.append(&io, areq, &e, 1, append_cb), 0);
 }
 
-Test(rio, shared_meta_holds_sends_and_writes_until_term_and_vote_are_durable)
+/* A bootstrapped, loaded group on the shared store, its term durable. */
+static void bootstrapped_with_meta(void)
 {
 	open_io_meta();
 	bootstrap();
@@ -1314,6 +1315,11 @@ Test(rio, shared_meta_holds_sends_and_writes_until_term_and_vote_are_durable)
 	load(&l);
 	free_loaded(&l);
 	sl_qenv_pump(&env);
+}
+
+Test(rio, shared_meta_holds_sends_and_writes_until_term_and_vote_are_durable)
+{
+	bootstrapped_with_meta();
 	struct raft_io_send req;
 	struct raft_io_append areq;
 	struct appended a = { 0 };
@@ -1329,6 +1335,7 @@ Test(rio, shared_meta_holds_sends_and_writes_until_term_and_vote_are_durable)
 	raft_free(buf.base);
 	close_io_meta(true);
 	open_io_meta();
+	struct loaded l;
 	load(&l);
 	cr_assert_eq(l.term, 2);
 	cr_assert_eq(l.vote, 1);
@@ -1339,12 +1346,7 @@ Test(rio, shared_meta_holds_sends_and_writes_until_term_and_vote_are_durable)
 
 Test(rio, shared_meta_a_crash_before_the_flush_leaves_nothing_that_depends_on_it)
 {
-	open_io_meta();
-	bootstrap();
-	struct loaded l;
-	load(&l);
-	free_loaded(&l);
-	sl_qenv_pump(&env);
+	bootstrapped_with_meta();
 	struct raft_io_send req;
 	struct raft_io_append areq;
 	struct appended a = { 0 };
@@ -1356,6 +1358,7 @@ Test(rio, shared_meta_a_crash_before_the_flush_leaves_nothing_that_depends_on_it
 	cr_assert_eq(gated_sends, 0);
 	cr_assert_eq(cancelled_sends, 1, "the held send was not ended at close");
 	open_io_meta();
+	struct loaded l;
 	load(&l);
 	cr_assert_eq(l.term, 1);
 	cr_assert_eq(l.vote, 0);
@@ -1380,12 +1383,7 @@ Test(rio, shared_meta_a_bootstrap_whose_term_record_was_lost_loads_at_term_1)
 
 Test(rio, shared_meta_a_failed_flush_fences_the_group)
 {
-	open_io_meta();
-	bootstrap();
-	struct loaded l;
-	load(&l);
-	free_loaded(&l);
-	sl_qenv_pump(&env);
+	bootstrapped_with_meta();
 	struct raft_io_send req;
 	struct raft_io_append areq;
 	struct appended a = { 0 };
@@ -1406,12 +1404,7 @@ Test(rio, shared_meta_a_failed_flush_fences_the_group)
 
 Test(rio, a_term_behind_the_log_is_refused_at_load)
 {
-	open_io_meta();
-	bootstrap();
-	struct loaded l;
-	load(&l);
-	free_loaded(&l);
-	sl_qenv_pump(&env);
+	bootstrapped_with_meta();
 	struct raft_io_send req;
 	struct raft_io_append areq;
 	struct appended a = { 0 };
