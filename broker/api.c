@@ -9,6 +9,7 @@
 #include "controller.h"
 #include "frame.h"
 #include "meta.h"
+#include "storage.h"
 
 #define SERVER_SOFTWARE "sluiced 0.1.0"
 
@@ -25,6 +26,8 @@ static int create_topics(const struct sl_api_node *node, const Sluice__Envelope 
 			 sl_api_reply_fn reply, void *arg);
 static int delete_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
 			 sl_api_reply_fn reply, void *arg);
+static int describe_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
+			   sl_api_reply_fn reply, void *arg);
 
 /* The APIs this node serves: versions, the request body, whether the node
  * must have joined (else NOT_READY), the handler. */
@@ -42,6 +45,8 @@ static const struct {
 	  create_topics },
 	{ SLUICE__API_KEY__DELETE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST, true,
 	  delete_topics },
+	{ SLUICE__API_KEY__DESCRIBE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_TOPICS_REQUEST,
+	  true, describe_topics },
 	{ SLUICE__API_KEY__DESCRIBE_CLUSTER, 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST,
 	  true, describe_cluster },
 };
@@ -287,6 +292,95 @@ static int describe_cluster(const struct sl_api_node *node, const Sluice__Envelo
 	return rv;
 }
 
+/* ---- DescribeTopics ------------------------------------------------- */
+
+#define NCONFIGS 5
+
+/* A topic's configs as they take effect: the broker's defaults where the
+ * topic has none, -1 for no limit. */
+static void effective_configs(const struct sl_meta_topic_config *c, char vals[NCONFIGS][24],
+			      Sluice__ConfigEntry ce[NCONFIGS], Sluice__ConfigEntry *cp[NCONFIGS])
+{
+	struct sl_log_config d;
+	sl_log_config_init(&d);
+	static const char *const names[NCONFIGS] = { "cleanup.policy", "max.message.bytes",
+						     "retention.bytes", "retention.ms",
+						     "segment.bytes" };
+	uint64_t rb = c->retention_bytes, rm = c->retention_ms;
+	snprintf(vals[0], 24, "%s",
+		 c->cleanup_policy == SL_CLEANUP_POLICY_COMPACT ? "compact" : "delete");
+	snprintf(vals[1], 24, "%llu",
+		 (unsigned long long)(c->max_message_bytes ? c->max_message_bytes : d.max_batch_bytes));
+	if (rb == 0 ? d.retention_bytes < 0 : rb == UINT64_MAX)
+		snprintf(vals[2], 24, "-1");
+	else
+		snprintf(vals[2], 24, "%llu", (unsigned long long)(rb ? rb : (uint64_t)d.retention_bytes));
+	if (rm == 0 ? d.retention_ms < 0 : rm == UINT64_MAX)
+		snprintf(vals[3], 24, "-1");
+	else
+		snprintf(vals[3], 24, "%llu", (unsigned long long)(rm ? rm : (uint64_t)d.retention_ms));
+	snprintf(vals[4], 24, "%llu",
+		 (unsigned long long)(c->segment_bytes ? c->segment_bytes : d.segment_bytes));
+	for (int i = 0; i < NCONFIGS; i++) {
+		sluice__config_entry__init(&ce[i]);
+		ce[i].name = (char *)names[i];
+		ce[i].value = vals[i];
+		cp[i] = &ce[i];
+	}
+}
+
+static int describe_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
+			   sl_api_reply_fn reply, void *arg)
+{
+	const struct sl_meta *m = sl_controller_meta(node->ctl);
+	const Sluice__DescribeTopicsRequest *dr = req->describe_topics_request;
+	struct view v = { 0 };
+	int rv = view_topics(&v, m, dr->names, dr->n_names);
+	size_t n = v.ntopics;
+	Sluice__TopicDescription *td = calloc(n + 1, sizeof(*td));
+	Sluice__TopicDescription **tdp = calloc(n + 1, sizeof(*tdp));
+	Sluice__ConfigEntry(*ce)[NCONFIGS] = calloc(n + 1, sizeof(*ce));
+	Sluice__ConfigEntry *(*cp)[NCONFIGS] = calloc(n + 1, sizeof(*cp));
+	char(*vals)[NCONFIGS][24] = calloc(n + 1, sizeof(*vals));
+	if (td == NULL || tdp == NULL || ce == NULL || cp == NULL || vals == NULL)
+		rv = SL_ENOMEM;
+	for (size_t i = 0; rv == SL_OK && i < n; i++) {
+		const Sluice__TopicInfo *ti = v.tp[i];
+		sluice__topic_description__init(&td[i]);
+		tdp[i] = &td[i];
+		td[i].name = ti->name;
+		td[i].error_code = ti->error_code;
+		td[i].error_message = ti->error_message;
+		const struct sl_meta_topic *t = sl_meta_topic(m, ti->name);
+		if (t == NULL)
+			continue;
+		td[i].topic_id = t->id;
+		td[i].replication_factor = t->rf;
+		effective_configs(&t->config, vals[i], ce[i], cp[i]);
+		td[i].n_configs = NCONFIGS;
+		td[i].configs = cp[i];
+		td[i].n_partitions = ti->n_partitions;
+		td[i].partitions = ti->partitions;
+	}
+	if (rv == SL_OK) {
+		Sluice__DescribeTopicsResponse r = SLUICE__DESCRIBE_TOPICS_RESPONSE__INIT;
+		r.n_topics = n;
+		r.topics = tdp;
+		Sluice__Envelope env;
+		response_of(&env, req->correlation_id, req->api_key, req->api_version);
+		env.body_case = SLUICE__ENVELOPE__BODY_DESCRIBE_TOPICS_RESPONSE;
+		env.describe_topics_response = &r;
+		rv = send_env(&env, reply, arg);
+	}
+	free(td);
+	free(tdp);
+	free(ce);
+	free(cp);
+	free(vals);
+	view_free(&v);
+	return rv;
+}
+
 /* ---- CreateTopics and DeleteTopics (through the controller) --------- */
 
 /* A request waiting on the controller: one result per topic. */
@@ -376,9 +470,14 @@ static void write_done(void *arg, int status, const struct sl_meta_result *res)
 /* One topic's command, or an error in the op. */
 typedef int (*encode_fn)(const void *item, uint8_t **cmd, size_t *len, char *errmsg);
 
+/* A config value: a decimal, or -1 for "no limit" where allowed. */
 static int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
+	if (strcmp(s, "-1") == 0) {
+		*out = UINT64_MAX;
+		return SL_OK;
+	}
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
 	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0)
@@ -401,7 +500,7 @@ static int parse_configs(const Sluice__NewTopic *nt, struct sl_meta_topic_config
 		else if (strcmp(k, "retention.bytes") == 0)
 			rv = parse_u64(v, &cfg->retention_bytes);
 		else if (strcmp(k, "segment.bytes") == 0)
-			rv = parse_u64(v, &cfg->segment_bytes);
+			rv = strcmp(v, "-1") == 0 ? SL_EINVALID_CONFIG : parse_u64(v, &cfg->segment_bytes);
 		else if (strcmp(k, "max.message.bytes") == 0) {
 			rv = parse_u64(v, &x);
 			if (rv == SL_OK && x > UINT32_MAX)

@@ -38,8 +38,8 @@
 enum { SL_CLEANUP_POLICY_DELETE = 0, SL_CLEANUP_POLICY_COMPACT = 1 };
 
 struct sl_meta_topic_config {
-	uint64_t retention_bytes;   /* 0: no limit */
-	uint64_t retention_ms;      /* 0: no limit */
+	uint64_t retention_bytes;   /* 0: the broker's default; UINT64_MAX: no limit */
+	uint64_t retention_ms;      /* 0: the broker's default; UINT64_MAX: no limit */
 	uint64_t segment_bytes;     /* 0: the broker's default; else 4 KiB..1 GiB */
 	uint32_t cleanup_policy;    /* SL_CLEANUP_POLICY_* */
 	uint32_t max_message_bytes; /* 0: the broker's default; else 1..1 GiB */

@@ -640,6 +640,55 @@ Test(sluiced, topics_are_created_described_and_deleted_through_the_controller)
 	}
 	sluice__envelope__free_unpacked(r, NULL);
 
+	/* Every config as it takes effect, defaults included; -1: no limit. */
+	r = create_topic(fd, "forever", 1, 1, "retention.ms", "-1");
+	cr_assert_eq(only_result(r)->error_code, 0, "%s", only_result(r)->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	Sluice__DescribeTopicsRequest dt = SLUICE__DESCRIBE_TOPICS_REQUEST__INIT;
+	char *dnames[] = { "orders", "nope", "forever" };
+	dt.n_names = 3;
+	dt.names = dnames;
+	Sluice__Envelope denv = SLUICE__ENVELOPE__INIT;
+	denv.api_key = SLUICE__API_KEY__DESCRIBE_TOPICS;
+	denv.body_case = SLUICE__ENVELOPE__BODY_DESCRIBE_TOPICS_REQUEST;
+	denv.describe_topics_request = &dt;
+	r = call(fd, &denv);
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	Sluice__DescribeTopicsResponse *d = r->describe_topics_response;
+	cr_assert_eq(d->n_topics, 3);
+	cr_assert_eq(d->topics[0]->error_code, 0);
+	cr_assert_eq(d->topics[0]->replication_factor, 1);
+	cr_assert_eq(d->topics[0]->n_partitions, 3);
+	cr_assert_eq(d->topics[1]->error_code, SL_EUNKNOWN_TOPIC_OR_PARTITION);
+	char configs[2][512] = { "", "" };
+	for (int t = 0; t < 2; t++) {
+		const Sluice__TopicDescription *td = d->topics[t == 0 ? 0 : 2];
+		for (size_t i = 0; i < td->n_configs; i++) {
+			size_t len = strlen(configs[t]);
+			snprintf(configs[t] + len, sizeof(configs[t]) - len, "%s=%s ",
+				 td->configs[i]->name, td->configs[i]->value);
+		}
+	}
+	cr_assert_str_eq(configs[0], "cleanup.policy=compact max.message.bytes=16777216 "
+				     "retention.bytes=-1 retention.ms=604800000 "
+				     "segment.bytes=1073741824 ");
+	cr_assert(strstr(configs[1], "cleanup.policy=delete ") != NULL, "%s", configs[1]);
+	cr_assert(strstr(configs[1], "retention.ms=-1 ") != NULL, "%s", configs[1]);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = create_topic(fd, "x", 1, 1, "segment.bytes", "-1");
+	cr_assert_eq(only_result(r)->error_code, SL_EINVALID_CONFIG);
+	sluice__envelope__free_unpacked(r, NULL);
+	char *forever[] = { "forever" };
+	Sluice__DeleteTopicsRequest df = SLUICE__DELETE_TOPICS_REQUEST__INIT;
+	df.n_names = 1;
+	df.names = forever;
+	denv.api_key = SLUICE__API_KEY__DELETE_TOPICS;
+	denv.body_case = SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST;
+	denv.delete_topics_request = &df;
+	r = call(fd, &denv);
+	cr_assert_eq(only_result(r)->error_code, 0);
+	sluice__envelope__free_unpacked(r, NULL);
+
 	Sluice__DeleteTopicsRequest dr = SLUICE__DELETE_TOPICS_REQUEST__INIT;
 	char *names[] = { "orders", "nope" };
 	dr.n_names = 1;
