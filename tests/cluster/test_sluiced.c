@@ -711,3 +711,60 @@ Test(sluiced, topics_are_created_described_and_deleted_through_the_controller)
 	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
 	cr_assert_eq(exit_status(&n, 20000), 0);
 }
+
+Test(sluiced, the_metadata_survives_a_restart_through_a_raft_snapshot)
+{
+	/* Group 0 snapshots every 256 entries: 300 topics make one, and the
+	 * restart restores it before replaying the rest of the log. */
+	struct node n;
+	setup_node(&n, "n1");
+	start(&n, 1, NULL);
+	wait_ready(&n);
+	int fd = connect_to(n.ports[0]);
+	enum { TOPICS = 300 };
+	static Sluice__NewTopic nt[TOPICS];
+	static Sluice__NewTopic *ntp[TOPICS];
+	static char names[TOPICS][16];
+	for (int i = 0; i < TOPICS; i++) {
+		sluice__new_topic__init(&nt[i]);
+		snprintf(names[i], sizeof(names[i]), "t%03d", i);
+		nt[i].name = names[i];
+		nt[i].partitions = 1;
+		nt[i].replication_factor = 1;
+		ntp[i] = &nt[i];
+	}
+	Sluice__CreateTopicsRequest cr = SLUICE__CREATE_TOPICS_REQUEST__INIT;
+	cr.n_topics = TOPICS;
+	cr.topics = ntp;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__CREATE_TOPICS;
+	env.body_case = SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST;
+	env.create_topics_request = &cr;
+	Sluice__Envelope *r = call(fd, &env);
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	cr_assert_eq(r->create_topics_response->n_topics, TOPICS);
+	for (int i = 0; i < TOPICS; i++)
+		cr_assert_eq(r->create_topics_response->topics[i]->error_code, 0, "%s",
+			     r->create_topics_response->topics[i]->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
+	cr_assert_eq(exit_status(&n, 20000), 0);
+	tl_proc_close(&n.p);
+	char snap[700];
+	snprintf(snap, sizeof(snap), "%s/raft/g0/snap1", n.dir);
+	cr_assert_eq(access(snap, F_OK), 0, "group 0 took no snapshot");
+
+	start(&n, 1, NULL);
+	wait_ready(&n);
+	fd = connect_to(n.ports[0]);
+	r = get_metadata(fd);
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	cr_assert_eq(r->metadata_response->n_topics, TOPICS);
+	cr_assert_str_eq(r->metadata_response->topics[TOPICS - 1]->name, "t299");
+	cr_assert_eq(r->metadata_response->topics[TOPICS - 1]->partitions[0]->replicas[0], 1);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
+	cr_assert_eq(exit_status(&n, 20000), 0);
+}
