@@ -616,10 +616,13 @@ static void apply_reports(struct sl_meta *m, const Sluice__Meta__ReportLeaders *
 		p->term = r->term;
 		p->leader = r->leader;
 		p->nisr = 0;
-		for (size_t k = 0; k < r->n_isr && p->nisr < SL_META_MAX_RF; k++)
-			for (unsigned j = 0; j < p->nreplicas; j++)
-				if (p->replicas[j] == r->isr[k])
+		/* In sync: replicas the report names, each once. */
+		for (unsigned j = 0; j < p->nreplicas; j++)
+			for (size_t k = 0; k < r->n_isr; k++)
+				if (p->replicas[j] == r->isr[k]) {
 					p->isr[p->nisr++] = r->isr[k];
+					break;
+				}
 	}
 }
 
@@ -819,8 +822,17 @@ static int restore_into(struct sl_meta *n, const Sluice__Meta__Snapshot *s, char
 			if (pp->n_isr > 0)
 				memcpy(mp->isr, pp->isr, pp->n_isr * sizeof(*mp->isr));
 			gput(n, mp->group, t, p);
+			if (mp->group >= n->next_group)
+				return bad_snapshot(errmsg, "snapshot: group %u is not below the next "
+						    "group id %u", mp->group, n->next_group);
 		}
+		if (t->id == 0 || t->id >= n->next_topic_id)
+			return bad_snapshot(errmsg, "snapshot: topic '%s' has id %llu, not in 1..%llu",
+					    t->name, (unsigned long long)t->id,
+					    (unsigned long long)(n->next_topic_id - 1));
 	}
+	if (n->next_producer_id == 0)
+		return bad_snapshot(errmsg, "snapshot: producer ids start at 1");
 	return SL_OK;
 }
 

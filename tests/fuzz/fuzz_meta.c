@@ -64,7 +64,10 @@ static void check_round_trip(const struct sl_meta *m)
 	CHECK(sl_meta_snapshot(m, &a, &la) == SL_OK);
 	struct sl_meta copy;
 	sl_meta_init(&copy);
-	CHECK(sl_meta_restore(&copy, a, la, errmsg) == SL_OK);
+	int rrv = sl_meta_restore(&copy, a, la, errmsg);
+	if (rrv != SL_OK)
+		fprintf(stderr, "restore: %s\n", errmsg);
+	CHECK(rrv == SL_OK);
 	CHECK(sl_meta_snapshot(&copy, &b, &lb) == SL_OK);
 	CHECK(la == lb && memcmp(a, b, la) == 0);
 	free(a);

@@ -260,6 +260,21 @@ Test(meta, leader_reports_keep_the_newest_term)
 	cr_assert_eq(apply(buf, len, NULL), SL_OK);
 	cr_assert_eq(p->leader, 2);
 	cr_assert_eq(p->term, 5);
+	/* A replica named twice is in sync once (a snapshot would not
+	 * restore a partition with more in-sync replicas than replicas). */
+	struct sl_meta_leader_report twice = { .group = 1, .leader = 3, .term = 6, .nisr = 4,
+					       .isr = { 3, 3, 3, 1 } };
+	cr_assert_eq(sl_meta_cmd_report_leaders(&twice, 1, &buf, &len), SL_OK);
+	cr_assert_eq(apply(buf, len, NULL), SL_OK);
+	cr_assert_eq(p->nisr, 2);
+	size_t slen;
+	uint8_t *s = snap(&m, &slen);
+	struct sl_meta back;
+	sl_meta_init(&back);
+	char errmsg[SL_ERRMSG_SIZE];
+	cr_assert_eq(sl_meta_restore(&back, s, slen, errmsg), SL_OK, "%s", errmsg);
+	sl_meta_free(&back);
+	free(s);
 }
 
 Test(meta, producer_ids_come_in_disjoint_blocks)
