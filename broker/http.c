@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "errors.h"
 #include "http.h"
 
@@ -123,16 +124,10 @@ int sl_http_start(const char *host, unsigned port, struct sl_http_status *st, st
 		  char *errmsg)
 {
 	*out = NULL;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
 	struct addrinfo *ai;
-	char portstr[8];
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	int grv = getaddrinfo(host, portstr, &hints, &ai);
-	if (grv != 0) {
-		snprintf(errmsg, SL_ERRMSG_SIZE, "http: listen_host %s: %s", host, gai_strerror(grv));
-		return SL_EINVALID_ARGUMENT;
-	}
+	int rv = sl_listen_addr("http", host, port, &ai, errmsg);
+	if (rv != SL_OK)
+		return rv;
 	struct sl_http *h = calloc(1, sizeof(*h));
 	if (h == NULL) {
 		freeaddrinfo(ai);

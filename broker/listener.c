@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <string.h>
 
+#include "addr.h"
 #include "blog.h"
 #include "errors.h"
 #include "frame.h"
@@ -245,17 +246,10 @@ int sl_listener_start(uv_loop_t *loop, const char *host, unsigned port,
 		      const struct sl_api_node *node, struct sl_listener **out, char *errmsg)
 {
 	*out = NULL;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
 	struct addrinfo *ai;
-	char portstr[8];
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	int grv = getaddrinfo(host, portstr, &hints, &ai);
-	if (grv != 0) {
-		snprintf(errmsg, SL_ERRMSG_SIZE, "client listener: listen_host %s: %s", host,
-			 gai_strerror(grv));
-		return SL_EINVALID_ARGUMENT;
-	}
+	int rv = sl_listen_addr("client listener", host, port, &ai, errmsg);
+	if (rv != SL_OK)
+		return rv;
 	struct sl_listener *l = calloc(1, sizeof(*l));
 	if (l == NULL) {
 		freeaddrinfo(ai);
@@ -268,7 +262,7 @@ int sl_listener_start(uv_loop_t *loop, const char *host, unsigned port,
 	uv_tcp_init(loop, &l->server);
 	l->server.data = l;
 	l->handles = 1;
-	int rv = uv_tcp_bind(&l->server, ai->ai_addr, 0);
+	rv = uv_tcp_bind(&l->server, ai->ai_addr, 0);
 	freeaddrinfo(ai);
 	if (rv == 0)
 		rv = uv_listen((uv_stream_t *)&l->server, 511, on_connection);

@@ -64,13 +64,18 @@ static void setup_node(struct node *n, const char *name)
 	snprintf(n->log, sizeof(n->log), "%s/%s.log", tl_tmpdir(), name);
 }
 
-static bool healthy(void *arg)
+/* n's http listener answers 200 on path. */
+static bool answers_200(struct node *n, const char *path)
 {
-	struct node *n = arg;
 	int status;
 	char body[256];
-	return tl_http_get(n->ports[2], "/healthz", &status, body, sizeof(body), 1000) == 0 &&
+	return tl_http_get(n->ports[2], path, &status, body, sizeof(body), 1000) == 0 &&
 	       status == 200;
+}
+
+static bool healthy(void *arg)
+{
+	return answers_200(arg, "/healthz");
 }
 
 static void wait_healthy(struct node *n)
@@ -113,11 +118,7 @@ static void expect_log(struct node *n, const char *text)
 
 static bool ready(void *arg)
 {
-	struct node *n = arg;
-	int status;
-	char body[256];
-	return tl_http_get(n->ports[2], "/readyz", &status, body, sizeof(body), 1000) == 0 &&
-	       status == 200;
+	return answers_200(arg, "/readyz");
 }
 
 static void wait_ready(struct node *n)

@@ -1289,21 +1289,43 @@ static void gate_send_cb(struct raft_io_send *req, int status)
 		cancelled_sends++;
 }
 
+/* What a campaign leaves in flight: its RequestVote and its append. */
+struct campaign {
+	struct raft_io_send req;
+	struct raft_io_append areq;
+	struct appended a;
+	struct raft_buffer buf; /* the appended entry's, freed by the test */
+};
+
 /* A candidate's term and vote, its RequestVote and an append, as libraft
  * issues them in one call. */
-static void campaign(struct raft_io_send *req, struct raft_io_append *areq, struct appended *a,
-		     struct raft_buffer *buf)
+static void campaign(struct campaign *c)
 {
+	memset(c, 0, sizeof(*c));
+	cancelled_sends = 0;
 	cr_assert_eq(io.set_term(&io, 2), 0);
 	cr_assert_eq(io.set_vote(&io, 1), 0);
 	struct raft_message m = { .type = RAFT_IO_REQUEST_VOTE };
 	m.request_vote = (struct raft_request_vote){ .term = 2, .candidate_id = 1,
 						     .last_log_index = 1, .last_log_term = 1 };
-	cr_assert_eq(io.send(&io, req, &m, gate_send_cb), 0);
-	*buf = command(2, 1, 0);
-	struct raft_entry e = { .term = 2, .type = RAFT_COMMAND, .buf = *buf };
-	areq->data = a;
-	cr_assert_eq(io.append(&io, areq, &e, 1, append_cb), 0);
+	cr_assert_eq(io.send(&io, &c->req, &m, gate_send_cb), 0);
+	c->buf = command(2, 1, 0);
+	struct raft_entry e = { .term = 2, .type = RAFT_COMMAND, .buf = c->buf };
+	c->areq.data = &c->a;
+	cr_assert_eq(io.append(&io, &c->areq, &e, 1, append_cb), 0);
+}
+
+/* Opens the group again on the store and checks what it loads. */
+static void reopen_expect(raft_term term, raft_id vote, size_t n, const char *why)
+{
+	open_io_meta();
+	struct loaded l;
+	load(&l);
+	cr_assert_eq(l.term, term, "%s", why);
+	cr_assert_eq(l.vote, vote, "%s", why);
+	cr_assert_eq(l.n, n, "%s", why);
+	free_loaded(&l);
+	close_io_meta(false);
 }
 
 /* A bootstrapped, loaded group on the shared store, its term durable. */
@@ -1320,51 +1342,30 @@ static void bootstrapped_with_meta(void)
 Test(rio, shared_meta_holds_sends_and_writes_until_term_and_vote_are_durable)
 {
 	bootstrapped_with_meta();
-	struct raft_io_send req;
-	struct raft_io_append areq;
-	struct appended a = { 0 };
-	struct raft_buffer buf;
-	campaign(&req, &areq, &a, &buf);
+	struct campaign c;
+	campaign(&c);
 	cr_assert_eq(gated_sends, 0, "a message left before its term was durable");
 	cr_assert_eq(sl_log_end_offset(sl_rio_log(&io)), 1);
 	sl_qenv_pump(&env);
 	cr_assert_eq(gated_sends, 1);
 	cr_assert_eq(early_sends, 0);
-	cr_assert(a.fired && a.status == 0);
+	cr_assert(c.a.fired && c.a.status == 0);
 	cr_assert_eq(sl_log_end_offset(sl_rio_log(&io)), 2);
-	raft_free(buf.base);
+	raft_free(c.buf.base);
 	close_io_meta(true);
-	open_io_meta();
-	struct loaded l;
-	load(&l);
-	cr_assert_eq(l.term, 2);
-	cr_assert_eq(l.vote, 1);
-	cr_assert_eq(l.n, 2);
-	free_loaded(&l);
-	close_io_meta(false);
+	reopen_expect(2, 1, 2, "term, vote and entry made durable");
 }
 
 Test(rio, shared_meta_a_crash_before_the_flush_leaves_nothing_that_depends_on_it)
 {
 	bootstrapped_with_meta();
-	struct raft_io_send req;
-	struct raft_io_append areq;
-	struct appended a = { 0 };
-	struct raft_buffer buf;
-	cancelled_sends = 0;
-	campaign(&req, &areq, &a, &buf);
+	struct campaign c;
+	campaign(&c);
 	close_io_meta(true);
-	raft_free(buf.base);
+	raft_free(c.buf.base);
 	cr_assert_eq(gated_sends, 0);
 	cr_assert_eq(cancelled_sends, 1, "the held send was not ended at close");
-	open_io_meta();
-	struct loaded l;
-	load(&l);
-	cr_assert_eq(l.term, 1);
-	cr_assert_eq(l.vote, 0);
-	cr_assert_eq(l.n, 1, "an entry of term 2 reached the log before term 2 did");
-	free_loaded(&l);
-	close_io_meta(false);
+	reopen_expect(1, 0, 1, "an entry of term 2 reached the log before term 2 did");
 }
 
 Test(rio, shared_meta_a_bootstrap_whose_term_record_was_lost_loads_at_term_1)
@@ -1372,46 +1373,33 @@ Test(rio, shared_meta_a_bootstrap_whose_term_record_was_lost_loads_at_term_1)
 	open_io_meta();
 	bootstrap(); /* the CHANGE entry is synced, the term record is not */
 	close_io_meta(true);
-	open_io_meta();
-	struct loaded l;
-	load(&l);
-	cr_assert_eq(l.term, 1);
-	cr_assert_eq(l.n, 1);
-	free_loaded(&l);
-	close_io_meta(false);
+	reopen_expect(1, 0, 1, "the bootstrap's term came back");
 }
 
 Test(rio, shared_meta_a_failed_flush_fences_the_group)
 {
 	bootstrapped_with_meta();
-	struct raft_io_send req;
-	struct raft_io_append areq;
-	struct appended a = { 0 };
-	struct raft_buffer buf;
-	cancelled_sends = 0;
-	campaign(&req, &areq, &a, &buf);
+	struct campaign c;
+	campaign(&c);
 	sim_fail_after(sd, 0, EIO);
 	sl_qenv_pump(&env);
 	sim_fail_after(sd, -1, 0);
 	cr_assert_eq(faults, 1, "the group was not fenced");
 	cr_assert_eq(gated_sends, 0);
-	cr_assert(!a.fired);
+	cr_assert(!c.a.fired);
 	close_io_meta(false);
-	raft_free(buf.base);
+	raft_free(c.buf.base);
 	cr_assert_eq(cancelled_sends, 1);
-	cr_assert(a.fired, "the held append was not ended at close");
+	cr_assert(c.a.fired, "the held append was not ended at close");
 }
 
 Test(rio, a_term_behind_the_log_is_refused_at_load)
 {
 	bootstrapped_with_meta();
-	struct raft_io_send req;
-	struct raft_io_append areq;
-	struct appended a = { 0 };
-	struct raft_buffer buf;
-	campaign(&req, &areq, &a, &buf);
+	struct campaign c;
+	campaign(&c);
 	sl_qenv_pump(&env);
-	raft_free(buf.base);
+	raft_free(c.buf.base);
 	close_io_meta(false);
 	/* The store is lost (a wrong restore, a deleted file). */
 	cr_assert_eq(vfs->unlink(vfs, "/sim/meta"), 0);
