@@ -537,6 +537,8 @@ static int apply_create(struct sl_meta *m, const Sluice__Meta__CreateTopic *ct,
 		return refuse(res, SL_EINVALID_CONFIG, "%s", bad);
 	if ((uint64_t)m->next_group + ct->partitions > UINT32_MAX)
 		return refuse(res, SL_EINVALID_PARTITIONS, "no group ids left");
+	if (m->next_topic_id == UINT64_MAX)
+		return refuse(res, SL_EINVALID_ARGUMENT, "no topic ids left");
 
 	struct sl_meta_topic *t = calloc(1, sizeof(*t));
 	unsigned *replicas = calloc(m->nnodes, sizeof(*replicas));
@@ -761,6 +763,10 @@ static int restore_into(struct sl_meta *n, const Sluice__Meta__Snapshot *s, char
 	n->next_topic_id = s->next_topic_id;
 	n->next_group = s->next_group;
 	n->next_producer_id = s->next_producer_id;
+	/* Ids start at 1 (group 0 is the controller's); 0 would hand one out
+	 * that means something else. */
+	if (n->next_topic_id == 0 || n->next_group == 0 || n->next_producer_id == 0)
+		return bad_snapshot(errmsg, "snapshot: an id allocator is at 0");
 	if (s->n_nodes > 0 && (n->nodes = calloc(s->n_nodes, sizeof(*n->nodes))) == NULL)
 		return SL_ENOMEM;
 	n->cap_nodes = s->n_nodes;
@@ -831,8 +837,6 @@ static int restore_into(struct sl_meta *n, const Sluice__Meta__Snapshot *s, char
 					    t->name, (unsigned long long)t->id,
 					    (unsigned long long)(n->next_topic_id - 1));
 	}
-	if (n->next_producer_id == 0)
-		return bad_snapshot(errmsg, "snapshot: producer ids start at 1");
 	return SL_OK;
 }
 

@@ -410,3 +410,32 @@ Test(meta, a_damaged_snapshot_is_refused_and_changes_nothing)
 	free(s);
 	free(s2);
 }
+
+Test(meta, a_snapshot_whose_allocators_would_reuse_ids_is_refused)
+{
+	for (uint64_t id = 1; id <= 3; id++)
+		add_node(&m, id, NULL);
+	cr_assert_eq(create("t", 2, 3, NULL), SL_OK);
+	char errmsg[SL_ERRMSG_SIZE];
+	struct sl_meta back;
+	sl_meta_init(&back);
+	size_t len;
+	uint8_t *s;
+	m.next_group = 0; /* would hand out the controller's group */
+	s = snap(&m, &len);
+	cr_assert_eq(sl_meta_restore(&back, s, len, errmsg), SL_EINVALID_RECORD);
+	cr_assert_str_eq(errmsg, "snapshot: an id allocator is at 0");
+	free(s);
+	m.next_group = 2; /* groups 1 and 2 exist */
+	s = snap(&m, &len);
+	cr_assert_eq(sl_meta_restore(&back, s, len, errmsg), SL_EINVALID_RECORD);
+	cr_assert(strstr(errmsg, "is not below the next group id 2") != NULL, "%s", errmsg);
+	free(s);
+	m.next_group = 3;
+	m.next_topic_id = 1; /* topic 1 exists */
+	s = snap(&m, &len);
+	cr_assert_eq(sl_meta_restore(&back, s, len, errmsg), SL_EINVALID_RECORD);
+	free(s);
+	cr_assert_eq(back.ntopics, 0, "a refused snapshot changed the state");
+	sl_meta_free(&back);
+}
