@@ -9,6 +9,7 @@
 #include "controller.h"
 #include "frame.h"
 #include "meta.h"
+#include "partitions.h"
 #include "storage.h"
 
 #define SERVER_SOFTWARE "sluiced 0.1.0"
@@ -28,6 +29,8 @@ static int delete_topics(const struct sl_api_node *node, const Sluice__Envelope 
 			 sl_api_reply_fn reply, void *arg);
 static int describe_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
 			   sl_api_reply_fn reply, void *arg);
+static int list_offsets(const struct sl_api_node *node, const Sluice__Envelope *req,
+			sl_api_reply_fn reply, void *arg);
 
 /* The APIs this node serves: versions, the request body, whether the node
  * must have joined (else NOT_READY), the handler. */
@@ -49,6 +52,8 @@ static const struct {
 	  true, describe_topics },
 	{ SLUICE__API_KEY__DESCRIBE_CLUSTER, 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST,
 	  true, describe_cluster },
+	{ SLUICE__API_KEY__LIST_OFFSETS, 0, 0, SLUICE__ENVELOPE__BODY_LIST_OFFSETS_REQUEST, true,
+	  list_offsets },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))
@@ -169,11 +174,20 @@ static int view_nodes(struct view *v, const struct sl_meta *m)
 	return SL_OK;
 }
 
-static void part_info(Sluice__PartitionInfo *pi, const struct sl_meta_partition *p, uint32_t index)
+/* A partition's leader for clients: -1 when none is known or the node the
+ * last report named is not alive. */
+static int64_t leader_of(const struct sl_meta *m, const struct sl_meta_partition *p)
+{
+	const struct sl_meta_node *n = sl_meta_node(m, p->leader);
+	return n != NULL && n->alive ? (int64_t)p->leader : -1;
+}
+
+static void part_info(Sluice__PartitionInfo *pi, const struct sl_meta *m,
+		      const struct sl_meta_partition *p, uint32_t index)
 {
 	sluice__partition_info__init(pi);
 	pi->partition = index;
-	pi->leader = p->leader != 0 ? (int64_t)p->leader : -1;
+	pi->leader = leader_of(m, p);
 	pi->leader_term = p->term;
 	pi->n_replicas = p->nreplicas;
 	pi->replicas = (uint64_t *)p->replicas;
@@ -212,7 +226,7 @@ static int view_topics(struct view *v, const struct sl_meta *m, char **want, siz
 		ti->n_partitions = t->npartitions;
 		ti->partitions = &v->pp[k];
 		for (uint32_t p = 0; p < t->npartitions; p++, k++) {
-			part_info(&v->parts[k], &t->parts[p], p);
+			part_info(&v->parts[k], m, &t->parts[p], p);
 			v->pp[k] = &v->parts[k];
 		}
 	}
@@ -381,6 +395,99 @@ static int describe_topics(const struct sl_api_node *node, const Sluice__Envelop
 	return rv;
 }
 
+/* ---- ListOffsets ---------------------------------------------------- */
+
+/* Partitions one request may ask about (a topic without a list counts
+ * all of its partitions). */
+#define LIST_OFFSETS_MAX 1000000
+
+static void offsets_of(const struct sl_api_node *node, const struct sl_meta *m,
+		       const struct sl_meta_topic *t, uint32_t part, Sluice__PartitionOffsets *po)
+{
+	sluice__partition_offsets__init(po);
+	po->partition = part;
+	po->leader = -1;
+	po->log_start = -1;
+	po->log_end = -1;
+	if (part >= t->npartitions) {
+		po->error_code = SL_EUNKNOWN_TOPIC_OR_PARTITION;
+		po->error_message = (char *)"no such partition";
+		return;
+	}
+	const struct sl_meta_partition *p = &t->parts[part];
+	po->leader = leader_of(m, p);
+	if (sl_parts_offsets(node->parts, p->group, &po->log_start, &po->log_end) == SL_OK) {
+		po->leader = (int64_t)node->node_id;
+		return;
+	}
+	po->error_code = SL_ENOT_LEADER;
+	po->error_message = (char *)(po->leader > 0 ? "this node does not lead the partition: ask "
+						      "the leader"
+						    : "the partition has no leader right now");
+}
+
+static int list_offsets(const struct sl_api_node *node, const Sluice__Envelope *req,
+			sl_api_reply_fn reply, void *arg)
+{
+	const struct sl_meta *m = sl_controller_meta(node->ctl);
+	const Sluice__ListOffsetsRequest *lr = req->list_offsets_request;
+	size_t total = 0;
+	for (size_t i = 0; i < lr->n_topics && total <= LIST_OFFSETS_MAX; i++) {
+		const struct sl_meta_topic *t = sl_meta_topic(m, lr->topics[i]->name);
+		total += lr->topics[i]->n_partitions > 0 ? lr->topics[i]->n_partitions
+			 : t != NULL			 ? t->npartitions
+							 : 0;
+	}
+	if (total > LIST_OFFSETS_MAX) {
+		char why[SL_ERRMSG_SIZE];
+		snprintf(why, sizeof(why), "at most %d partitions per ListOffsets request",
+			 LIST_OFFSETS_MAX);
+		return send_error(req->correlation_id, req->api_key, req->api_version,
+				  SL_EINVALID_REQUEST, why, reply, arg);
+	}
+	Sluice__TopicOffsets *to = calloc(lr->n_topics + 1, sizeof(*to));
+	Sluice__TopicOffsets **tp = calloc(lr->n_topics + 1, sizeof(*tp));
+	Sluice__PartitionOffsets *po = calloc(total + 1, sizeof(*po));
+	Sluice__PartitionOffsets **pp = calloc(total + 1, sizeof(*pp));
+	int rv = SL_ENOMEM;
+	if (to != NULL && tp != NULL && po != NULL && pp != NULL) {
+		size_t k = 0;
+		for (size_t i = 0; i < lr->n_topics; i++) {
+			const Sluice__TopicPartitions *want = lr->topics[i];
+			const struct sl_meta_topic *t = sl_meta_topic(m, want->name);
+			sluice__topic_offsets__init(&to[i]);
+			tp[i] = &to[i];
+			to[i].name = want->name;
+			if (t == NULL) {
+				to[i].error_code = SL_EUNKNOWN_TOPIC_OR_PARTITION;
+				to[i].error_message = (char *)"no such topic";
+				continue;
+			}
+			size_t n = want->n_partitions > 0 ? want->n_partitions : t->npartitions;
+			to[i].n_partitions = n;
+			to[i].partitions = &pp[k];
+			for (size_t j = 0; j < n; j++, k++) {
+				uint32_t part = want->n_partitions > 0 ? want->partitions[j] : (uint32_t)j;
+				offsets_of(node, m, t, part, &po[k]);
+				pp[k] = &po[k];
+			}
+		}
+		Sluice__ListOffsetsResponse r = SLUICE__LIST_OFFSETS_RESPONSE__INIT;
+		r.n_topics = lr->n_topics;
+		r.topics = tp;
+		Sluice__Envelope env;
+		response_of(&env, req->correlation_id, req->api_key, req->api_version);
+		env.body_case = SLUICE__ENVELOPE__BODY_LIST_OFFSETS_RESPONSE;
+		env.list_offsets_response = &r;
+		rv = send_env(&env, reply, arg);
+	}
+	free(to);
+	free(tp);
+	free(po);
+	free(pp);
+	return rv;
+}
+
 /* ---- CreateTopics and DeleteTopics (through the controller) --------- */
 
 /* A request waiting on the controller: one result per topic. */
@@ -394,8 +501,22 @@ struct write_op {
 		char *name;
 		int err;
 		char msg[SL_ERRMSG_SIZE];
+		bool wait;          /* created: waiting for its leaders */
 	} *t;
+	/* CreateTopics: waiting for every partition to have a leader. */
+	const struct sl_api_node *node;
+	bool validate_only;
+	uint32_t timeout_ms;
+	uint64_t deadline;
+	uv_timer_t *timer;
+	struct write_op *next, **pprev; /* in `waiting` */
 };
+
+/* The longest a CreateTopics waits for leaders, whatever it asks. */
+#define MAX_WAIT_MS 600000
+
+/* Requests waiting for leaders (sluiced runs one node per process). */
+static struct write_op *waiting;
 
 struct write_item {
 	struct write_op *op;
@@ -449,6 +570,87 @@ static void write_op_finish(struct write_op *op)
 	write_op_free(op);
 }
 
+/* Whether a created topic still lacks leaders; with why, it stops waiting
+ * with that reason. */
+static bool leaders_missing(struct write_op *op, const char *why)
+{
+	const struct sl_meta *m = sl_controller_meta(op->node->ctl);
+	bool missing = false;
+	for (size_t i = 0; i < op->n; i++) {
+		if (!op->t[i].wait)
+			continue;
+		const struct sl_meta_topic *t = sl_meta_topic(m, op->t[i].name);
+		uint32_t none = 0;
+		for (uint32_t p = 0; t != NULL && p < t->npartitions; p++)
+			none += leader_of(m, &t->parts[p]) < 0;
+		if (none == 0) { /* led, or deleted meanwhile */
+			op->t[i].wait = false;
+		} else if (why != NULL) {
+			op->t[i].wait = false;
+			op->t[i].err = SL_EREQUEST_TIMED_OUT;
+			snprintf(op->t[i].msg, sizeof(op->t[i].msg),
+				 "created, but %u of %u partitions have no leader yet (%s)", none,
+				 t->npartitions, why);
+		} else {
+			missing = true;
+		}
+	}
+	return missing;
+}
+
+static void wait_end(struct write_op *op)
+{
+	*op->pprev = op->next;
+	if (op->next != NULL)
+		op->next->pprev = op->pprev;
+	uv_close((uv_handle_t *)op->timer, (uv_close_cb)free);
+	write_op_finish(op);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+	struct write_op *op = t->data;
+	char why[64];
+	snprintf(why, sizeof(why), "after %u ms", op->timeout_ms);
+	if (!leaders_missing(op, uv_now(t->loop) >= op->deadline ? why : NULL))
+		wait_end(op);
+}
+
+/* Every topic has its result: CreateTopics with a timeout then waits for
+ * the leaders of what it created. */
+static void write_op_settled(struct write_op *op)
+{
+	bool wait = false;
+	if (op->key == SLUICE__API_KEY__CREATE_TOPICS && op->timeout_ms > 0 && !op->validate_only &&
+	    op->node->loop != NULL)
+		for (size_t i = 0; i < op->n; i++) {
+			op->t[i].wait = op->t[i].err == SL_OK;
+			wait = wait || op->t[i].wait;
+		}
+	if (!wait || !leaders_missing(op, NULL) || (op->timer = malloc(sizeof(*op->timer))) == NULL) {
+		write_op_finish(op);
+		return;
+	}
+	uv_timer_init(op->node->loop, op->timer);
+	op->timer->data = op;
+	op->deadline = uv_now(op->node->loop) +
+		       (op->timeout_ms < MAX_WAIT_MS ? op->timeout_ms : MAX_WAIT_MS);
+	uv_timer_start(op->timer, on_wait_timer, 20, 20);
+	op->next = waiting;
+	if (waiting != NULL)
+		waiting->pprev = &op->next;
+	op->pprev = &waiting;
+	waiting = op;
+}
+
+void sl_api_stop_waiting(void)
+{
+	while (waiting != NULL) {
+		leaders_missing(waiting, "the node is stopping");
+		wait_end(waiting);
+	}
+}
+
 static void write_done(void *arg, int status, const struct sl_meta_result *res)
 {
 	struct write_item *it = arg;
@@ -464,7 +666,7 @@ static void write_done(void *arg, int status, const struct sl_meta_result *res)
 		snprintf(op->t[i].msg, sizeof(op->t[i].msg), "%s", res->errmsg);
 	}
 	if (--op->left == 0)
-		write_op_finish(op);
+		write_op_settled(op);
 }
 
 /* One topic's command, or an error in the op. */
@@ -552,7 +754,8 @@ static int encode_delete(const void *item, uint8_t **cmd, size_t *len, char *err
 /* Proposes one command per item; the response goes once all applied. */
 static int write_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
 			const void *const *items, const char *const *names, size_t n,
-			encode_fn encode, bool validate_only, sl_api_reply_fn reply, void *arg)
+			encode_fn encode, bool validate_only, uint32_t timeout_ms,
+			sl_api_reply_fn reply, void *arg)
 {
 	uint64_t leader = sl_controller_leader(node->ctl);
 	if (leader != node->node_id) {
@@ -577,6 +780,9 @@ static int write_topics(const struct sl_api_node *node, const Sluice__Envelope *
 	op->reply = reply;
 	op->arg = arg;
 	op->n = n;
+	op->node = node;
+	op->validate_only = validate_only;
+	op->timeout_ms = timeout_ms;
 	for (size_t i = 0; i < n; i++)
 		if ((op->t[i].name = strdup(names[i])) == NULL) {
 			write_op_free(op);
@@ -607,7 +813,7 @@ static int write_topics(const struct sl_api_node *node, const Sluice__Envelope *
 		}
 	}
 	if (--op->left == 0)
-		write_op_finish(op);
+		write_op_settled(op);
 	return SL_OK;
 }
 
@@ -621,7 +827,7 @@ static int create_topics(const struct sl_api_node *node, const Sluice__Envelope 
 	for (size_t i = 0; i < cr->n_topics; i++)
 		names[i] = cr->topics[i]->name;
 	int rv = write_topics(node, req, (const void *const *)cr->topics, names, cr->n_topics,
-			      encode_create, cr->validate_only, reply, arg);
+			      encode_create, cr->validate_only, cr->timeout_ms, reply, arg);
 	free(names);
 	return rv;
 }
@@ -631,8 +837,8 @@ static int delete_topics(const struct sl_api_node *node, const Sluice__Envelope 
 {
 	const Sluice__DeleteTopicsRequest *dr = req->delete_topics_request;
 	return write_topics(node, req, (const void *const *)dr->names,
-			    (const char *const *)dr->names, dr->n_names, encode_delete, false, reply,
-			    arg);
+			    (const char *const *)dr->names, dr->n_names, encode_delete, false, 0,
+			    reply, arg);
 }
 
 /* ---- Dispatch ------------------------------------------------------- */

@@ -17,13 +17,18 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include <uv.h>
+
 struct sl_controller;
+struct sl_parts;
 
 /* What the handlers read of the node. */
 struct sl_api_node {
 	uint64_t node_id;
 	uint32_t max_frame_bytes;
+	uv_loop_t *loop;
 	struct sl_controller *ctl; /* NULL: no metadata (every request NOT_READY) */
+	struct sl_parts *parts;    /* with ctl */
 };
 
 /* Hands a response frame to the connection: head (malloc'd, now the
@@ -39,5 +44,9 @@ typedef void (*sl_api_reply_fn)(void *arg, uint8_t *head, size_t head_len,
  * could be built (reply was not called: the connection must close). */
 int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t len,
 		  sl_api_reply_fn reply, void *arg);
+
+/* Ends every CreateTopics still waiting for leaders, each answered with
+ * what it has (the node is stopping). */
+void sl_api_stop_waiting(void);
 
 #endif

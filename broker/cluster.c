@@ -11,6 +11,7 @@
 #include "controller.h"
 #include "errors.h"
 #include "meta.h"
+#include "partitions.h"
 #include "pnet.h"
 #include "rreg.h"
 
@@ -22,7 +23,9 @@ struct sl_cluster {
 	struct sl_pnet *net;
 	struct sl_rreg *reg;
 	struct sl_controller *ctl;
+	struct sl_parts *parts;
 	bool voter;
+	bool handoff;
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 	bool stopping;
@@ -165,6 +168,13 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 		}
 	}
 	sl_controller_attach(c->ctl, c->reg, c->net, c->voter);
+	rv = sl_parts_init(&c->parts, loop, cfg->node_id, (unsigned)cfg->heartbeat_ms, dir, c->reg,
+			   c->ctl);
+	if (rv != SL_OK) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "partition manager: %s", sl_strerror(rv));
+		sl_cluster_stop(c, false, NULL, NULL);
+		return rv;
+	}
 	SL_BLOG(SL_BLOG_INFO, "cluster", "peer transport listening addr=%s:%llu voters=%s%s",
 		cfg->listen_host, (unsigned long long)cfg->peer_port, idtext,
 		c->voter ? " (this node votes)" : "");
@@ -280,6 +290,21 @@ static void on_handoff(void *arg, unsigned moved, unsigned failed)
 	sl_rreg_close(c->reg, on_reg_closed, c);
 }
 
+/* The partition manager stopped (or never ran): no group starts any
+ * more; hand off, then close the groups. */
+static void on_parts_closed(void *arg)
+{
+	struct sl_cluster *c = arg;
+	c->parts = NULL;
+	if (c->reg == NULL) {
+		on_reg_closed(c);
+		return;
+	}
+	if (c->handoff && sl_rreg_handoff(c->reg, on_handoff, c) == SL_OK)
+		return;
+	sl_rreg_close(c->reg, on_reg_closed, c);
+}
+
 void sl_cluster_stop(struct sl_cluster *c, bool handoff, void (*cb)(void *arg), void *arg)
 {
 	if (c->stopping)
@@ -287,11 +312,14 @@ void sl_cluster_stop(struct sl_cluster *c, bool handoff, void (*cb)(void *arg), 
 	c->stopping = true;
 	c->stop_cb = cb;
 	c->stop_arg = arg;
-	if (c->reg == NULL) {
-		on_reg_closed(c);
-		return;
-	}
-	if (handoff && sl_rreg_handoff(c->reg, on_handoff, c) == SL_OK)
-		return;
-	sl_rreg_close(c->reg, on_reg_closed, c);
+	c->handoff = handoff;
+	if (c->parts != NULL)
+		sl_parts_close(c->parts, on_parts_closed, c);
+	else
+		on_parts_closed(c);
+}
+
+struct sl_parts *sl_cluster_parts(struct sl_cluster *c)
+{
+	return c->parts;
 }

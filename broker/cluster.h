@@ -40,6 +40,9 @@ uint64_t sl_cluster_controller_leader(struct sl_cluster *c);
 bool sl_cluster_ready(struct sl_cluster *c, const char **why);
 /* The controller (controller.h), for the client APIs. */
 struct sl_controller *sl_cluster_controller(struct sl_cluster *c);
+/* The partition manager (partitions.h). */
+struct sl_parts;
+struct sl_parts *sl_cluster_parts(struct sl_cluster *c);
 /* The controller's metadata as applied here. */
 struct sl_meta;
 const struct sl_meta *sl_cluster_meta(struct sl_cluster *c);

@@ -36,6 +36,8 @@ struct sl_controller {
 		raft_index index;
 		struct sl_meta_result res;
 	} results[RESULTS];
+	void (*change_cb)(void *arg);
+	void *change_arg;
 	void (*close_cb)(void *arg);
 	void *close_arg;
 };
@@ -86,6 +88,18 @@ bool sl_controller_ready(const struct sl_controller *c, const char **why)
 
 /* ---- Applying ------------------------------------------------------- */
 
+void sl_controller_on_change(struct sl_controller *c, void (*fn)(void *arg), void *arg)
+{
+	c->change_cb = fn;
+	c->change_arg = arg;
+}
+
+static void changed(struct sl_controller *c)
+{
+	if (c->change_cb != NULL)
+		c->change_cb(c->change_arg);
+}
+
 void sl_controller_apply(void *arg, uint32_t group, raft_index index, const struct raft_buffer *buf)
 {
 	struct sl_controller *c = arg;
@@ -105,6 +119,7 @@ void sl_controller_apply(void *arg, uint32_t group, raft_index index, const stru
 			if (rv == SL_OK) {
 				c->results[index % RESULTS].index = index;
 				c->results[index % RESULTS].res = res;
+				changed(c);
 			}
 		}
 		if (rv == SL_OK)
@@ -143,6 +158,8 @@ int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len
 	int rv = sl_meta_restore(&c->meta, buf, len, errmsg);
 	if (rv != SL_OK)
 		SL_BLOG(SL_BLOG_ERROR, "controller", "snapshot does not restore: %s", errmsg);
+	else
+		changed(c);
 	return rv;
 }
 
@@ -223,23 +240,21 @@ static void on_app(void *arg, uint64_t from, const void *payload, size_t len)
 	(void)sl_controller_propose(c, p + 1, len - 1, NULL, NULL); /* the sender retries */
 }
 
-/* Sends cmd to the leader, or proposes it when this node leads. */
-static void submit(struct sl_controller *c, uint8_t *cmd, size_t len)
+int sl_controller_submit(struct sl_controller *c, const uint8_t *cmd, size_t len)
 {
-	struct sl_rgroup_state st;
-	if (sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK || st.leader == 0)
-		return;
-	if (st.leader == c->self.id) {
-		(void)sl_controller_propose(c, cmd, len, NULL, NULL); /* retried next second */
-		return;
-	}
+	uint64_t leader = sl_controller_leader(c);
+	if (leader == 0)
+		return SL_ENOT_CONTROLLER;
+	if (leader == c->self.id)
+		return sl_controller_propose(c, cmd, len, NULL, NULL);
 	uint8_t *frame = malloc(len + 1);
 	if (frame == NULL)
-		return;
+		return SL_ENOMEM;
 	frame[0] = APP_PROPOSE;
 	memcpy(frame + 1, cmd, len);
-	(void)sl_pnet_send_app(c->net, st.leader, frame, len + 1); /* retried next second */
+	int rv = sl_pnet_send_app(c->net, leader, frame, len + 1);
 	free(frame);
+	return rv;
 }
 
 /* Every second: what the metadata still lacks from this node. */
@@ -264,7 +279,7 @@ static void on_timer(uv_timer_t *t)
 		rv = sl_meta_cmd_register_node(&c->self, &cmd, &len);
 	}
 	if (rv == SL_OK && cmd != NULL)
-		submit(c, cmd, len);
+		(void)sl_controller_submit(c, cmd, len); /* retried next second */
 	free(cmd);
 }
 

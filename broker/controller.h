@@ -64,6 +64,17 @@ typedef void (*sl_controller_done_fn)(void *arg, int status, const struct sl_met
 int sl_controller_propose(struct sl_controller *c, const uint8_t *cmd, size_t len,
 			  sl_controller_done_fn cb, void *arg);
 
+/* Sends a command to the controller's leader over the peer transport, or
+ * proposes it when this node leads: fire and forget (the caller repeats
+ * what it does not see applied; commands are safe to repeat). Returns
+ * SL_OK, SL_ENOT_CONTROLLER (no leader known), or the transport's or
+ * sl_controller_propose's error. */
+int sl_controller_submit(struct sl_controller *c, const uint8_t *cmd, size_t len);
+
+/* fn(arg) after every change of the applied metadata (an entry applied,
+ * a snapshot restored), from the loop thread; NULL clears it. */
+void sl_controller_on_change(struct sl_controller *c, void (*fn)(void *arg), void *arg);
+
 /* The metadata as applied here. */
 const struct sl_meta *sl_controller_meta(const struct sl_controller *c);
 /* True once ready (see above); else *why says what is missing. */

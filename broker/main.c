@@ -106,11 +106,13 @@ static void stop(struct node *n, const char *why, bool handoff)
 	uv_close((uv_handle_t *)&n->metrics, NULL);
 	if (n->client != NULL)
 		sl_listener_close(n->client, NULL, NULL);
+	sl_api_stop_waiting();
 	if (n->cluster != NULL)
 		sl_cluster_stop(n->cluster, handoff, NULL, NULL);
 	n->client = NULL;
 	n->cluster = NULL;
 	n->api.ctl = NULL;
+	n->api.parts = NULL;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -123,7 +125,8 @@ static int start(struct node *n, const struct sl_config *c, const struct sl_data
 		 char *errmsg)
 {
 	n->api = (struct sl_api_node){ .node_id = c->node_id,
-				       .max_frame_bytes = (uint32_t)c->max_frame_bytes };
+				       .max_frame_bytes = (uint32_t)c->max_frame_bytes,
+				       .loop = &n->loop };
 	int rv = sl_http_start(c->listen_host, (unsigned)c->http_port, &n->status, &n->http, errmsg);
 	if (rv != SL_OK)
 		return rv;
@@ -139,6 +142,7 @@ static int start(struct node *n, const struct sl_config *c, const struct sl_data
 	if (rv != SL_OK)
 		return rv;
 	n->api.ctl = sl_cluster_controller(n->cluster);
+	n->api.parts = sl_cluster_parts(n->cluster);
 	uv_timer_start(&n->metrics, publish_metrics, 100, 1000);
 	SL_BLOG(SL_BLOG_INFO, "main", "started node_id=%llu advertised=%s seeds=%s",
 		(unsigned long long)c->node_id, sl_config_advertised(c),

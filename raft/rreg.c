@@ -640,6 +640,23 @@ int sl_rreg_delete(struct sl_rreg *reg, uint32_t group, sl_rreg_done_fn cb, void
 	return stop(reg, group, cb, arg, true);
 }
 
+int sl_rreg_remove(struct sl_rreg *reg, uint32_t group)
+{
+	if (find(reg, group) != NULL)
+		return SL_EBUSY;
+	char dir[4096];
+	group_dir(reg, group, dir, sizeof(dir));
+	int rv = sl_rreg_rmtree(dir);
+	if (rv != 0) {
+		LOG(reg, SL_RLOG_ERROR, "group %u: removing %s: %s", group, dir, strerror(rv));
+		return SL_EIO;
+	}
+	uint64_t seq;
+	if (reg->meta != NULL && sl_rmeta_put(reg->meta, group, 0, 0, &seq) != SL_OK)
+		return SL_ENOMEM;
+	return SL_OK;
+}
+
 static struct group *running(const struct sl_rreg *reg, uint32_t group)
 {
 	struct group *g = find(reg, group);

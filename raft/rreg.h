@@ -129,6 +129,12 @@ int sl_rreg_stop(struct sl_rreg *reg, uint32_t group, sl_rreg_done_fn cb, void *
 /* Stops group and removes its directory. */
 int sl_rreg_delete(struct sl_rreg *reg, uint32_t group, sl_rreg_done_fn cb, void *arg);
 
+/* Removes the directory, term and vote of a group this node does not
+ * run (left over from a group deleted while the node was away). Returns
+ * SL_OK (also when there was nothing), SL_EBUSY (the group is present:
+ * use sl_rreg_delete), SL_EIO or SL_ENOMEM. */
+int sl_rreg_remove(struct sl_rreg *reg, uint32_t group);
+
 /* The log of a running group, or NULL (for readers; see storage.h). */
 sl_log *sl_rreg_log(struct sl_rreg *reg, uint32_t group);
 /* libraft instance of a running group (for raft_apply by the broker), or

@@ -4,6 +4,7 @@
  * of its own, and kills every one by PID at the end (tests/lib/procs.h). */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,7 +515,8 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 	int leader = (int)t.leader;
 	cr_assert_eq(tl_proc_kill(&t.n[leader - 1].p, SIGTERM), 0);
 	cr_assert_eq(exit_status(&t.n[leader - 1], 30000), 0);
-	expect_log(&t.n[leader - 1], "handoff done moved=1 failed=0");
+	expect_log(&t.n[leader - 1], "handoff done moved="); /* group 0 and led partitions */
+	expect_log(&t.n[leader - 1], " failed=0");
 	t.up[leader - 1] = false;
 	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no leader after the handoff");
 	for (int i = 0; i < 3; i++) {
@@ -768,4 +770,271 @@ Test(sluiced, the_metadata_survives_a_restart_through_a_raft_snapshot)
 	close(fd);
 	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
 	cr_assert_eq(exit_status(&n, 20000), 0);
+}
+
+/* ---- Partitions: groups on their replicas, leaders in the metadata ---- */
+
+struct ring {
+	struct node n[5];
+	int count;
+	bool up[5];
+	char seeds[512];
+	const char *topic;
+	uint32_t partitions;
+	long long leader;
+};
+
+static void ring_start_node(struct ring *g, int i)
+{
+	const char *const extra[] = { "--seeds", g->seeds, "--heartbeat-ms", "100", "--election-ms",
+				      "500", NULL };
+	start(&g->n[i], i + 1, extra);
+	g->up[i] = true;
+}
+
+/* Starts count nodes, all voters, and waits until every one is ready. */
+static void ring_up(struct ring *g, int count)
+{
+	g->count = count;
+	for (int i = 0; i < count; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "n%d", i + 1);
+		setup_node(&g->n[i], name);
+		size_t len = strlen(g->seeds);
+		snprintf(g->seeds + len, sizeof(g->seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "",
+			 i + 1, g->n[i].ports[1]);
+	}
+	for (int i = 0; i < count; i++)
+		ring_start_node(g, i);
+	for (int i = 0; i < count; i++)
+		wait_ready(&g->n[i]);
+}
+
+/* Node i's metadata gives every partition of the topic a leader that is
+ * up and one of its replicas, with that leader in sync. */
+static bool node_sees_leaders(struct ring *g, int i)
+{
+	int fd = connect_to(g->n[i].ports[0]);
+	Sluice__Envelope *r = get_metadata(fd);
+	close(fd);
+	const Sluice__MetadataResponse *m = r->metadata_response;
+	const Sluice__TopicInfo *t = NULL;
+	for (size_t k = 0; m != NULL && k < m->n_topics; k++)
+		if (strcmp(m->topics[k]->name, g->topic) == 0)
+			t = m->topics[k];
+	bool ok = t != NULL && t->n_partitions == g->partitions;
+	for (size_t p = 0; ok && p < t->n_partitions; p++) {
+		const Sluice__PartitionInfo *pi = t->partitions[p];
+		bool replica = false, in_sync = false;
+		for (size_t k = 0; k < pi->n_replicas; k++)
+			replica = replica || (int64_t)pi->replicas[k] == pi->leader;
+		for (size_t k = 0; k < pi->n_isr; k++)
+			in_sync = in_sync || (int64_t)pi->isr[k] == pi->leader;
+		ok = pi->leader >= 1 && pi->leader <= g->count && g->up[pi->leader - 1] && replica &&
+		     in_sync;
+	}
+	sluice__envelope__free_unpacked(r, NULL);
+	return ok;
+}
+
+static bool all_see_leaders(void *arg)
+{
+	struct ring *g = arg;
+	for (int i = 0; i < g->count; i++)
+		if (g->up[i] && !node_sees_leaders(g, i))
+			return false;
+	return true;
+}
+
+/* Every up node names the same controller leader, an up node. */
+static bool ring_agree(void *arg)
+{
+	struct ring *g = arg;
+	long long first = -1;
+	for (int i = 0; i < g->count; i++) {
+		if (!g->up[i])
+			continue;
+		long long l = metric(&g->n[i], i + 1, "sluice_controller_leader");
+		if (l <= 0 || (first != -1 && l != first))
+			return false;
+		first = l;
+	}
+	g->leader = first;
+	return first >= 1 && first <= g->count && g->up[first - 1];
+}
+
+/* Creates the topic through node i, waiting up to 30 s for its leaders;
+ * returns the result's error code. */
+static int create_led(struct ring *g, int i, const char *name, uint32_t partitions, uint32_t rf)
+{
+	Sluice__NewTopic nt = SLUICE__NEW_TOPIC__INIT;
+	Sluice__NewTopic *ntp = &nt;
+	nt.name = (char *)name;
+	nt.partitions = partitions;
+	nt.replication_factor = rf;
+	Sluice__CreateTopicsRequest cr = SLUICE__CREATE_TOPICS_REQUEST__INIT;
+	cr.n_topics = 1;
+	cr.topics = &ntp;
+	cr.timeout_ms = 30000;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__CREATE_TOPICS;
+	env.body_case = SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST;
+	env.create_topics_request = &cr;
+	int fd = connect_to(g->n[i].ports[0]);
+	Sluice__Envelope *r = call(fd, &env);
+	close(fd);
+	const Sluice__TopicResult *tr = only_result(r);
+	int err = tr->error_code;
+	if (err != 0)
+		cr_log_warn("create %s: %s", name, tr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	return err;
+}
+
+/* ListOffsets for one partition, asked of node i. */
+static Sluice__Envelope *list_offsets(struct ring *g, int i, uint32_t partition)
+{
+	Sluice__TopicPartitions tp = SLUICE__TOPIC_PARTITIONS__INIT;
+	Sluice__TopicPartitions *tpp = &tp;
+	tp.name = (char *)g->topic;
+	tp.n_partitions = 1;
+	tp.partitions = &partition;
+	Sluice__ListOffsetsRequest lr = SLUICE__LIST_OFFSETS_REQUEST__INIT;
+	lr.n_topics = 1;
+	lr.topics = &tpp;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__LIST_OFFSETS;
+	env.body_case = SLUICE__ENVELOPE__BODY_LIST_OFFSETS_REQUEST;
+	env.list_offsets_request = &lr;
+	int fd = connect_to(g->n[i].ports[0]);
+	Sluice__Envelope *r = call(fd, &env);
+	close(fd);
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	cr_assert_eq(r->list_offsets_response->n_topics, 1);
+	cr_assert_eq(r->list_offsets_response->topics[0]->n_partitions, 1);
+	return r;
+}
+
+/* The partition groups (g1, g2, ...) in node i's raft directory. */
+static int group_dirs(struct ring *g, int i)
+{
+	char path[700];
+	snprintf(path, sizeof(path), "%s/raft", g->n[i].dir);
+	DIR *d = opendir(path);
+	cr_assert_not_null(d, "%s", path);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] == 'g' && strcmp(e->d_name, "g0") != 0;
+	closedir(d);
+	return n;
+}
+
+static bool no_group_dirs(void *arg)
+{
+	struct ring *g = arg;
+	for (int i = 0; i < g->count; i++)
+		if (group_dirs(g, i) != 0)
+			return false;
+	return true;
+}
+
+static void ring_down(struct ring *g)
+{
+	for (int i = 0; i < g->count; i++) {
+		if (!g->up[i])
+			continue;
+		cr_assert_eq(tl_proc_kill(&g->n[i].p, SIGTERM), 0);
+		cr_assert_eq(exit_status(&g->n[i], 30000), 0, "node %d did not stop cleanly", i + 1);
+	}
+}
+
+Test(sluiced, a_lone_node_leads_its_partitions_and_deletes_their_groups_with_the_topic)
+{
+	static struct ring g;
+	ring_up(&g, 1);
+	g.topic = "solo";
+	g.partitions = 4;
+	cr_assert_eq(create_led(&g, 0, "solo", 4, 1), 0);
+	cr_assert(node_sees_leaders(&g, 0), "CreateTopics returned before every leader was known");
+	cr_assert_eq(group_dirs(&g, 0), 4);
+	Sluice__Envelope *r = list_offsets(&g, 0, 3);
+	const Sluice__PartitionOffsets *po = r->list_offsets_response->topics[0]->partitions[0];
+	cr_assert_eq(po->error_code, 0, "%s", po->error_message);
+	cr_assert_eq(po->leader, 1);
+	cr_assert_eq(po->log_start, 0);
+	cr_assert_geq(po->log_end, po->log_start);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = list_offsets(&g, 0, 4);
+	cr_assert_eq(r->list_offsets_response->topics[0]->partitions[0]->error_code,
+		     SL_EUNKNOWN_TOPIC_OR_PARTITION);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* A restart starts them again from disk; then the topic goes. */
+	cr_assert_eq(tl_proc_kill(&g.n[0].p, SIGTERM), 0);
+	cr_assert_eq(exit_status(&g.n[0], 20000), 0);
+	tl_proc_close(&g.n[0].p);
+	ring_start_node(&g, 0);
+	wait_ready(&g.n[0]);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 20000, 50), "no leaders after a restart");
+	char *names[] = { "solo" };
+	Sluice__DeleteTopicsRequest dr = SLUICE__DELETE_TOPICS_REQUEST__INIT;
+	dr.n_names = 1;
+	dr.names = names;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__DELETE_TOPICS;
+	env.body_case = SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST;
+	env.delete_topics_request = &dr;
+	int fd = connect_to(g.n[0].ports[0]);
+	r = call(fd, &env);
+	close(fd);
+	cr_assert_eq(only_result(r)->error_code, 0, "%s", only_result(r)->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	cr_assert(tl_wait_until(no_group_dirs, &g, 10000, 50), "the topic's groups stayed on disk");
+	ring_down(&g);
+}
+
+Test(sluiced, two_hundred_partitions_on_three_nodes_get_leaders_everywhere_and_new_ones_after_kill_9,
+     .timeout = 180)
+{
+	static struct ring g;
+	ring_up(&g, 3);
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader");
+	g.topic = "wide";
+	g.partitions = 200;
+	int via = (int)(g.leader % 3); /* a node that does not lead the controller */
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "wide", 200, 3), 0);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 10000, 50),
+		  "not every node shows a leader for every partition");
+	/* RF 3 on 3 nodes: every node hosts every partition. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(group_dirs(&g, i), 200, "node %d", i + 1);
+
+	/* Offsets come from the leader; another node points there. */
+	int fd = connect_to(g.n[via].ports[0]);
+	Sluice__Envelope *m = get_metadata(fd);
+	close(fd);
+	int64_t leader0 = m->metadata_response->topics[0]->partitions[0]->leader;
+	sluice__envelope__free_unpacked(m, NULL);
+	Sluice__Envelope *r = list_offsets(&g, (int)leader0 - 1, 0);
+	cr_assert_eq(r->list_offsets_response->topics[0]->partitions[0]->error_code, 0);
+	sluice__envelope__free_unpacked(r, NULL);
+	int other = (int)(leader0 % 3);
+	r = list_offsets(&g, other, 0);
+	const Sluice__PartitionOffsets *po = r->list_offsets_response->topics[0]->partitions[0];
+	cr_assert_eq(po->error_code, SL_ENOT_LEADER);
+	cr_assert_eq(po->leader, leader0);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* kill -9 of a node: the partitions it led get new leaders, and the
+	 * metadata says so on the others. */
+	int victim = (int)leader0;
+	tl_proc_close(&g.n[victim - 1].p);
+	g.up[victim - 1] = false;
+	cr_assert(tl_wait_until(all_see_leaders, &g, 30000, 100),
+		  "the partitions node %d led got no new leader", victim);
+	ring_start_node(&g, victim - 1); /* its lock was released */
+	wait_ready(&g.n[victim - 1]);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 30000, 100), "node %d did not catch up", victim);
+	ring_down(&g);
 }

@@ -1,0 +1,354 @@
+/* The partition manager. See partitions.h. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blog.h"
+#include "errors.h"
+#include "meta.h"
+#include "partitions.h"
+
+/* Groups started per loop turn. */
+#define STARTS_PER_TURN 64
+/* A report not yet applied is sent again after this long. */
+#define RESEND_MS 1000
+/* Reports per command. */
+#define REPORTS_PER_CMD 512
+
+/* A group this node hosts. */
+struct hosted {
+	uint32_t group;
+	bool running;
+	unsigned nrep;
+	uint64_t rep[SL_META_MAX_RF]; /* ascending */
+	int64_t hw;                   /* high watermark while leading; -1 unknown */
+	/* The last report sent, and when. */
+	uint64_t sent_term, sent_leader;
+	unsigned sent_isr;            /* bit i: rep[i] in sync */
+	int64_t sent_ms;
+};
+
+struct sl_parts {
+	uv_loop_t *loop;
+	uv_timer_t reconcile, report;
+	uint64_t node_id;
+	char *raft_dir;
+	struct sl_rreg *reg;
+	struct sl_controller *ctl;
+	struct hosted *h; /* by group, ascending */
+	size_t n, cap;
+	bool swept;       /* leftover directories removed */
+	int closing;      /* timers left to close */
+	void (*close_cb)(void *arg);
+	void *close_arg;
+};
+
+static struct hosted *find(struct sl_parts *p, uint32_t group)
+{
+	size_t lo = 0, hi = p->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (p->h[mid].group < group)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < p->n && p->h[lo].group == group ? &p->h[lo] : NULL;
+}
+
+static int cmp_hosted(const void *a, const void *b)
+{
+	uint32_t x = ((const struct hosted *)a)->group, y = ((const struct hosted *)b)->group;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void deleted(void *arg, uint32_t group)
+{
+	(void)arg;
+	SL_BLOG(SL_BLOG_INFO, "parts", "group=%u deleted", group);
+}
+
+/* Directories of groups deleted while this node was away. */
+static void sweep(struct sl_parts *p, const struct sl_meta *m)
+{
+	DIR *d = opendir(p->raft_dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		if (e->d_name[0] != 'g' || e->d_name[1] < '0' || e->d_name[1] > '9')
+			continue;
+		unsigned long g = strtoul(e->d_name + 1, &end, 10);
+		if (*end != '\0' || g == SL_CONTROLLER_GROUP || g >= m->next_group ||
+		    find(p, (uint32_t)g) != NULL)
+			continue;
+		int rv = sl_rreg_remove(p->reg, (uint32_t)g);
+		SL_BLOG(rv == SL_OK ? SL_BLOG_INFO : SL_BLOG_WARN, "parts",
+			"group=%lu removed: its partition was deleted while this node was away%s%s", g,
+			rv == SL_OK ? "" : ": ", rv == SL_OK ? "" : sl_strerror(rv));
+	}
+	closedir(d);
+}
+
+/* The groups the metadata gives this node, carrying over what is known of
+ * those already hosted; groups no longer given are deleted. */
+static int rebuild(struct sl_parts *p, const struct sl_meta *m)
+{
+	size_t n = 0, cap = 16;
+	struct hosted *h = malloc(cap * sizeof(*h));
+	if (h == NULL)
+		return SL_ENOMEM;
+	for (size_t t = 0; t < m->ntopics; t++) {
+		const struct sl_meta_topic *tp = m->topics[t];
+		for (uint32_t i = 0; i < tp->npartitions; i++) {
+			const struct sl_meta_partition *pp = &tp->parts[i];
+			bool mine = false;
+			for (unsigned r = 0; r < pp->nreplicas; r++)
+				mine = mine || pp->replicas[r] == p->node_id;
+			if (!mine)
+				continue;
+			if (n == cap) {
+				struct hosted *nh = realloc(h, 2 * cap * sizeof(*h));
+				if (nh == NULL) {
+					free(h);
+					return SL_ENOMEM;
+				}
+				h = nh;
+				cap *= 2;
+			}
+			struct hosted *x = &h[n++];
+			memset(x, 0, sizeof(*x));
+			x->group = pp->group;
+			x->hw = -1;
+			x->nrep = pp->nreplicas;
+			memcpy(x->rep, pp->replicas, pp->nreplicas * sizeof(*x->rep));
+			qsort(x->rep, x->nrep, sizeof(*x->rep), cmp_u64);
+		}
+	}
+	qsort(h, n, sizeof(*h), cmp_hosted);
+	/* Carry over, and delete what went. Both arrays are sorted. */
+	size_t j = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		while (j < n && h[j].group < p->h[i].group)
+			j++;
+		if (j < n && h[j].group == p->h[i].group) {
+			h[j] = p->h[i];
+			continue;
+		}
+		if (p->h[i].running && sl_rreg_delete(p->reg, p->h[i].group, deleted, p) == SL_OK)
+			SL_BLOG(SL_BLOG_INFO, "parts", "group=%u deleting: no partition of this node",
+				p->h[i].group);
+	}
+	free(p->h);
+	p->h = h;
+	p->n = n;
+	p->cap = cap;
+	return SL_OK;
+}
+
+static void on_reconcile(uv_timer_t *t)
+{
+	struct sl_parts *p = t->data;
+	const struct sl_meta *m = sl_controller_meta(p->ctl);
+	if (rebuild(p, m) != SL_OK) {
+		SL_BLOG(SL_BLOG_WARN, "parts", "out of memory reconciling groups: retrying in 1 s");
+		uv_timer_start(&p->reconcile, on_reconcile, 1000, 0);
+		return;
+	}
+	const char *why;
+	if (!p->swept && sl_controller_ready(p->ctl, &why)) {
+		sweep(p, m);
+		p->swept = true;
+	}
+	unsigned started = 0;
+	for (size_t i = 0; i < p->n && started < STARTS_PER_TURN; i++) {
+		struct hosted *x = &p->h[i];
+		if (x->running)
+			continue;
+		char errmsg[SL_ERRMSG_SIZE];
+		int rv = sl_rreg_start(p->reg, x->group, x->rep, x->nrep, errmsg);
+		if (rv == SL_OK || rv == SL_EEXISTS) {
+			x->running = true;
+			started++;
+			const struct sl_meta_topic *tp;
+			uint32_t part;
+			if (rv == SL_OK && sl_meta_group(m, x->group, &tp, &part))
+				SL_BLOG(SL_BLOG_DEBUG, "parts", "group=%u topic=%s partition=%u started",
+					x->group, tp->name, part);
+		} else {
+			/* Damaged or unreadable: the rest still start; this one
+			 * is tried again at the next change or in 5 s. */
+			SL_BLOG(SL_BLOG_ERROR, "parts", "group=%u does not start: %s", x->group,
+				errmsg);
+			uv_timer_start(&p->reconcile, on_reconcile, 5000, 0);
+		}
+	}
+	if (started == STARTS_PER_TURN)
+		uv_timer_start(&p->reconcile, on_reconcile, 0, 0);
+}
+
+void sl_parts_changed(struct sl_parts *p)
+{
+	if (p->closing == 0) /* one reconcile per loop turn, however many changes */
+		uv_timer_start(&p->reconcile, on_reconcile, 0, 0);
+}
+
+static void note_hw(struct hosted *x, const struct sl_rgroup_state *st)
+{
+	if (st->role != SL_RROLE_LEADER || !st->ready) {
+		x->hw = -1;
+		return;
+	}
+	if (st->commit == st->last)
+		x->hw = st->next_offset;
+}
+
+int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t *end)
+{
+	struct hosted *x = find(p, group);
+	struct sl_rgroup_state st;
+	if (x == NULL || sl_rreg_state(p->reg, group, &st) != SL_OK)
+		return SL_ENOT_LEADER;
+	note_hw(x, &st);
+	sl_log *log = sl_rreg_log(p->reg, group);
+	if (x->hw < 0 || log == NULL)
+		return SL_ENOT_LEADER;
+	*start = sl_log_start_offset(log);
+	*end = x->hw;
+	return SL_OK;
+}
+
+size_t sl_parts_count(const struct sl_parts *p)
+{
+	return p->n;
+}
+
+/* Sends what the reports hold; n is reset. */
+static void send_reports(struct sl_parts *p, struct sl_meta_leader_report *r, size_t *n)
+{
+	uint8_t *cmd;
+	size_t len;
+	if (*n > 0 && sl_meta_cmd_report_leaders(r, *n, &cmd, &len) == SL_OK) {
+		int rv = sl_controller_submit(p->ctl, cmd, len);
+		if (rv != SL_OK)
+			SL_BLOG(SL_BLOG_DEBUG, "parts", "%zu leader reports not sent: %s", *n,
+				sl_strerror(rv));
+		free(cmd);
+	}
+	*n = 0;
+}
+
+/* Every heartbeat: leadership that the metadata does not show yet. */
+static void on_report(uv_timer_t *t)
+{
+	struct sl_parts *p = t->data;
+	const struct sl_meta *m = sl_controller_meta(p->ctl);
+	int64_t now = (int64_t)uv_now(p->loop);
+	static struct sl_meta_leader_report r[REPORTS_PER_CMD];
+	size_t nr = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		struct hosted *x = &p->h[i];
+		struct sl_rgroup_state st;
+		if (!x->running || sl_rreg_state(p->reg, x->group, &st) != SL_OK)
+			continue;
+		note_hw(x, &st);
+		if (st.role != SL_RROLE_LEADER || !st.ready)
+			continue;
+		unsigned isr = 0;
+		for (unsigned k = 0; k < st.n_replicas; k++)
+			for (unsigned j = 0; j < x->nrep; j++)
+				if (st.replicas[k].in_sync && st.replicas[k].node == x->rep[j])
+					isr |= 1u << j;
+		/* What the metadata holds. */
+		const struct sl_meta_topic *tp;
+		uint32_t part;
+		if (!sl_meta_group(m, x->group, &tp, &part))
+			continue;
+		const struct sl_meta_partition *pp = &tp->parts[part];
+		unsigned have = 0;
+		for (unsigned k = 0; k < pp->nisr; k++)
+			for (unsigned j = 0; j < x->nrep; j++)
+				if (pp->isr[k] == x->rep[j])
+					have |= 1u << j;
+		if (pp->leader == p->node_id && pp->term == st.term && have == isr)
+			continue;
+		if (x->sent_term == st.term && x->sent_leader == p->node_id && x->sent_isr == isr &&
+		    now - x->sent_ms < RESEND_MS)
+			continue; /* on its way */
+		struct sl_meta_leader_report *rp = &r[nr++];
+		rp->group = x->group;
+		rp->leader = p->node_id;
+		rp->term = st.term;
+		rp->nisr = 0;
+		for (unsigned j = 0; j < x->nrep; j++)
+			if (isr & (1u << j))
+				rp->isr[rp->nisr++] = x->rep[j];
+		x->sent_term = st.term;
+		x->sent_leader = p->node_id;
+		x->sent_isr = isr;
+		x->sent_ms = now;
+		if (nr == REPORTS_PER_CMD)
+			send_reports(p, r, &nr);
+	}
+	send_reports(p, r, &nr);
+}
+
+static void on_change(void *arg)
+{
+	sl_parts_changed(arg);
+}
+
+int sl_parts_init(struct sl_parts **out, uv_loop_t *loop, uint64_t node_id, unsigned heartbeat_ms,
+		  const char *raft_dir, struct sl_rreg *reg, struct sl_controller *ctl)
+{
+	struct sl_parts *p = calloc(1, sizeof(*p));
+	if (p == NULL || (p->raft_dir = strdup(raft_dir)) == NULL) {
+		free(p);
+		return SL_ENOMEM;
+	}
+	p->loop = loop;
+	p->node_id = node_id;
+	p->reg = reg;
+	p->ctl = ctl;
+	uv_timer_init(loop, &p->reconcile);
+	uv_timer_init(loop, &p->report);
+	p->reconcile.data = p;
+	p->report.data = p;
+	uv_timer_start(&p->report, on_report, heartbeat_ms, heartbeat_ms);
+	sl_controller_on_change(ctl, on_change, p);
+	sl_parts_changed(p);
+	*out = p;
+	return SL_OK;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct sl_parts *p = h->data;
+	if (--p->closing > 0)
+		return;
+	void (*cb)(void *) = p->close_cb;
+	void *arg = p->close_arg;
+	free(p->h);
+	free(p->raft_dir);
+	free(p);
+	if (cb != NULL)
+		cb(arg);
+}
+
+void sl_parts_close(struct sl_parts *p, void (*cb)(void *arg), void *arg)
+{
+	sl_controller_on_change(p->ctl, NULL, NULL);
+	p->close_cb = cb;
+	p->close_arg = arg;
+	p->closing = 2;
+	uv_close((uv_handle_t *)&p->reconcile, on_timer_closed);
+	uv_close((uv_handle_t *)&p->report, on_timer_closed);
+}

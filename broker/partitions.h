@@ -1,0 +1,55 @@
+/* broker/: the partition manager. Runs the Raft groups of the partitions
+ * this node hosts, as the controller's metadata (meta.h) says, and reports
+ * the leadership of those it leads back to the controller.
+ *
+ *   - Reconcile, after every change of the applied metadata: a partition
+ *     with this node among its replicas gets its group started (created
+ *     with the replicas as voters, in ascending id order, the same on
+ *     every replica); a running group that no partition of this node has
+ *     any more is deleted with its directory. Group ids are never reused,
+ *     so a group below the metadata's next_group that no partition has was
+ *     deleted for good, whatever point of the log the node has applied:
+ *     the first reconcile also removes such directories left by a node
+ *     that was down when their topic was deleted. Starts are spread over
+ *     loop turns (a bounded number per turn) so that creating a thousand
+ *     partitions does not stall the loop.
+ *   - Reports, every heartbeat: for each group this node leads (its
+ *     election barrier committed), the term, the leader and the in-sync
+ *     replicas, when they differ from what the metadata holds; at most one
+ *     report per group per second while it is not applied yet.
+ *   - The high watermark of a led group (ListOffsets): the log's next
+ *     offset whenever every entry of the group is committed; otherwise the
+ *     last such value (a lower bound, never ahead of what is committed).
+ *
+ * Threads: the loop thread. */
+#ifndef SL_BROKER_PARTITIONS_H
+#define SL_BROKER_PARTITIONS_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "controller.h"
+#include "rreg.h"
+
+struct sl_parts;
+
+/* raft_dir: the registry's directory (for leftover group directories). */
+int sl_parts_init(struct sl_parts **out, uv_loop_t *loop, uint64_t node_id, unsigned heartbeat_ms,
+		  const char *raft_dir, struct sl_rreg *reg, struct sl_controller *ctl);
+
+/* The applied metadata changed: reconcile on the next loop turn. */
+void sl_parts_changed(struct sl_parts *p);
+
+/* A led group's log range: SL_OK with [*start, *end) (end: the high
+ * watermark), or SL_ENOT_LEADER when this node does not lead the group
+ * (or its election barrier has not committed yet). */
+int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t *end);
+
+/* Groups this node hosts (running or starting). */
+size_t sl_parts_count(const struct sl_parts *p);
+
+/* Stops reconciling and reporting (the groups stay with the registry,
+ * which closes them); frees p once its timers are closed, then cb(arg). */
+void sl_parts_close(struct sl_parts *p, void (*cb)(void *arg), void *arg);
+
+#endif
