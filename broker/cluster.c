@@ -111,7 +111,8 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 		snprintf(errmsg, SL_ERRMSG_SIZE, "rack: at most %d characters", SL_META_RACK_MAX);
 		return SL_EINVALID_ARGUMENT;
 	}
-	rv = sl_controller_init(&c->ctl, loop, &self);
+	rv = sl_controller_init(&c->ctl, loop, &self, (unsigned)cfg->heartbeat_ms,
+				(unsigned)cfg->election_ms);
 	if (rv != SL_OK) {
 		free(c);
 		snprintf(errmsg, SL_ERRMSG_SIZE, "controller: %s", sl_strerror(rv));
@@ -167,7 +168,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 			return rv;
 		}
 	}
-	sl_controller_attach(c->ctl, c->reg, c->net, c->voter);
+	sl_controller_attach(c->ctl, c->reg, c->net, voters, (unsigned)nv);
 	rv = sl_parts_init(&c->parts, loop, cfg->node_id, (unsigned)cfg->heartbeat_ms, dir, c->reg,
 			   c->ctl);
 	if (rv != SL_OK) {
@@ -184,10 +185,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 
 uint64_t sl_cluster_controller_leader(struct sl_cluster *c)
 {
-	struct sl_rgroup_state st;
-	if (!c->voter || sl_rreg_state(c->reg, CONTROLLER_GROUP, &st) != SL_OK)
-		return 0;
-	return st.leader;
+	return sl_controller_leader(c->ctl);
 }
 
 struct metrics_ctx {

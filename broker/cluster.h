@@ -5,7 +5,9 @@
  * Voters: the first 1, 3 or 5 nodes of the seed list (a list of 2 or 4
  * uses its first 1 or 3); every node has the same list, so every voter
  * bootstraps group 0 with the same configuration. Without seeds the node
- * is a cluster of one. Nodes past the voters do not run group 0 yet.
+ * is a cluster of one. Nodes past the voters follow the metadata through
+ * the controller's leader (controller.h). Every node runs the groups of
+ * its partitions (partitions.h).
  *
  * The peer handshake's cluster id is derived from the voters (XXH3-128 of
  * their "id@host:port" list): nodes configured with other voters are

@@ -4,14 +4,31 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
+#include <xxhash.h>
+
 #include "batch.h"
+#include "bigendian.h"
 #include "blog.h"
 #include "controller.h"
 #include "rio.h"
 
-/* Application frames between voters (pnet.h): a kind byte, then a meta
- * command to propose. */
-#define APP_PROPOSE 1
+/* Application frames on the peer transport (pnet.h), a kind byte first:
+ *   PROPOSE  a meta command, for the leader to propose;
+ *   HELLO    u64: the hash of the sender's metadata, 0 from a voter (it
+ *            needs none). Every node sends one to the controller's leader
+ *            every second (its liveness); a non-voter sends one every
+ *            heartbeat, to the leader or, while it knows none, to the
+ *            voters in turn;
+ *   META     a voter's answer to a non-voter's HELLO: u64 the leader it
+ *            knows (0: none), then the metadata's snapshot when the
+ *            sender's hash differs (nothing when it is current). */
+enum { APP_PROPOSE = 1, APP_HELLO = 2, APP_META = 3 };
+
+/* When a node was last heard, for the leader's liveness duty. */
+struct heard {
+	uint64_t id;
+	uint64_t at, marked; /* loop ms: last HELLO; last SetAlive(false) proposed */
+};
 
 struct proposal {
 	struct raft_apply req;
@@ -32,6 +49,22 @@ struct sl_controller {
 	struct sl_pnet *net;
 	bool voter;
 	bool damaged;       /* an entry did not decode: applying stopped */
+	unsigned heartbeat_ms, election_ms, liveness_ms;
+	uint64_t voters[5];
+	unsigned nvoters;
+	uint64_t duties_at;  /* the once-a-second duties last ran */
+	/* The metadata encoded (non-voters, hashes), as of version. */
+	uint64_t version, snap_version;
+	uint8_t *snap;
+	size_t snap_len;
+	uint64_t snap_hash;
+	/* Non-voter: the leader the last META named, and when it answered. */
+	uint64_t known_leader, meta_at;
+	unsigned ask;
+	/* Leader: since when, and what it heard. */
+	uint64_t lead_since;
+	struct heard *heard;
+	size_t nheard;
 	struct {
 		raft_index index;
 		struct sl_meta_result res;
@@ -42,12 +75,16 @@ struct sl_controller {
 	void *close_arg;
 };
 
-int sl_controller_init(struct sl_controller **out, uv_loop_t *loop, const struct sl_meta_node *self)
+int sl_controller_init(struct sl_controller **out, uv_loop_t *loop, const struct sl_meta_node *self,
+		       unsigned heartbeat_ms, unsigned election_ms)
 {
 	struct sl_controller *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return SL_ENOMEM;
 	c->loop = loop;
+	c->heartbeat_ms = heartbeat_ms;
+	c->election_ms = election_ms;
+	c->liveness_ms = 3 * election_ms > 2000 ? 3 * election_ms : 2000;
 	c->self = *self;
 	c->self.alive = true;
 	sl_meta_init(&c->meta);
@@ -71,10 +108,16 @@ static bool registration_stale(const struct sl_controller *c)
 	       n->peer_port != c->self.peer_port || strcmp(n->rack, c->self.rack) != 0 || !n->alive;
 }
 
+/* Non-voter: the leader answered lately. */
+static bool meta_fresh(const struct sl_controller *c)
+{
+	return c->known_leader != 0 && uv_now(c->loop) - c->meta_at <= 2 * (uint64_t)c->election_ms;
+}
+
 bool sl_controller_ready(const struct sl_controller *c, const char **why)
 {
-	if (!c->voter)
-		*why = "not joined: nodes past the controller's voters do not follow the metadata yet";
+	if (!c->voter && !meta_fresh(c))
+		*why = "not joined: no metadata from the controller's leader lately";
 	else if (c->damaged)
 		*why = "the controller's log holds an entry that does not decode (see the log)";
 	else if (c->meta.cluster_id[0] == '\0')
@@ -96,6 +139,7 @@ void sl_controller_on_change(struct sl_controller *c, void (*fn)(void *arg), voi
 
 static void changed(struct sl_controller *c)
 {
+	c->version++;
 	if (c->change_cb != NULL)
 		c->change_cb(c->change_arg);
 }
@@ -185,7 +229,9 @@ static void proposed(struct raft_apply *req, int status, void *result)
 uint64_t sl_controller_leader(const struct sl_controller *c)
 {
 	struct sl_rgroup_state st;
-	if (c->reg == NULL || !c->voter || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK)
+	if (!c->voter)
+		return meta_fresh(c) ? c->known_leader : 0;
+	if (c->reg == NULL || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK)
 		return 0;
 	return st.leader;
 }
@@ -227,17 +273,106 @@ fail:
 	return SL_ENOMEM;
 }
 
-/* An application frame from another voter: a command for the leader. */
+/* The metadata encoded, and its hash, as of now. */
+static int snap_get(struct sl_controller *c)
+{
+	if (c->snap != NULL && c->snap_version == c->version)
+		return SL_OK;
+	free(c->snap);
+	c->snap = NULL;
+	int rv = sl_meta_snapshot(&c->meta, &c->snap, &c->snap_len);
+	if (rv != SL_OK)
+		return rv;
+	c->snap_hash = XXH3_64bits(c->snap, c->snap_len);
+	c->snap_version = c->version;
+	return SL_OK;
+}
+
+static struct heard *heard_of(struct sl_controller *c, uint64_t id, bool add)
+{
+	for (size_t i = 0; i < c->nheard; i++)
+		if (c->heard[i].id == id)
+			return &c->heard[i];
+	if (!add)
+		return NULL;
+	struct heard *h = realloc(c->heard, (c->nheard + 1) * sizeof(*h));
+	if (h == NULL)
+		return NULL;
+	c->heard = h;
+	h = &c->heard[c->nheard++];
+	*h = (struct heard){ .id = id };
+	return h;
+}
+
+static void send_hello(struct sl_controller *c, uint64_t to, uint64_t hash)
+{
+	uint8_t f[9];
+	f[0] = APP_HELLO;
+	sl_store_be64(f + 1, hash);
+	(void)sl_pnet_send_app(c->net, to, f, sizeof(f)); /* lost: sent again */
+}
+
+/* A voter answers a non-voter's HELLO. */
+static void answer_hello(struct sl_controller *c, uint64_t from, uint64_t hash)
+{
+	if (snap_get(c) != SL_OK)
+		return;
+	bool send = hash != c->snap_hash;
+	size_t len = 9 + (send ? c->snap_len : 0);
+	uint8_t *f = malloc(len);
+	if (f == NULL)
+		return;
+	f[0] = APP_META;
+	sl_store_be64(f + 1, sl_controller_leader(c));
+	if (send)
+		memcpy(f + 9, c->snap, c->snap_len);
+	if (sl_pnet_send_app(c->net, from, f, len) != SL_OK)
+		SL_BLOG(SL_BLOG_DEBUG, "controller", "metadata for node %llu not sent",
+			(unsigned long long)from);
+	free(f);
+}
+
+/* A non-voter takes the leader's metadata. */
+static void take_meta(struct sl_controller *c, uint64_t from, const uint8_t *p, size_t len)
+{
+	uint64_t leader = sl_load_be64(p);
+	if (leader == 0)
+		return; /* that voter knows no leader: ask the others */
+	c->known_leader = leader;
+	if (from != leader)
+		return; /* only the leader's copy is current: ask it next */
+	c->meta_at = uv_now(c->loop);
+	if (len == 8)
+		return; /* ours is current */
+	char errmsg[SL_ERRMSG_SIZE];
+	int rv = sl_meta_restore(&c->meta, p + 8, len - 8, errmsg);
+	if (rv != SL_OK)
+		SL_BLOG(SL_BLOG_WARN, "controller", "metadata from node %llu not taken: %s",
+			(unsigned long long)from, rv == SL_ENOMEM ? "out of memory" : errmsg);
+	else
+		changed(c);
+}
+
 static void on_app(void *arg, uint64_t from, const void *payload, size_t len)
 {
 	struct sl_controller *c = arg;
 	const uint8_t *p = payload;
-	if (len < 1 || p[0] != APP_PROPOSE) {
-		SL_BLOG(SL_BLOG_WARN, "controller", "unknown application frame from node %llu",
-			(unsigned long long)from);
-		return;
+	if (len >= 1 && p[0] == APP_PROPOSE) {
+		(void)sl_controller_propose(c, p + 1, len - 1, NULL, NULL); /* the sender retries */
+	} else if (len == 9 && p[0] == APP_HELLO) {
+		struct heard *h = heard_of(c, from, true);
+		if (h != NULL)
+			h->at = uv_now(c->loop);
+		uint64_t hash = sl_load_be64(p + 1);
+		if (hash != 0 && c->voter)
+			answer_hello(c, from, hash);
+	} else if (len >= 9 && p[0] == APP_META && !c->voter) {
+		take_meta(c, from, p + 1, len - 1);
+	} else {
+		SL_BLOG(SL_BLOG_WARN, "controller",
+			"application frame of unknown kind %d or size %zu from node %llu",
+			len > 0 ? p[0] : -1, len, (unsigned long long)from);
 	}
-	(void)sl_controller_propose(c, p + 1, len - 1, NULL, NULL); /* the sender retries */
 }
 
 int sl_controller_submit(struct sl_controller *c, const uint8_t *cmd, size_t len)
@@ -257,18 +392,53 @@ int sl_controller_submit(struct sl_controller *c, const uint8_t *cmd, size_t len
 	return rv;
 }
 
-/* Every second: what the metadata still lacks from this node. */
-static void on_timer(uv_timer_t *t)
+/* The leader marks nodes it has not heard from in liveness_ms as not
+ * alive (counting from when it took the lead); they register again when
+ * they come back. */
+static void check_liveness(struct sl_controller *c)
 {
-	struct sl_controller *c = t->data;
-	if (c->damaged)
+	struct raft *r = c->reg != NULL ? sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP) : NULL;
+	struct raft_io *io = c->reg != NULL ? sl_rreg_io(c->reg, SL_CONTROLLER_GROUP) : NULL;
+	if (r == NULL || io == NULL || raft_state(r) != RAFT_LEADER || !sl_rio_leader_ready(io)) {
+		c->lead_since = 0;
 		return;
+	}
+	uint64_t now = uv_now(c->loop);
+	if (c->lead_since == 0)
+		c->lead_since = now;
+	for (size_t i = 0; i < c->meta.nnodes; i++) {
+		const struct sl_meta_node *n = &c->meta.nodes[i];
+		if (n->id == c->self.id || !n->alive)
+			continue;
+		struct heard *h = heard_of(c, n->id, true);
+		if (h == NULL)
+			return;
+		uint64_t last = h->at > c->lead_since ? h->at : c->lead_since;
+		if (now - last <= c->liveness_ms || now - h->marked <= c->liveness_ms)
+			continue;
+		uint8_t *cmd;
+		size_t len;
+		if (sl_meta_cmd_set_alive(n->id, false, &cmd, &len) != SL_OK)
+			return;
+		if (sl_controller_propose(c, cmd, len, NULL, NULL) == SL_OK) {
+			h->marked = now;
+			SL_BLOG(SL_BLOG_WARN, "controller", "node %llu not heard for %llu ms: not alive",
+				(unsigned long long)n->id, (unsigned long long)(now - last));
+		}
+		free(cmd);
+	}
+}
+
+/* Once a second: what the metadata still lacks from this node, and the
+ * leader's duties. */
+static void duties(struct sl_controller *c)
+{
 	uint8_t *cmd = NULL;
 	size_t len;
 	int rv = SL_OK;
+	uint64_t leader = sl_controller_leader(c);
 	if (c->meta.cluster_id[0] == '\0') {
-		struct sl_rgroup_state st;
-		if (sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) == SL_OK && st.leader == c->self.id) {
+		if (c->voter && leader == c->self.id) {
 			uuid_t u;
 			char id[37];
 			uuid_generate_random(u);
@@ -279,19 +449,45 @@ static void on_timer(uv_timer_t *t)
 		rv = sl_meta_cmd_register_node(&c->self, &cmd, &len);
 	}
 	if (rv == SL_OK && cmd != NULL)
-		(void)sl_controller_submit(c, cmd, len); /* retried next second */
+		(void)sl_controller_submit(c, cmd, len); /* repeated next second */
 	free(cmd);
+	if (c->voter && leader != 0 && leader != c->self.id)
+		send_hello(c, leader, 0);
+	check_liveness(c);
+}
+
+/* Every heartbeat: a non-voter asks for the metadata; once a second, the
+ * duties. */
+static void on_timer(uv_timer_t *t)
+{
+	struct sl_controller *c = t->data;
+	if (c->damaged)
+		return;
+	uint64_t now = uv_now(c->loop);
+	if (!c->voter && c->nvoters > 0 && snap_get(c) == SL_OK) {
+		if (c->known_leader != 0)
+			send_hello(c, c->known_leader, c->snap_hash);
+		if (!meta_fresh(c)) /* the leader went quiet: ask around */
+			send_hello(c, c->voters[c->ask++ % c->nvoters], c->snap_hash);
+	}
+	if (now - c->duties_at >= 1000) {
+		c->duties_at = now;
+		duties(c);
+	}
 }
 
 void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
-			  bool voter)
+			  const uint64_t *voters, unsigned nvoters)
 {
 	c->reg = reg;
 	c->net = net;
-	c->voter = voter;
+	c->nvoters = nvoters < 5 ? nvoters : 5;
+	memcpy(c->voters, voters, c->nvoters * sizeof(*voters));
+	for (unsigned i = 0; i < c->nvoters; i++)
+		c->voter = c->voter || voters[i] == c->self.id;
 	sl_pnet_set_app_handler(net, on_app, c);
-	if (voter)
-		uv_timer_start(&c->timer, on_timer, 200, 1000);
+	c->duties_at = uv_now(c->loop) - 800; /* first duties in 200 ms */
+	uv_timer_start(&c->timer, on_timer, c->heartbeat_ms, c->heartbeat_ms);
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -300,6 +496,8 @@ static void on_timer_closed(uv_handle_t *h)
 	void (*cb)(void *) = c->close_cb;
 	void *arg = c->close_arg;
 	sl_meta_free(&c->meta);
+	free(c->snap);
+	free(c->heard);
 	free(c);
 	if (cb != NULL)
 		cb(arg);

@@ -14,8 +14,20 @@
  * transport, every second until it does; the leader proposes it. Writes
  * are idempotent, so a lost or repeated frame does no harm.
  *
+ * Nodes past the voters follow the metadata without running group 0
+ * (membership is fixed per group, guard (f) in raft/README.md): every
+ * heartbeat they send the hash of their copy to the leader, which
+ * answers with its snapshot when the hash differs. They register and
+ * report like the voters.
+ *
+ * Liveness: every node says hello to the leader every second; the leader
+ * marks a node it has not heard from as not alive (SetAlive), and the
+ * node registers again when it is back. Placement and Metadata's leaders
+ * count only live nodes.
+ *
  * Ready: the cluster id is set and this node is registered with its own
- * UUID in the metadata it applied.
+ * UUID in the metadata it applied (a non-voter: and the leader answered
+ * within the last two election timeouts).
  *
  * Threads: the loop thread. */
 #ifndef SL_BROKER_CONTROLLER_H
@@ -33,8 +45,12 @@
 
 struct sl_controller;
 
-/* self: this node as it registers (alive is ignored). */
-int sl_controller_init(struct sl_controller **out, uv_loop_t *loop, const struct sl_meta_node *self);
+/* self: this node as it registers (alive is ignored). The timing is the
+ * Raft groups': a non-voter asks for the metadata every heartbeat; the
+ * leader marks a node not alive after max(3 election timeouts, 2 s)
+ * without a word from it. */
+int sl_controller_init(struct sl_controller **out, uv_loop_t *loop, const struct sl_meta_node *self,
+		       unsigned heartbeat_ms, unsigned election_ms);
 
 /* The registry's hooks (sl_rreg_config: apply, snapshot, restore, with the
  * controller as apply_arg); other groups are ignored. */
@@ -42,12 +58,13 @@ void sl_controller_apply(void *arg, uint32_t group, raft_index index, const stru
 int sl_controller_snapshot(void *arg, uint32_t group, void **buf, size_t *len);
 int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len);
 
-/* Starts the duties once the registry and the transport run (voter: this
- * node runs group 0). */
+/* Starts the duties once the registry and the transport run, and group 0
+ * when this node is one of the voters. */
 void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
-			  bool voter);
+			  const uint64_t *voters, unsigned nvoters);
 
-/* The controller's leader as this node knows it; 0: none or not a voter. */
+/* The controller's leader as this node knows it (a non-voter: as the
+ * leader's last answer said, if recent); 0: none known. */
 uint64_t sl_controller_leader(const struct sl_controller *c);
 
 /* What became of a proposal: status SL_OK with the command's result (res

@@ -1,12 +1,11 @@
 /* sluiced: one node of a Sluice cluster (README.md).
  *
- * What runs today: the configuration (config.h), the data directory's lock
- * and identity (datadir.h), the http listener (http.h), the client
- * listener (listener.h, api.h: ApiVersions), the peer transport and the
- * controller's Raft group (cluster.h), and a clean stop on SIGTERM (with a
- * handoff of the groups this node leads) or SIGINT. The controller's state
- * machine is not applied yet (README.md); until it is, /readyz answers
- * 503. */
+ * What runs: the configuration (config.h), the data directory's lock and
+ * identity (datadir.h), the http listener (http.h), the client listener
+ * (listener.h, api.h), the peer transport, the controller and the
+ * partitions' Raft groups (cluster.h), and a clean stop on SIGTERM (with
+ * a handoff of the groups this node leads) or SIGINT. /readyz answers 503
+ * until the node has joined (controller.h). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>

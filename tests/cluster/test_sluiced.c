@@ -939,14 +939,16 @@ static bool no_group_dirs(void *arg)
 	return true;
 }
 
+/* SIGTERM to every node at once; each must stop cleanly. */
 static void ring_down(struct ring *g)
 {
-	for (int i = 0; i < g->count; i++) {
-		if (!g->up[i])
-			continue;
-		cr_assert_eq(tl_proc_kill(&g->n[i].p, SIGTERM), 0);
-		cr_assert_eq(exit_status(&g->n[i], 30000), 0, "node %d did not stop cleanly", i + 1);
-	}
+	for (int i = 0; i < g->count; i++)
+		if (g->up[i])
+			cr_assert_eq(tl_proc_kill(&g->n[i].p, SIGTERM), 0);
+	for (int i = 0; i < g->count; i++)
+		if (g->up[i])
+			cr_assert_eq(exit_status(&g->n[i], 30000), 0, "node %d did not stop cleanly",
+				     i + 1);
 }
 
 Test(sluiced, a_lone_node_leads_its_partitions_and_deletes_their_groups_with_the_topic)
@@ -1036,5 +1038,80 @@ Test(sluiced, two_hundred_partitions_on_three_nodes_get_leaders_everywhere_and_n
 	ring_start_node(&g, victim - 1); /* its lock was released */
 	wait_ready(&g.n[victim - 1]);
 	cr_assert(tl_wait_until(all_see_leaders, &g, 30000, 100), "node %d did not catch up", victim);
+	ring_down(&g);
+}
+
+/* Node i's metadata says whether node id is alive: 1 alive, 0 not, -1
+ * not registered. */
+static int node_alive(struct ring *g, int i, uint64_t id)
+{
+	int fd = connect_to(g->n[i].ports[0]);
+	Sluice__Envelope *r = get_metadata(fd);
+	close(fd);
+	int alive = -1;
+	for (size_t k = 0; r->metadata_response != NULL && k < r->metadata_response->n_nodes; k++)
+		if (r->metadata_response->nodes[k]->node_id == id)
+			alive = r->metadata_response->nodes[k]->alive;
+	sluice__envelope__free_unpacked(r, NULL);
+	return alive;
+}
+
+static bool fourth_dead(void *arg)
+{
+	return node_alive(arg, 0, 4) == 0;
+}
+
+static bool fourth_alive(void *arg)
+{
+	return node_alive(arg, 0, 4) == 1;
+}
+
+Test(sluiced, a_node_past_the_voters_follows_the_metadata_hosts_partitions_and_is_marked_dead_and_back,
+     .timeout = 180)
+{
+	static struct ring g;
+	ring_up(&g, 4); /* the first 3 seeds vote; node 4 follows */
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader all agree on");
+	cr_assert_eq(metric(&g.n[3], 4, "sluice_cluster_nodes"), 4);
+	g.topic = "four";
+	g.partitions = 8;
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "four", 8, 3), 0);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 10000, 50), "node 4 or another lacks leaders");
+	cr_assert_eq(group_dirs(&g, 3), 6, "24 replicas spread over 4 nodes, 6 each");
+	tl_proc_close(&g.n[3].p); /* kill -9 */
+	g.up[3] = false;
+	cr_assert(tl_wait_until(fourth_dead, &g, 15000, 100), "node 4 never marked not alive");
+	cr_assert(tl_wait_until(all_see_leaders, &g, 15000, 100),
+		  "partitions node 4 led got no new leader");
+	/* Placement counts only live nodes. */
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "three", 6, 3), 0);
+	int fd = connect_to(g.n[0].ports[0]);
+	Sluice__Envelope *r = get_metadata(fd);
+	close(fd);
+	for (size_t k = 0; k < r->metadata_response->n_topics; k++) {
+		const Sluice__TopicInfo *t = r->metadata_response->topics[k];
+		for (size_t p = 0; strcmp(t->name, "three") == 0 && p < t->n_partitions; p++)
+			for (size_t j = 0; j < t->partitions[p]->n_replicas; j++)
+				cr_assert_neq(t->partitions[p]->replicas[j], 4, "a replica on a dead node");
+	}
+	sluice__envelope__free_unpacked(r, NULL);
+	ring_start_node(&g, 3);
+	wait_ready(&g.n[3]);
+	cr_assert(tl_wait_until(fourth_alive, &g, 15000, 100), "node 4 not alive again");
+	cr_assert(tl_wait_until(all_see_leaders, &g, 15000, 100), "node 4 did not catch up");
+	ring_down(&g);
+}
+
+Test(sluiced, five_nodes_place_and_lead_every_partition, .timeout = 180)
+{
+	static struct ring g;
+	ring_up(&g, 5);
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader all agree on");
+	g.topic = "five";
+	g.partitions = 10;
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "five", 10, 3), 0);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 10000, 50), "a node lacks leaders");
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(group_dirs(&g, i), 6, "node %d: 30 replicas spread over 5 nodes", i + 1);
 	ring_down(&g);
 }
