@@ -277,7 +277,7 @@ static void on_net_closed(void *arg)
 static void on_reg_closed(void *arg)
 {
 	struct sl_cluster *c = arg;
-	sl_pnet_set_app_handler(c->net, NULL, NULL);
+	sl_controller_detach(c->ctl);
 	sl_pnet_close(c->net, on_net_closed, c);
 }
 

@@ -490,6 +490,15 @@ void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct s
 	uv_timer_start(&c->timer, on_timer, c->heartbeat_ms, c->heartbeat_ms);
 }
 
+void sl_controller_detach(struct sl_controller *c)
+{
+	uv_timer_stop(&c->timer);
+	if (c->net != NULL)
+		sl_pnet_set_app_handler(c->net, NULL, NULL);
+	c->reg = NULL;
+	c->net = NULL;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
 	struct sl_controller *c = h->data;
@@ -505,6 +514,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 void sl_controller_close(struct sl_controller *c, void (*cb)(void *arg), void *arg)
 {
+	sl_controller_detach(c);
 	c->close_cb = cb;
 	c->close_arg = arg;
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);

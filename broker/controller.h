@@ -97,9 +97,11 @@ const struct sl_meta *sl_controller_meta(const struct sl_controller *c);
 /* True once ready (see above); else *why says what is missing. */
 bool sl_controller_ready(const struct sl_controller *c, const char **why);
 
-/* Stops the duties; frees c once its timer is closed (then cb(arg)). The
- * registry must be closed first, and the transport closed or its
- * application handler cleared. */
+/* Stops the duties and forgets the registry and the transport, which may
+ * then close (the metadata stays readable). */
+void sl_controller_detach(struct sl_controller *c);
+
+/* Frees c once its timer is closed (then cb(arg)); detached first. */
 void sl_controller_close(struct sl_controller *c, void (*cb)(void *arg), void *arg);
 
 #endif

@@ -797,7 +797,7 @@ static void ring_up(struct ring *g, int count)
 {
 	g->count = count;
 	for (int i = 0; i < count; i++) {
-		char name[8];
+		char name[16];
 		snprintf(name, sizeof(name), "n%d", i + 1);
 		setup_node(&g->n[i], name);
 		size_t len = strlen(g->seeds);
