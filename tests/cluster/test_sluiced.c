@@ -415,51 +415,61 @@ static void cluster_id(struct node *n, char *out, size_t cap)
 		snprintf(out, cap, "%.*s", (int)strcspn(p + 12, "\""), p + 12);
 }
 
-struct trio {
-	struct node n[3];
-	bool up[3];
+struct ring {
+	struct node n[5];
+	int count;
+	bool up[5];
+	char seeds[512];
+	const char *topic;
+	uint32_t partitions;
 	long long leader;
 };
 
-/* Every node that is up names the same controller leader, an up node. */
-static bool agree(void *arg)
+/* Ports, directories and the seed list of count nodes. */
+static void ring_setup(struct ring *g, int count)
 {
-	struct trio *t = arg;
+	g->count = count;
+	for (int i = 0; i < count; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "n%d", i + 1);
+		setup_node(&g->n[i], name);
+		size_t len = strlen(g->seeds);
+		snprintf(g->seeds + len, sizeof(g->seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "",
+			 i + 1, g->n[i].ports[1]);
+	}
+}
+
+static void ring_start_node(struct ring *g, int i)
+{
+	const char *const extra[] = { "--seeds", g->seeds, "--heartbeat-ms", "100", "--election-ms",
+				      "500", NULL };
+	start(&g->n[i], i + 1, extra);
+	g->up[i] = true;
+}
+
+/* Every up node names the same controller leader, an up node. */
+static bool ring_agree(void *arg)
+{
+	struct ring *g = arg;
 	long long first = -1;
-	for (int i = 0; i < 3; i++) {
-		if (!t->up[i])
+	for (int i = 0; i < g->count; i++) {
+		if (!g->up[i])
 			continue;
-		long long l = metric(&t->n[i], i + 1, "sluice_controller_leader");
+		long long l = metric(&g->n[i], i + 1, "sluice_controller_leader");
 		if (l <= 0 || (first != -1 && l != first))
 			return false;
 		first = l;
 	}
-	t->leader = first;
-	return first >= 1 && first <= 3 && t->up[first - 1];
-}
-
-static void start_trio_node(struct trio *t, int i, const char *seeds)
-{
-	const char *const extra[] = { "--seeds", seeds, "--heartbeat-ms", "100", "--election-ms",
-				      "500", NULL };
-	start(&t->n[i], i + 1, extra);
-	t->up[i] = true;
+	g->leader = first;
+	return first >= 1 && first <= g->count && g->up[first - 1];
 }
 
 Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 {
-	static struct trio t;
-	char seeds[256] = "";
-	for (int i = 0; i < 3; i++) {
-		char name[8];
-		snprintf(name, sizeof(name), "n%d", i + 1);
-		setup_node(&t.n[i], name);
-		size_t len = strlen(seeds);
-		snprintf(seeds + len, sizeof(seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "", i + 1,
-			 t.n[i].ports[1]);
-	}
+	static struct ring t;
+	ring_setup(&t, 3);
 	/* One voter of three: no quorum, so no controller, so not ready. */
-	start_trio_node(&t, 0, seeds);
+	ring_start_node(&t, 0);
 	wait_healthy(&t.n[0]);
 	int status;
 	char body[512];
@@ -467,8 +477,8 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 	cr_assert_eq(status, 503);
 	cr_assert(strstr(body, "not ready: not joined:") != NULL, "%s", body);
 	for (int i = 1; i < 3; i++)
-		start_trio_node(&t, i, seeds);
-	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no controller leader all agree on");
+		ring_start_node(&t, i);
+	cr_assert(tl_wait_until(ring_agree, &t, 30000, 100), "no controller leader all agree on");
 	for (int i = 0; i < 3; i++)
 		wait_ready(&t.n[i]); /* the followers registered through the leader */
 	cr_assert_eq(metric(&t.n[0], 1, "sluice_cluster_nodes"), 3);
@@ -501,10 +511,10 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 	int old = (int)t.leader;
 	tl_proc_close(&t.n[old - 1].p); /* SIGKILL */
 	t.up[old - 1] = false;
-	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no new controller leader after kill -9");
+	cr_assert(tl_wait_until(ring_agree, &t, 30000, 100), "no new controller leader after kill -9");
 	cr_assert_neq(t.leader, old);
-	start_trio_node(&t, old - 1, seeds);
-	cr_assert(tl_wait_until(agree, &t, 30000, 100), "the restarted node did not rejoin");
+	ring_start_node(&t, old - 1);
+	cr_assert(tl_wait_until(ring_agree, &t, 30000, 100), "the restarted node did not rejoin");
 	wait_ready(&t.n[old - 1]); /* its metadata replayed from its log */
 	cr_assert_eq(metric(&t.n[old - 1], old, "sluice_cluster_nodes"), 3);
 	cr_assert(sees_topic(&t.n[old - 1]), "the topic did not survive a kill -9");
@@ -518,7 +528,7 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 	expect_log(&t.n[leader - 1], "handoff done moved="); /* group 0 and led partitions */
 	expect_log(&t.n[leader - 1], " failed=0");
 	t.up[leader - 1] = false;
-	cr_assert(tl_wait_until(agree, &t, 30000, 100), "no leader after the handoff");
+	cr_assert(tl_wait_until(ring_agree, &t, 30000, 100), "no leader after the handoff");
 	for (int i = 0; i < 3; i++) {
 		if (!t.up[i])
 			continue;
@@ -774,36 +784,11 @@ Test(sluiced, the_metadata_survives_a_restart_through_a_raft_snapshot)
 
 /* ---- Partitions: groups on their replicas, leaders in the metadata ---- */
 
-struct ring {
-	struct node n[5];
-	int count;
-	bool up[5];
-	char seeds[512];
-	const char *topic;
-	uint32_t partitions;
-	long long leader;
-};
-
-static void ring_start_node(struct ring *g, int i)
-{
-	const char *const extra[] = { "--seeds", g->seeds, "--heartbeat-ms", "100", "--election-ms",
-				      "500", NULL };
-	start(&g->n[i], i + 1, extra);
-	g->up[i] = true;
-}
-
-/* Starts count nodes, all voters, and waits until every one is ready. */
+/* Starts count nodes (seeds all; the first 1, 3 or 5 vote) and waits
+ * until every one is ready. */
 static void ring_up(struct ring *g, int count)
 {
-	g->count = count;
-	for (int i = 0; i < count; i++) {
-		char name[16];
-		snprintf(name, sizeof(name), "n%d", i + 1);
-		setup_node(&g->n[i], name);
-		size_t len = strlen(g->seeds);
-		snprintf(g->seeds + len, sizeof(g->seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "",
-			 i + 1, g->n[i].ports[1]);
-	}
+	ring_setup(g, count);
 	for (int i = 0; i < count; i++)
 		ring_start_node(g, i);
 	for (int i = 0; i < count; i++)
@@ -844,23 +829,6 @@ static bool all_see_leaders(void *arg)
 		if (g->up[i] && !node_sees_leaders(g, i))
 			return false;
 	return true;
-}
-
-/* Every up node names the same controller leader, an up node. */
-static bool ring_agree(void *arg)
-{
-	struct ring *g = arg;
-	long long first = -1;
-	for (int i = 0; i < g->count; i++) {
-		if (!g->up[i])
-			continue;
-		long long l = metric(&g->n[i], i + 1, "sluice_controller_leader");
-		if (l <= 0 || (first != -1 && l != first))
-			return false;
-		first = l;
-	}
-	g->leader = first;
-	return first >= 1 && first <= g->count && g->up[first - 1];
 }
 
 /* Creates the topic through node i, waiting up to 30 s for its leaders;
