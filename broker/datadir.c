@@ -91,15 +91,20 @@ static int take_lock(struct sl_datadir *d, const char *dir, char *errmsg)
 	return SL_OK;
 }
 
-static int write_identity(struct sl_datadir *d, const char *dir, const char *path, char *errmsg)
+/* node.id from d, replaced atomically and durably. */
+static int write_identity(struct sl_datadir *d, const char *path, char *errmsg)
 {
-	uuid_t u;
-	uuid_generate_random(u);
-	uuid_unparse_lower(u, d->uuid);
-	char tmp[PATH_MAX + 8], text[128];
+	char tmp[PATH_MAX + 8], text[192], dir[PATH_MAX];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*slash = '\0';
 	int len = snprintf(text, sizeof(text), "node_id=%llu\nuuid=%s\n",
 			   (unsigned long long)d->node_id, d->uuid);
+	if (d->cluster_id[0] != '\0')
+		len += snprintf(text + len, sizeof(text) - (size_t)len, "cluster_id=%s\n",
+				d->cluster_id);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return errf(errmsg, SL_ESTORAGE, "%s: open: %s", tmp, strerror(errno));
@@ -119,7 +124,6 @@ static int write_identity(struct sl_datadir *d, const char *dir, const char *pat
 		return errf(errmsg, SL_ESTORAGE, "%s: fsync: %s", dir, strerror(e));
 	}
 	close(dfd);
-	d->created = true;
 	return SL_OK;
 }
 
@@ -133,7 +137,8 @@ static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *pat
 	size_t n = fread(text, 1, sizeof(text) - 1, f);
 	fclose(f);
 	text[n] = '\0';
-	/* Exactly "node_id=N\nuuid=U\n", N in 1..2^31-1, U a UUID. */
+	/* Exactly "node_id=N\nuuid=U\n", N in 1..2^31-1, U a UUID, then
+	 * optionally "cluster_id=C\n", C a UUID. */
 	unsigned long long id = 0;
 	const char *p = text;
 	bool ok = strncmp(p, "node_id=", 8) == 0 && p[8] >= '1' && p[8] <= '9';
@@ -143,10 +148,19 @@ static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *pat
 	}
 	char uuid[37] = "";
 	uuid_t u;
-	ok = ok && strncmp(p, "\nuuid=", 6) == 0 && strlen(p + 6) == 37 && p[6 + 36] == '\n';
+	char cluster[37] = "";
+	ok = ok && strncmp(p, "\nuuid=", 6) == 0 && strlen(p + 6) >= 37 && p[6 + 36] == '\n';
 	if (ok) {
 		memcpy(uuid, p + 6, 36);
 		ok = uuid_parse(uuid, u) == 0;
+		p += 6 + 37;
+	}
+	if (ok && *p != '\0') {
+		ok = strncmp(p, "cluster_id=", 11) == 0 && strlen(p + 11) == 37 && p[11 + 36] == '\n';
+		if (ok) {
+			memcpy(cluster, p + 11, 36);
+			ok = uuid_parse(cluster, u) == 0;
+		}
 	}
 	if (!ok)
 		return errf(errmsg, SL_ELOG_CORRUPT,
@@ -158,6 +172,7 @@ static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *pat
 			    "data directory belongs to node %llu, but node_id is %llu (%s)", id,
 			    (unsigned long long)node_id, path);
 	memcpy(d->uuid, uuid, sizeof(d->uuid));
+	memcpy(d->cluster_id, cluster, sizeof(d->cluster_id));
 	return SL_OK;
 }
 
@@ -171,13 +186,39 @@ int sl_datadir_open(const char *dir, uint64_t node_id, struct sl_datadir *d, cha
 		rv = take_lock(d, dir, errmsg);
 	if (rv != SL_OK)
 		return rv;
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/node.id", dir);
-	rv = read_identity(d, node_id, path, errmsg);
-	if (rv == SL_ENOT_FOUND)
-		rv = write_identity(d, dir, path, errmsg);
+	if (snprintf(d->path, sizeof(d->path), "%s/node.id", dir) >= (int)sizeof(d->path))
+		rv = errf(errmsg, SL_EINVALID_ARGUMENT, "data_dir is too long");
+	if (rv == SL_OK)
+		rv = read_identity(d, node_id, d->path, errmsg);
+	if (rv == SL_ENOT_FOUND) {
+		uuid_t u;
+		uuid_generate_random(u);
+		uuid_unparse_lower(u, d->uuid);
+		rv = write_identity(d, d->path, errmsg);
+		d->created = rv == SL_OK;
+	}
 	if (rv != SL_OK)
 		sl_datadir_close(d);
+	return rv;
+}
+
+int sl_datadir_set_cluster(struct sl_datadir *d, const char *cluster_id, char *errmsg)
+{
+	uuid_t u;
+	if (strlen(cluster_id) != 36 || uuid_parse(cluster_id, u) != 0)
+		return errf(errmsg, SL_EINVALID_ARGUMENT, "cluster id '%.64s' is no UUID", cluster_id);
+	if (strcmp(d->cluster_id, cluster_id) == 0)
+		return SL_OK;
+	if (d->cluster_id[0] != '\0')
+		return errf(errmsg, SL_EEXISTS,
+			    "this data directory belongs to cluster %s, but the controller's cluster "
+			    "is %s (%s): a node never moves between clusters; give it an empty "
+			    "data directory to join this one",
+			    d->cluster_id, cluster_id, d->path);
+	snprintf(d->cluster_id, sizeof(d->cluster_id), "%s", cluster_id);
+	int rv = write_identity(d, d->path, errmsg);
+	if (rv != SL_OK)
+		d->cluster_id[0] = '\0';
 	return rv;
 }
 

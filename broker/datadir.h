@@ -3,10 +3,12 @@
  *   <dir>/lock       held with flock(LOCK_EX) while sluiced runs (a kill -9
  *                    releases it); holds the holder's pid, for the message
  *                    a second process gets
- *   <dir>/node.id    "node_id=N\nuuid=U\n", written once, at the first
- *                    start: the directory belongs to node N for good, and U
- *                    tells the cluster whether this is the disk node N
- *                    voted with (a node back with a new UUID lost its disk)
+ *   <dir>/node.id    "node_id=N\nuuid=U\n", written at the first start: the
+ *                    directory belongs to node N for good, and U tells the
+ *                    cluster whether this is the disk node N voted with (a
+ *                    node back with a new UUID lost its disk); then
+ *                    "cluster_id=C\n" is added once the node learns the
+ *                    cluster's id: the directory belongs to that cluster
  *   <dir>/raft/      the Raft groups (raft/rreg.h)
  *
  * Threads: start-up and shutdown, on the main thread. */
@@ -20,7 +22,9 @@ struct sl_datadir {
 	int lock_fd;
 	uint64_t node_id;
 	char uuid[37];  /* canonical text form */
+	char cluster_id[37]; /* "" until learned */
 	bool created;   /* node.id was written by this start */
+	char path[4096]; /* node.id */
 };
 
 /* Creates dir (and its parents) if missing, takes the lock, then reads
@@ -30,6 +34,12 @@ struct sl_datadir {
  * SL_ESTORAGE or SL_ELOG_CORRUPT (a damaged node.id, never replaced:
  * that would make a new node of an old disk). errmsg names the file. */
 int sl_datadir_open(const char *dir, uint64_t node_id, struct sl_datadir *d, char *errmsg);
+
+/* Records the cluster this directory belongs to (node.id rewritten and
+ * synced). Returns SL_OK, SL_EEXISTS when it belongs to another cluster
+ * (errmsg names both), SL_EINVALID_ARGUMENT for an id that is no UUID,
+ * or SL_ESTORAGE. */
+int sl_datadir_set_cluster(struct sl_datadir *d, const char *cluster_id, char *errmsg);
 
 /* Releases the lock. */
 void sl_datadir_close(struct sl_datadir *d);

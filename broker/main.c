@@ -60,8 +60,30 @@ struct node {
 	struct sl_api_node api;
 	struct sl_listener *client;
 	struct sl_cluster *cluster;
+	struct sl_datadir *dd;
 	bool stopping, failed;
 };
+
+static void stop(struct node *n, const char *why, bool handoff);
+
+/* The data directory records the cluster it joined; a directory of
+ * another cluster stops the node. Returns whether it is recorded. */
+static bool record_cluster(struct node *n)
+{
+	const char *id = sl_cluster_meta(n->cluster)->cluster_id;
+	if (id[0] == '\0')
+		return false;
+	char errmsg[SL_ERRMSG_SIZE];
+	int rv = sl_datadir_set_cluster(n->dd, id, errmsg);
+	if (rv == SL_OK)
+		return true;
+	SL_BLOG(SL_BLOG_ERROR, "main", "%s", errmsg);
+	if (rv == SL_EEXISTS) {
+		n->failed = true;
+		stop(n, "data directory of another cluster", false);
+	}
+	return false;
+}
 
 /* Every second: readiness, and the loop's part of /metrics, for the http
  * thread. */
@@ -76,6 +98,15 @@ static void publish_metrics(uv_timer_t *t)
 	if (n->cluster != NULL) {
 		const char *why = NULL;
 		bool ready = sl_cluster_ready(n->cluster, &why);
+		if (ready && !record_cluster(n)) {
+			ready = false;
+			why = "not joined: the cluster id is not recorded in the data directory";
+		}
+		if (n->cluster == NULL) { /* stopped */
+			fclose(out);
+			free(text);
+			return;
+		}
 		if (!ready)
 			atomic_store(&n->status.not_ready_why, why);
 		if (ready && atomic_load(&n->status.ready) == 0)
@@ -162,6 +193,7 @@ static int run(struct sl_config *c)
 		dd.created ? " (new)" : "");
 	static struct node n;
 	memset(&n, 0, sizeof(n));
+	n.dd = &dd;
 	sl_http_status_init(&n.status, c->node_id,
 			    "not joined: the controller's metadata is not applied yet");
 	struct timespec ts;

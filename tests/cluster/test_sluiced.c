@@ -169,6 +169,31 @@ Test(sluiced, a_second_process_on_the_same_directory_is_refused)
 	cr_assert(healthy(&a), "the first process suffered from the second");
 }
 
+Test(sluiced, a_data_directory_of_another_cluster_stops_the_node)
+{
+	struct node n;
+	setup_node(&n, "n1");
+	start(&n, 1, NULL);
+	wait_ready(&n);
+	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
+	cr_assert_eq(exit_status(&n, 20000), 0);
+	tl_proc_close(&n.p);
+	char *id = NULL, path[700];
+	snprintf(path, sizeof(path), "%s/node.id", n.dir);
+	id = strdup(slurp(path));
+	cr_assert_not_null(strstr(id, "\ncluster_id="), "node.id: %s", id);
+	/* Its metadata gone, the node founds a new cluster, which its
+	 * directory does not belong to. */
+	snprintf(path, sizeof(path), "%s/raft", n.dir);
+	tl_rmtree(path);
+	start(&n, 1, NULL);
+	cr_assert_eq(exit_status(&n, 20000), 1);
+	expect_log(&n, "this data directory belongs to cluster ");
+	snprintf(path, sizeof(path), "%s/node.id", n.dir);
+	cr_assert_str_eq(slurp(path), id, "node.id changed");
+	free(id);
+}
+
 Test(sluiced, restarts_at_once_after_kill_9_with_the_same_identity)
 {
 	struct node n;

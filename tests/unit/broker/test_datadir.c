@@ -190,6 +190,11 @@ Test(datadir, a_damaged_identity_file_is_reported_and_left_alone)
 		"node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\nmore\n",
 		"node_id=-1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n",
 		"node_id=18446744073709551617\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n",
+		"node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\ncluster_id=x\n",
+		"node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
+		"cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e",
+		"node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
+		"cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e\nmore\n",
 	};
 	make_dir();
 	for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
@@ -206,4 +211,33 @@ Test(datadir, a_damaged_identity_file_is_reported_and_left_alone)
 		cr_expect_str_eq(after, damaged[i], "node.id was changed");
 		sl_datadir_close(&d1);
 	}
+}
+
+Test(datadir, the_cluster_id_is_recorded_once_and_another_is_refused)
+{
+	static const char *const a = "6940873f-03ff-43ef-8470-531f2f1789d5";
+	static const char *const b = "0f8fad5b-d9cb-469f-a165-70867728950e";
+	open_ok(&d1, 3);
+	cr_expect_str_eq(d1.cluster_id, "");
+	cr_assert_eq(sl_datadir_set_cluster(&d1, "not-a-uuid", err), SL_EINVALID_ARGUMENT);
+	cr_assert_eq(sl_datadir_set_cluster(&d1, a, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_set_cluster(&d1, a, err), SL_OK, "%s", err);
+	char text[256], want[256];
+	read_small(idpath, text, sizeof(text));
+	snprintf(want, sizeof(want), "node_id=3\nuuid=%s\ncluster_id=%s\n", d1.uuid, a);
+	cr_expect_str_eq(text, want);
+	char uuid[37];
+	memcpy(uuid, d1.uuid, sizeof(uuid));
+	sl_datadir_close(&d1);
+
+	open_ok(&d1, 3);
+	cr_expect_str_eq(d1.uuid, uuid);
+	cr_expect_str_eq(d1.cluster_id, a);
+	cr_expect_eq(d1.created, false);
+	err[0] = '\0';
+	cr_assert_eq(sl_datadir_set_cluster(&d1, b, err), SL_EEXISTS);
+	cr_expect_not_null(strstr(err, a), "%s", err);
+	cr_expect_not_null(strstr(err, b), "%s", err);
+	read_small(idpath, text, sizeof(text));
+	cr_expect_str_eq(text, want, "a refused cluster id changed node.id");
 }
