@@ -1,0 +1,151 @@
+/* Configuration properties, checked on set. See sluice.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+{
+	if (errbuf != NULL && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(errbuf, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+int cl_parse_bootstrap(const char *text, struct cl_addr *out, size_t cap, size_t *n,
+		       char *errmsg, size_t errlen)
+{
+	*n = 0;
+	const char *p = text;
+	if (*p == '\0')
+		return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+			    "bootstrap.servers: empty (expected host:port[,host:port...])");
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		const char *colon = memrchr(p, ':', len);
+		if (colon == NULL || colon == p || colon == p + len - 1)
+			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+				    "bootstrap.servers: '%.*s' is not host:port", (int)len, p);
+		size_t hlen = (size_t)(colon - p);
+		long port = 0;
+		for (const char *q = colon + 1; q < p + len; q++) {
+			if (*q < '0' || *q > '9' || port > 65535)
+				return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+					    "bootstrap.servers: bad port in '%.*s'", (int)len, p);
+			port = port * 10 + (*q - '0');
+		}
+		if (port < 1 || port > 65535)
+			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+				    "bootstrap.servers: port out of range in '%.*s'", (int)len, p);
+		if (hlen >= CL_HOST_MAX)
+			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+				    "bootstrap.servers: host name too long");
+		if (*n == cap)
+			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+				    "bootstrap.servers: at most %zu addresses", cap);
+		memcpy(out[*n].host, p, hlen);
+		out[*n].host[hlen] = '\0';
+		out[*n].port = (int)port;
+		(*n)++;
+		if (p[len] == '\0')
+			return SL_OK;
+		p += len + 1;
+	}
+}
+
+sluice_conf_t *sluice_conf_new(void)
+{
+	sluice_conf_t *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	snprintf(c->boot[0].host, sizeof(c->boot[0].host), "127.0.0.1");
+	c->boot[0].port = 9092;
+	c->nboot = 1;
+	snprintf(c->client_id, sizeof(c->client_id), "libsluice");
+	c->request_timeout_ms = 30000;
+	return c;
+}
+
+sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *value,
+			     char *errbuf, size_t errlen)
+{
+	if (conf == NULL || key == NULL || value == NULL)
+		return fail(errbuf, errlen, SL_EINVALID_ARGUMENT, "conf, key and value are required");
+	if (strcmp(key, "bootstrap.servers") == 0) {
+		struct cl_addr a[CL_MAX_BOOTSTRAP];
+		size_t n;
+		int rv = cl_parse_bootstrap(value, a, CL_MAX_BOOTSTRAP, &n, errbuf, errlen);
+		if (rv != SL_OK)
+			return rv;
+		memcpy(conf->boot, a, n * sizeof(*a));
+		conf->nboot = n;
+		return SL_OK;
+	}
+	if (strcmp(key, "client.id") == 0) {
+		if (strlen(value) >= sizeof(conf->client_id))
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "client.id: at most %zu characters", sizeof(conf->client_id) - 1);
+		snprintf(conf->client_id, sizeof(conf->client_id), "%s", value);
+		return SL_OK;
+	}
+	if (strcmp(key, "request.timeout.ms") == 0) {
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(value, &end, 10);
+		if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || v < 1 ||
+		    v > 3600000)
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "request.timeout.ms: '%.32s' is not a number of ms in 1..3600000",
+				    value);
+		conf->request_timeout_ms = (unsigned)v;
+		return SL_OK;
+	}
+	return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+		    "unknown property '%.64s' (known: bootstrap.servers, client.id, "
+		    "request.timeout.ms)",
+		    key);
+}
+
+void sluice_conf_destroy(sluice_conf_t *conf)
+{
+	free(conf);
+}
+
+const char *sluice_err_name(sluice_err_t err)
+{
+	return err == SLUICE_OK ? "OK" : sl_err_name(err);
+}
+
+const char *sluice_strerror(sluice_err_t err)
+{
+	return err == SLUICE_OK ? "success" : sl_strerror(err);
+}
+
+int sluice_err_is_retriable(sluice_err_t err)
+{
+	return err != SLUICE_OK && sl_err_retriable(err);
+}
+
+/* The public names are the table's numbers. */
+_Static_assert(SLUICE_ERR_UNKNOWN_TOPIC == SL_EUNKNOWN_TOPIC_OR_PARTITION, "errors.def");
+_Static_assert(SLUICE_ERR_TIMED_OUT == SL_EREQUEST_TIMED_OUT, "errors.def");
+_Static_assert(SLUICE_ERR_INVALID_TOPIC == SL_EINVALID_TOPIC, "errors.def");
+_Static_assert(SLUICE_ERR_TOPIC_EXISTS == SL_ETOPIC_ALREADY_EXISTS, "errors.def");
+_Static_assert(SLUICE_ERR_INVALID_PARTITIONS == SL_EINVALID_PARTITIONS, "errors.def");
+_Static_assert(SLUICE_ERR_INVALID_REPLICATION_FACTOR == SL_EINVALID_REPLICATION_FACTOR,
+	       "errors.def");
+_Static_assert(SLUICE_ERR_INVALID_CONFIG == SL_EINVALID_CONFIG, "errors.def");
+_Static_assert(SLUICE_ERR_NOMEM == SL_ENOMEM, "errors.def");
+_Static_assert(SLUICE_ERR_INVALID_ARGUMENT == SL_EINVALID_ARGUMENT, "errors.def");
+_Static_assert(SLUICE_ERR_CANCELED == SL_ECANCELED, "errors.def");
+_Static_assert(SLUICE_ERR_BUSY == SL_EBUSY, "errors.def");
+_Static_assert(SLUICE_ERR_IO == SL_EIO, "errors.def");

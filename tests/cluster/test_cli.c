@@ -1,0 +1,368 @@
+/* The sluice CLI and libsluice's admin calls against real sluiced
+ * processes on 127.0.0.1 (each test on ports and in a directory of its
+ * own; every process killed by PID at the end, tests/lib/procs.h): the
+ * commands and their output as DESIGN.md's contract gives them, exit
+ * statuses, forwarding to the controller's leader, refusals. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "procs.h"
+#include "sluice.h"
+#include "testlib.h"
+
+#ifndef SLUICED_PATH
+#error "SLUICED_PATH must name the sluiced binary"
+#endif
+#ifndef SLUICE_PATH
+#error "SLUICE_PATH must name the sluice CLI"
+#endif
+
+static void fini(void)
+{
+	tl_proc_kill_all();
+}
+
+TestSuite(cli, .fini = fini, .timeout = 120);
+
+struct node {
+	struct tl_proc p;
+	int ports[3]; /* client, peer, http */
+	char dir[600], log[640];
+};
+
+static struct node nodes[3];
+static int nnodes;
+static char bootstrap[256];
+
+static bool ready(void *arg)
+{
+	struct node *n = arg;
+	int status;
+	char body[256];
+	return tl_http_get(n->ports[2], "/readyz", &status, body, sizeof(body), 1000) == 0 &&
+	       status == 200;
+}
+
+/* Starts count nodes (all voters) and waits until each is ready. */
+static void cluster_up(int count)
+{
+	char seeds[256] = "";
+	nnodes = count;
+	bootstrap[0] = '\0';
+	for (int i = 0; i < count; i++) {
+		struct node *n = &nodes[i];
+		cr_assert_eq(tl_free_ports(n->ports, 3), 0);
+		snprintf(n->dir, sizeof(n->dir), "%s/n%d", tl_tmpdir(), i + 1);
+		snprintf(n->log, sizeof(n->log), "%s/n%d.log", tl_tmpdir(), i + 1);
+		size_t len = strlen(seeds);
+		snprintf(seeds + len, sizeof(seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "", i + 1,
+			 n->ports[1]);
+		len = strlen(bootstrap);
+		snprintf(bootstrap + len, sizeof(bootstrap) - len, "%s127.0.0.1:%d", i ? "," : "",
+			 n->ports[0]);
+	}
+	for (int i = 0; i < count; i++) {
+		struct node *n = &nodes[i];
+		char id[16], cp[16], pp[16], hp[16];
+		snprintf(id, sizeof(id), "%d", i + 1);
+		snprintf(cp, sizeof(cp), "%d", n->ports[0]);
+		snprintf(pp, sizeof(pp), "%d", n->ports[1]);
+		snprintf(hp, sizeof(hp), "%d", n->ports[2]);
+		char *argv[] = { SLUICED_PATH, "--node-id", id, "--data-dir", n->dir, "--client-port",
+				 cp, "--peer-port", pp, "--http-port", hp, "--seeds", seeds,
+				 "--heartbeat-ms", "100", "--election-ms", "500", NULL };
+		cr_assert_eq(tl_proc_spawn(&n->p, argv, n->log), 0);
+	}
+	for (int i = 0; i < count; i++)
+		cr_assert(tl_wait_until(ready, &nodes[i], 30000, 50), "node %d not ready", i + 1);
+}
+
+static void cluster_down(void)
+{
+	for (int i = 0; i < nnodes; i++)
+		tl_proc_kill(&nodes[i].p, SIGTERM);
+	for (int i = 0; i < nnodes; i++) {
+		cr_assert_eq(tl_proc_wait(&nodes[i].p, 30000), 1, "node %d did not stop", i + 1);
+		cr_assert(WIFEXITED(nodes[i].p.status) && WEXITSTATUS(nodes[i].p.status) == 0,
+			  "node %d did not stop cleanly", i + 1);
+	}
+}
+
+/* What one run of the CLI printed, and how it ended. */
+struct run {
+	int status;     /* exit status; -1: killed */
+	char out[65536];
+	char err[4096];
+};
+
+/* Runs sluice with the words of fmt (split on spaces), bootstrap first
+ * when boot is not NULL. */
+static void sluice(struct run *r, const char *boot, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void sluice(struct run *r, const char *boot, const char *fmt, ...)
+{
+	static char words[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(words, sizeof(words), fmt, ap);
+	va_end(ap);
+	char *argv[64] = { SLUICE_PATH };
+	int n = 1;
+	if (boot != NULL) {
+		argv[n++] = "--bootstrap";
+		argv[n++] = (char *)boot;
+	}
+	for (char *save, *w = strtok_r(words, " ", &save); w != NULL && n < 63;
+	     w = strtok_r(NULL, " ", &save))
+		argv[n++] = w;
+	argv[n] = NULL;
+	char log[700];
+	snprintf(log, sizeof(log), "%s/cli-stderr", tl_tmpdir());
+	unlink(log);
+	struct tl_proc p;
+	cr_assert_eq(tl_proc_spawn(&p, argv, log), 0);
+	size_t len = 0;
+	r->out[0] = '\0';
+	char line[TL_PROC_LINE_MAX];
+	int got;
+	while ((got = tl_proc_read_line(&p, line, sizeof(line), 60000)) == 1) {
+		int k = snprintf(r->out + len, sizeof(r->out) - len, "%s\n", line);
+		len += (size_t)k < sizeof(r->out) - len ? (size_t)k : 0;
+	}
+	cr_assert_eq(got, -1, "sluice %s: no end within 60 s", words);
+	cr_assert_eq(tl_proc_wait(&p, 10000), 1);
+	r->status = WIFEXITED(p.status) ? WEXITSTATUS(p.status) : -1;
+	tl_proc_close(&p);
+	FILE *f = fopen(log, "r");
+	size_t el = f != NULL ? fread(r->err, 1, sizeof(r->err) - 1, f) : 0;
+	r->err[el] = '\0';
+	if (f != NULL)
+		fclose(f);
+}
+
+static void expect_ok(struct run *r)
+{
+	cr_assert_eq(r->status, 0, "exit %d; stderr: %s", r->status, r->err);
+}
+
+/* A failure: status, and one line on stderr holding text. */
+static void expect_fail(struct run *r, int status, const char *text)
+{
+	cr_assert_eq(r->status, status, "exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
+	cr_assert(strstr(r->err, text) != NULL, "stderr lacks '%s': %s", text, r->err);
+	cr_assert_eq(strchr(r->err, '\n'), r->err + strlen(r->err) - 1, "not one line: %s", r->err);
+}
+
+/* The JSON of topic describe names every partition with a leader. */
+static void expect_led_json(const char *json, const char *name, int partitions, int rf)
+{
+	char head[128];
+	snprintf(head, sizeof(head), "{\"name\":\"%s\",\"partitions\":[", name);
+	cr_assert(strncmp(json, head, strlen(head)) == 0, "%s", json);
+	for (int p = 0; p < partitions; p++) {
+		char key[64];
+		snprintf(key, sizeof(key), "{\"partition\":%d,\"leader\":", p);
+		const char *at = strstr(json, key);
+		cr_assert_not_null(at, "partition %d missing: %s", p, json);
+		int leader = atoi(at + strlen(key));
+		cr_assert(leader >= 1 && leader <= nnodes, "partition %d leader %d", p, leader);
+		const char *reps = strstr(at, "\"replicas\":[");
+		cr_assert_not_null(reps);
+		int count = 1;
+		for (const char *c = reps + 12; *c != ']'; c++)
+			count += *c == ',';
+		cr_assert_eq(count, rf, "partition %d: %s", p, json);
+		cr_assert_not_null(strstr(at, "\"isr\":["));
+		cr_assert_not_null(strstr(at, "\"log_start\":0,\"log_end\":"));
+	}
+	cr_assert(strstr(json, "]}\n") != NULL, "%s", json);
+}
+
+Test(cli, topics_on_one_node_through_the_contract)
+{
+	static struct run r;
+	cluster_up(1);
+	sluice(&r, bootstrap, "topic create orders --partitions 3 --replication-factor 1 "
+			      "--config cleanup.policy=compact --config retention.ms=-1");
+	expect_ok(&r);
+	sluice(&r, bootstrap, "topic describe orders --json");
+	expect_ok(&r);
+	expect_led_json(r.out, "orders", 3, 1);
+	sluice(&r, bootstrap, "topic describe orders");
+	expect_ok(&r);
+	cr_assert(strstr(r.out, "partition 2 leader 1 replicas 1 isr 1") != NULL, "%s", r.out);
+	sluice(&r, bootstrap, "topic create audit --partitions 1 --replication-factor 1");
+	expect_ok(&r);
+	sluice(&r, bootstrap, "topic list");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "audit\norders\n");
+
+	/* Refusals: precise, one line, non-zero, nothing changed. */
+	sluice(&r, bootstrap, "topic create orders --partitions 1 --replication-factor 1");
+	expect_fail(&r, 1, "TOPIC_ALREADY_EXISTS: topic 'orders' already exists");
+	sluice(&r, bootstrap, "topic create a/b --partitions 1 --replication-factor 1");
+	expect_fail(&r, 1, "INVALID_TOPIC");
+	sluice(&r, bootstrap, "topic create x --partitions 1 --replication-factor 3");
+	expect_fail(&r, 1, "INVALID_REPLICATION_FACTOR: replication factor 3 is above the 1 "
+			   "registered nodes");
+	sluice(&r, bootstrap, "topic create x --partitions 1 --replication-factor 1 --config a=b");
+	expect_fail(&r, 1, "INVALID_CONFIG: unknown config 'a'");
+	sluice(&r, bootstrap, "topic describe nope");
+	expect_fail(&r, 1, "UNKNOWN_TOPIC_OR_PARTITION: topic 'nope' does not exist");
+	sluice(&r, bootstrap, "topic delete nope");
+	expect_fail(&r, 1, "UNKNOWN_TOPIC_OR_PARTITION");
+	sluice(&r, bootstrap, "topic list");
+	cr_assert_str_eq(r.out, "audit\norders\n");
+
+	/* Usage errors exit 2; later commands say so. */
+	sluice(&r, bootstrap, "topic create y --partitions many --replication-factor 1");
+	expect_fail(&r, 2, "--partitions needs a positive number");
+	sluice(&r, bootstrap, "topics");
+	expect_fail(&r, 2, "unknown command 'topics'");
+	sluice(&r, bootstrap, "produce orders");
+	expect_fail(&r, 2, "'produce' arrives in a later release");
+	sluice(&r, NULL, "--bootstrap nonsense topic list");
+	expect_fail(&r, 2, "bootstrap.servers: 'nonsense' is not host:port");
+
+	sluice(&r, bootstrap, "topic delete audit");
+	expect_ok(&r);
+	sluice(&r, bootstrap, "topic list");
+	cr_assert_str_eq(r.out, "orders\n");
+	sluice(&r, bootstrap, "cluster status --json");
+	expect_ok(&r);
+	cr_assert(strstr(r.out, "\"controller\":1,\"nodes\":[{\"id\":1,\"host\":\"127.0.0.1\"") !=
+			  NULL,
+		  "%s", r.out);
+	cr_assert(strstr(r.out, "\"alive\":true,\"leaders\":3,\"replicas\":3}],"
+				"\"under_replicated_partitions\":0}\n") != NULL,
+		  "%s", r.out);
+	cluster_down();
+}
+
+static bool lists_t0_t2(void *arg)
+{
+	struct run *r = arg;
+	sluice(r, bootstrap, "topic list");
+	return r->status == 0 && strcmp(r->out, "t0\nt2\n") == 0;
+}
+
+Test(cli, three_nodes_any_bootstrap_node_creates_and_the_status_shows_every_node, .timeout = 180)
+{
+	static struct run r;
+	cluster_up(3);
+	/* Each node in turn as the only bootstrap address: two of them do
+	 * not lead the controller, and the write still lands. */
+	for (int i = 0; i < 3; i++) {
+		char boot[64], name[16];
+		snprintf(boot, sizeof(boot), "127.0.0.1:%d", nodes[i].ports[0]);
+		snprintf(name, sizeof(name), "t%d", i);
+		sluice(&r, boot, "topic create %s --partitions 6 --replication-factor 3", name);
+		expect_ok(&r);
+		sluice(&r, boot, "topic describe %s --json", name);
+		expect_ok(&r);
+		expect_led_json(r.out, name, 6, 3);
+	}
+	sluice(&r, bootstrap, "topic create t3 --partitions 2 --replication-factor 4");
+	expect_fail(&r, 1, "INVALID_REPLICATION_FACTOR");
+	sluice(&r, bootstrap, "cluster status");
+	expect_ok(&r);
+	for (int i = 0; i < 3; i++) {
+		char line[64];
+		snprintf(line, sizeof(line), "node %d 127.0.0.1:%d rack - alive ", i + 1,
+			 nodes[i].ports[0]);
+		cr_assert(strstr(r.out, line) != NULL, "%s", r.out);
+	}
+	cr_assert(strstr(r.out, "under_replicated_partitions 0\n") != NULL, "%s", r.out);
+	sluice(&r, bootstrap, "topic delete t1");
+	expect_ok(&r);
+	/* Applied on the controller's leader; the others within a heartbeat
+	 * or two. */
+	cr_assert(tl_wait_until(lists_t0_t2, &r, 5000, 50), "topic list: %s", r.out);
+	cluster_down();
+}
+
+Test(cli, an_unreachable_cluster_fails_within_the_deadline)
+{
+	static struct run r;
+	int port;
+	cr_assert_eq(tl_free_ports(&port, 1), 0);
+	char boot[64];
+	snprintf(boot, sizeof(boot), "127.0.0.1:%d", port);
+	int64_t t0 = tl_now_ms();
+	sluice(&r, boot, "--timeout-ms 1500 topic list");
+	expect_fail(&r, 1, "connection refused (retried until request.timeout.ms, 1500 ms)");
+	cr_assert_lt(tl_now_ms() - t0, 10000);
+}
+
+/* libsluice directly: the asynchronous form, and configuration checks. */
+static void done(void *opaque, sluice_err_t err, const sluice_report_t *r)
+{
+	int *out = opaque;
+	out[0] = err;
+	out[1] = sluice_report_partition_count(r);
+	__atomic_store_n(&out[2], 1, __ATOMIC_RELEASE);
+}
+
+static bool fired(void *arg)
+{
+	return __atomic_load_n(&((int *)arg)[2], __ATOMIC_ACQUIRE) == 1;
+}
+
+Test(cli, the_library_calls_back_once_and_checks_its_configuration)
+{
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.server", "x:1", err, sizeof(err)),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "unknown property 'bootstrap.server'") != NULL, "%s", err);
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", "a:1,b", err, sizeof(err)),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "'b' is not host:port") != NULL, "%s", err);
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", "a:70000", err, sizeof(err)),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_eq(sluice_conf_set(conf, "request.timeout.ms", "0", err, sizeof(err)),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_eq(sluice_conf_set(conf, "request.timeout.ms", "5s", err, sizeof(err)),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_str_eq(sluice_err_name(SLUICE_ERR_TOPIC_EXISTS), "TOPIC_ALREADY_EXISTS");
+	cr_assert(sluice_err_is_retriable(6));
+	cr_assert(!sluice_err_is_retriable(SLUICE_OK));
+
+	cluster_up(1);
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)),
+		     SLUICE_OK, "%s", err);
+	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
+	cr_assert_not_null(cl, "%s", err);
+	sluice_admin_t *a = sluice_admin_new(cl);
+	cr_assert_eq(sluice_topic_create(a, "x", 0, 1, NULL, NULL, NULL, NULL),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	const char *odd[] = { "retention.ms", NULL };
+	cr_assert_eq(sluice_topic_create(a, "x", 1, 1, odd, NULL, NULL, NULL),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	static int res[3];
+	cr_assert_eq(sluice_topic_create(a, "async", 4, 1, NULL, done, res, NULL), SLUICE_OK);
+	cr_assert(tl_wait_until(fired, res, 30000, 10), "the callback never ran");
+	cr_assert_eq(res[0], SLUICE_OK);
+	cr_assert_eq(res[1], 4);
+	sluice_report_t *rep = NULL;
+	cr_assert_eq(sluice_topic_describe(a, "async", NULL, NULL, &rep), SLUICE_OK);
+	cr_assert_eq(sluice_report_partition_count(rep), 4);
+	cr_assert_eq(sluice_report_leader(rep, 3), 1);
+	cr_assert_eq(sluice_report_leader(rep, 4), -1);
+	cr_assert_geq(sluice_report_log_end(rep, 0), sluice_report_log_start(rep, 0));
+	sluice_report_destroy(rep);
+	/* A call still running when the client closes ends CANCELED. */
+	memset(res, 0, sizeof(res));
+	cr_assert_eq(sluice_topic_describe(a, "missing", done, res, NULL), SLUICE_OK);
+	sluice_admin_destroy(a);
+	sluice_client_destroy(cl);
+	cr_assert(fired(res), "destroy returned before the callback ran");
+	cr_assert_eq(res[0], SLUICE_ERR_CANCELED);
+	cluster_down();
+}

@@ -1,0 +1,374 @@
+/* sluice: the command-line tool (tools/README.md). It speaks to the
+ * cluster only through libsluice.
+ *
+ * Exit status: 0 on success, 1 when the cluster refused or could not be
+ * reached (one line "sluice: ERROR_NAME: message" on stderr), 2 for a
+ * usage error. Retriable errors are retried by libsluice until
+ * request.timeout.ms (30 s; --timeout-ms). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice.h"
+
+#define MAX_CONFIGS 64
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: sluice [--bootstrap HOST:PORT,...] [--timeout-ms MS] COMMAND\n"
+		"  topic create NAME --partitions P --replication-factor R [--config k=v]...\n"
+		"  topic list\n"
+		"  topic describe NAME [--json]\n"
+		"  topic delete NAME\n"
+		"  cluster status [--json]\n"
+		"The bootstrap list defaults to $SLUICE_BOOTSTRAP, then 127.0.0.1:9092.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "sluice: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, " (sluice --help)\n");
+	va_end(ap);
+	return 2;
+}
+
+/* The one line a failed call prints. */
+static int failed(sluice_err_t err, const sluice_report_t *r)
+{
+	const char *msg = r != NULL ? sluice_report_errmsg(r) : "";
+	fprintf(stderr, "sluice: %s: %s\n", sluice_err_name(err), msg[0] ? msg : sluice_strerror(err));
+	return 1;
+}
+
+/* A decimal in [min, max]. */
+static bool parse_int(const char *s, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (s[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static void json_ids(const int32_t *ids, size_t n)
+{
+	putchar('[');
+	for (size_t i = 0; i < n; i++)
+		printf("%s%d", i ? "," : "", ids[i]);
+	putchar(']');
+}
+
+static void text_ids(const int32_t *ids, size_t n)
+{
+	if (n == 0)
+		fputs("-", stdout);
+	for (size_t i = 0; i < n; i++)
+		printf("%s%d", i ? "," : "", ids[i]);
+}
+
+static void print_topic(const sluice_report_t *r, bool json)
+{
+	int32_t n = sluice_report_partition_count(r);
+	int32_t rep[64], isr[64];
+	if (json) {
+		fputs("{\"name\":", stdout);
+		json_str(sluice_report_topic_name(r, 0));
+		fputs(",\"partitions\":[", stdout);
+	} else {
+		printf("topic %s partitions %d\n", sluice_report_topic_name(r, 0), n);
+	}
+	for (int32_t p = 0; p < n; p++) {
+		size_t nr = sluice_report_replicas(r, p, rep, 64);
+		size_t ni = sluice_report_isr(r, p, isr, 64);
+		nr = nr < 64 ? nr : 64;
+		ni = ni < 64 ? ni : 64;
+		if (json) {
+			printf("%s{\"partition\":%d,\"leader\":%d,\"replicas\":", p ? "," : "", p,
+			       sluice_report_leader(r, p));
+			json_ids(rep, nr);
+			fputs(",\"isr\":", stdout);
+			json_ids(isr, ni);
+			printf(",\"log_start\":%lld,\"log_end\":%lld}",
+			       (long long)sluice_report_log_start(r, p),
+			       (long long)sluice_report_log_end(r, p));
+		} else {
+			printf("  partition %d leader %d replicas ", p, sluice_report_leader(r, p));
+			text_ids(rep, nr);
+			fputs(" isr ", stdout);
+			text_ids(isr, ni);
+			printf(" log_start %lld log_end %lld\n", (long long)sluice_report_log_start(r, p),
+			       (long long)sluice_report_log_end(r, p));
+		}
+	}
+	if (json)
+		puts("]}");
+}
+
+static void print_cluster(const sluice_report_t *r, bool json)
+{
+	int32_t n = sluice_report_node_count(r);
+	if (json) {
+		fputs("{\"cluster_id\":", stdout);
+		json_str(sluice_report_cluster_id(r));
+		printf(",\"controller\":%d,\"nodes\":[", sluice_report_controller(r));
+	} else {
+		printf("cluster %s\ncontroller %d\n", sluice_report_cluster_id(r),
+		       sluice_report_controller(r));
+	}
+	for (int32_t i = 0; i < n; i++) {
+		const char *rack = sluice_report_node_rack(r, i);
+		if (json) {
+			printf("%s{\"id\":%d,\"host\":", i ? "," : "", sluice_report_node_id(r, i));
+			json_str(sluice_report_node_host(r, i));
+			printf(",\"port\":%d,\"rack\":", sluice_report_node_port(r, i));
+			json_str(rack);
+			printf(",\"alive\":%s,\"leaders\":%d,\"replicas\":%d}",
+			       sluice_report_node_alive(r, i) ? "true" : "false",
+			       sluice_report_node_leaders(r, i), sluice_report_node_replicas(r, i));
+		} else {
+			printf("node %d %s:%d rack %s %s leaders %d replicas %d\n",
+			       sluice_report_node_id(r, i), sluice_report_node_host(r, i),
+			       sluice_report_node_port(r, i), rack[0] ? rack : "-",
+			       sluice_report_node_alive(r, i) ? "alive" : "dead",
+			       sluice_report_node_leaders(r, i), sluice_report_node_replicas(r, i));
+		}
+	}
+	if (json)
+		printf("],\"under_replicated_partitions\":%d}\n", sluice_report_under_replicated(r));
+	else
+		printf("under_replicated_partitions %d\n", sluice_report_under_replicated(r));
+}
+
+/* Runs one admin call's outcome: prints on success. */
+static int outcome(sluice_err_t err, sluice_report_t *r, void (*print)(const sluice_report_t *, bool),
+		   bool json)
+{
+	int rc = 0;
+	if (err != SLUICE_OK)
+		rc = failed(err, r);
+	else if (print != NULL)
+		print(r, json);
+	sluice_report_destroy(r);
+	return rc;
+}
+
+static int topic_create(sluice_admin_t *a, int argc, char **argv)
+{
+	const char *name = NULL;
+	long partitions = -1, rf = -1;
+	const char *kv[2 * MAX_CONFIGS + 1];
+	char *owned[MAX_CONFIGS];
+	size_t nkv = 0, nowned = 0;
+	int rc = 0;
+	for (int i = 0; i < argc && rc == 0; i++) {
+		const char *arg = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(arg, "--partitions") == 0 || strcmp(arg, "--replication-factor") == 0) {
+			bool parts = arg[2] == 'p';
+			long v;
+			if (val == NULL || !parse_int(val, 1, parts ? INT32_MAX : INT16_MAX, &v))
+				rc = usage_error("%s needs a positive number", arg);
+			else if (parts)
+				partitions = v;
+			else
+				rf = v;
+			i++;
+		} else if (strcmp(arg, "--config") == 0) {
+			const char *eq = val != NULL ? strchr(val, '=') : NULL;
+			if (eq == NULL || eq == val)
+				rc = usage_error("--config needs key=value");
+			else if (nowned == MAX_CONFIGS)
+				rc = usage_error("at most %d --config", MAX_CONFIGS);
+			else if ((owned[nowned] = strndup(val, (size_t)(eq - val))) == NULL)
+				rc = usage_error("out of memory");
+			else {
+				kv[nkv++] = owned[nowned++];
+				kv[nkv++] = eq + 1;
+			}
+			i++;
+		} else if (arg[0] == '-' || name != NULL) {
+			rc = usage_error("topic create: unexpected '%s'", arg);
+		} else {
+			name = arg;
+		}
+	}
+	if (rc == 0 && (name == NULL || partitions < 0 || rf < 0))
+		rc = usage_error("topic create NAME --partitions P --replication-factor R");
+	if (rc == 0) {
+		kv[nkv] = NULL;
+		sluice_report_t *r = NULL;
+		sluice_err_t err = sluice_topic_create(a, name, (int32_t)partitions, (int16_t)rf, kv,
+						       NULL, NULL, &r);
+		if (err == SLUICE_OK)
+			printf("created topic %s with %ld partitions, replication factor %ld\n", name,
+			       partitions, rf);
+		rc = outcome(err, r, NULL, false);
+	}
+	for (size_t i = 0; i < nowned; i++)
+		free(owned[i]);
+	return rc;
+}
+
+/* NAME [--json]. */
+static int name_and_json(int argc, char **argv, const char **name, bool *json, bool json_ok)
+{
+	*name = NULL;
+	*json = false;
+	for (int i = 0; i < argc; i++) {
+		if (json_ok && strcmp(argv[i], "--json") == 0)
+			*json = true;
+		else if (argv[i][0] == '-' || *name != NULL)
+			return usage_error("unexpected '%s'", argv[i]);
+		else
+			*name = argv[i];
+	}
+	return *name == NULL ? usage_error("a topic name is required") : 0;
+}
+
+static int topic(sluice_admin_t *a, int argc, char **argv)
+{
+	if (argc < 1)
+		return usage_error("topic: create, list, describe or delete");
+	const char *sub = argv[0], *name;
+	bool json;
+	sluice_report_t *r = NULL;
+	if (strcmp(sub, "create") == 0)
+		return topic_create(a, argc - 1, argv + 1);
+	if (strcmp(sub, "list") == 0) {
+		if (argc > 1)
+			return usage_error("topic list: unexpected '%s'", argv[1]);
+		sluice_err_t err = sluice_topic_list(a, NULL, NULL, &r);
+		for (int32_t i = 0; err == SLUICE_OK && i < sluice_report_topic_count(r); i++)
+			puts(sluice_report_topic_name(r, i));
+		return outcome(err, r, NULL, false);
+	}
+	if (strcmp(sub, "describe") == 0) {
+		int rc = name_and_json(argc - 1, argv + 1, &name, &json, true);
+		if (rc != 0)
+			return rc;
+		sluice_err_t err = sluice_topic_describe(a, name, NULL, NULL, &r);
+		return outcome(err, r, print_topic, json);
+	}
+	if (strcmp(sub, "delete") == 0) {
+		int rc = name_and_json(argc - 1, argv + 1, &name, &json, false);
+		if (rc != 0)
+			return rc;
+		sluice_err_t err = sluice_topic_delete(a, name, NULL, NULL, &r);
+		if (err == SLUICE_OK)
+			printf("deleted topic %s\n", name);
+		return outcome(err, r, NULL, false);
+	}
+	return usage_error("topic: unknown subcommand '%s'", sub);
+}
+
+static int cluster(sluice_admin_t *a, int argc, char **argv)
+{
+	if (argc < 1 || strcmp(argv[0], "status") != 0)
+		return usage_error("cluster: status is the subcommand");
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") != 0)
+			return usage_error("cluster status: unexpected '%s'", argv[i]);
+		json = true;
+	}
+	sluice_report_t *r = NULL;
+	sluice_err_t err = sluice_cluster_describe(a, NULL, NULL, &r);
+	return outcome(err, r, print_cluster, json);
+}
+
+int main(int argc, char **argv)
+{
+	const char *bootstrap = getenv("SLUICE_BOOTSTRAP");
+	const char *timeout = NULL;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		const char *eq = strchr(argv[i], '=');
+		size_t klen = eq != NULL ? (size_t)(eq - argv[i]) : strlen(argv[i]);
+		const char *val = eq != NULL ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
+		const char **dst = strncmp(argv[i], "--bootstrap", klen) == 0 && klen == 11 ? &bootstrap
+				   : strncmp(argv[i], "--timeout-ms", klen) == 0 && klen == 12 ? &timeout
+												 : NULL;
+		if (dst == NULL)
+			return usage_error("unknown option '%s'", argv[i]);
+		if (val == NULL)
+			return usage_error("%s needs a value", argv[i]);
+		*dst = val;
+		if (eq == NULL)
+			i++;
+	}
+	if (i == argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[i];
+	static const char *const later[] = { "produce", "consume", "group", "perf", "log" };
+	for (size_t k = 0; k < sizeof(later) / sizeof(later[0]); k++)
+		if (strcmp(cmd, later[k]) == 0) {
+			fprintf(stderr, "sluice: '%s' arrives in a later release of sluice\n", cmd);
+			return 2;
+		}
+	if (strcmp(cmd, "topic") != 0 && strcmp(cmd, "cluster") != 0)
+		return usage_error("unknown command '%s'", cmd);
+
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	if (conf == NULL) {
+		fprintf(stderr, "sluice: out of memory\n");
+		return 1;
+	}
+	if ((bootstrap != NULL && bootstrap[0] != '\0' &&
+	     sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) != SLUICE_OK) ||
+	    (timeout != NULL &&
+	     sluice_conf_set(conf, "request.timeout.ms", timeout, err, sizeof(err)) != SLUICE_OK)) {
+		sluice_conf_destroy(conf);
+		return usage_error("%s", err);
+	}
+	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
+	if (cl == NULL) {
+		sluice_conf_destroy(conf);
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	sluice_admin_t *a = sluice_admin_new(cl);
+	int rc;
+	if (a == NULL) {
+		fprintf(stderr, "sluice: out of memory\n");
+		rc = 1;
+	} else if (strcmp(cmd, "topic") == 0) {
+		rc = topic(a, argc - i - 1, argv + i + 1);
+	} else {
+		rc = cluster(a, argc - i - 1, argv + i + 1);
+	}
+	sluice_admin_destroy(a);
+	sluice_client_destroy(cl);
+	return rc;
+}
