@@ -36,27 +36,100 @@ static int list_offsets(const struct sl_api_node *node, const Sluice__Envelope *
  * must have joined (else NOT_READY), the handler. */
 static const struct {
 	Sluice__ApiKey key;
+	const char *name; /* in metrics */
 	uint32_t min, max;
 	Sluice__Envelope__BodyCase body;
 	bool needs_meta;
 	handler_fn handle;
 } served[] = {
-	{ SLUICE__API_KEY__API_VERSIONS, 0, 0, SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST, false,
+	{ SLUICE__API_KEY__API_VERSIONS, "ApiVersions", 0, 0, SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST, false,
 	  api_versions },
-	{ SLUICE__API_KEY__METADATA, 0, 0, SLUICE__ENVELOPE__BODY_METADATA_REQUEST, true, metadata },
-	{ SLUICE__API_KEY__CREATE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST, true,
+	{ SLUICE__API_KEY__METADATA, "Metadata", 0, 0, SLUICE__ENVELOPE__BODY_METADATA_REQUEST, true, metadata },
+	{ SLUICE__API_KEY__CREATE_TOPICS, "CreateTopics", 0, 0, SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST, true,
 	  create_topics },
-	{ SLUICE__API_KEY__DELETE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST, true,
+	{ SLUICE__API_KEY__DELETE_TOPICS, "DeleteTopics", 0, 0, SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST, true,
 	  delete_topics },
-	{ SLUICE__API_KEY__DESCRIBE_TOPICS, 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_TOPICS_REQUEST,
+	{ SLUICE__API_KEY__DESCRIBE_TOPICS, "DescribeTopics", 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_TOPICS_REQUEST,
 	  true, describe_topics },
-	{ SLUICE__API_KEY__DESCRIBE_CLUSTER, 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST,
+	{ SLUICE__API_KEY__DESCRIBE_CLUSTER, "DescribeCluster", 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST,
 	  true, describe_cluster },
-	{ SLUICE__API_KEY__LIST_OFFSETS, 0, 0, SLUICE__ENVELOPE__BODY_LIST_OFFSETS_REQUEST, true,
+	{ SLUICE__API_KEY__LIST_OFFSETS, "ListOffsets", 0, 0, SLUICE__ENVELOPE__BODY_LIST_OFFSETS_REQUEST, true,
 	  list_offsets },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))
+
+/* Requests per API (the last slot: APIs not served) and their latency,
+ * from the frame's arrival to its response, as a Prometheus histogram.
+ * Loop thread only. */
+static const double bounds[] = { 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30 };
+#define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
+static struct {
+	uint64_t count;
+	uint64_t le[NBOUNDS]; /* cumulative when printed */
+	double sum;
+} api_stats[NSERVED + 1];
+
+static void observe(size_t i, uint64_t ns)
+{
+	double sec = (double)ns / 1e9;
+	api_stats[i].count++;
+	api_stats[i].sum += sec;
+	for (size_t b = 0; b < NBOUNDS; b++)
+		if (sec <= bounds[b]) {
+			api_stats[i].le[b]++;
+			break;
+		}
+}
+
+void sl_api_metrics(uint64_t node_id, FILE *out)
+{
+	unsigned long long node = (unsigned long long)node_id;
+	fprintf(out, "# HELP sluice_api_requests_total Requests received, per API.\n"
+		     "# TYPE sluice_api_requests_total counter\n");
+	for (size_t i = 0; i <= NSERVED; i++)
+		fprintf(out, "sluice_api_requests_total{node=\"%llu\",api=\"%s\"} %llu\n", node,
+			i < NSERVED ? served[i].name : "other",
+			(unsigned long long)api_stats[i].count);
+	fprintf(out, "# HELP sluice_api_request_duration_seconds From a request's arrival to its "
+		     "response, per API.\n"
+		     "# TYPE sluice_api_request_duration_seconds histogram\n");
+	for (size_t i = 0; i <= NSERVED; i++) {
+		const char *name = i < NSERVED ? served[i].name : "other";
+		uint64_t cum = 0;
+		for (size_t b = 0; b < NBOUNDS; b++) {
+			cum += api_stats[i].le[b];
+			fprintf(out,
+				"sluice_api_request_duration_seconds_bucket{node=\"%llu\",api=\"%s\","
+				"le=\"%g\"} %llu\n",
+				node, name, bounds[b], (unsigned long long)cum);
+		}
+		fprintf(out,
+			"sluice_api_request_duration_seconds_bucket{node=\"%llu\",api=\"%s\","
+			"le=\"+Inf\"} %llu\n"
+			"sluice_api_request_duration_seconds_sum{node=\"%llu\",api=\"%s\"} %.6f\n"
+			"sluice_api_request_duration_seconds_count{node=\"%llu\",api=\"%s\"} %llu\n",
+			node, name, (unsigned long long)api_stats[i].count, node, name, api_stats[i].sum,
+			node, name, (unsigned long long)api_stats[i].count);
+	}
+}
+
+/* A reply that observes its request's latency first. */
+struct timed {
+	sl_api_reply_fn reply;
+	void *arg;
+	size_t api;
+	uint64_t start;
+};
+
+static void timed_reply(void *arg, uint8_t *head, size_t head_len, const struct iovec *seg,
+			size_t nseg)
+{
+	struct timed *t = arg;
+	observe(t->api, uv_hrtime() - t->start);
+	t->reply(t->arg, head, head_len, seg, nseg);
+	free(t);
+}
 
 static int send_env(Sluice__Envelope *env, sl_api_reply_fn reply, void *arg)
 {
@@ -861,6 +934,12 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 	size_t i = 0;
 	while (i < NSERVED && served[i].key != req->api_key)
 		i++;
+	struct timed *t = malloc(sizeof(*t));
+	if (t != NULL) { /* else untimed */
+		*t = (struct timed){ reply, arg, i, uv_hrtime() };
+		reply = timed_reply;
+		arg = t;
+	}
 	if (i == NSERVED) {
 		snprintf(why, sizeof(why), "API %d is not served by this node (ApiVersions lists those that are)",
 			 (int)req->api_key);
@@ -887,6 +966,8 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 	} else {
 		rv = served[i].handle(node, req, reply, arg);
 	}
+	if (rv != SL_OK && t != NULL) /* no reply was sent, nor will be */
+		free(t);
 	sluice__envelope__free_unpacked(req, NULL);
 	free(f);
 	return rv;

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 #include <uv.h>
@@ -44,6 +45,9 @@ typedef void (*sl_api_reply_fn)(void *arg, uint8_t *head, size_t head_len,
  * could be built (reply was not called: the connection must close). */
 int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t len,
 		  sl_api_reply_fn reply, void *arg);
+
+/* Prometheus text: requests and latency per API. Loop thread. */
+void sl_api_metrics(uint64_t node_id, FILE *out);
 
 /* Ends every CreateTopics still waiting for leaders, each answered with
  * what it has (the node is stopping). */

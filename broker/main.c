@@ -116,6 +116,7 @@ static void publish_metrics(uv_timer_t *t)
 			SL_BLOG(SL_BLOG_WARN, "main", "not ready: %s", why);
 		atomic_store(&n->status.ready, ready ? 1 : 0);
 		sl_cluster_metrics(n->cluster, out);
+		sl_api_metrics(n->api.node_id, out);
 	}
 	if (fclose(out) == 0)
 		sl_http_publish(&n->status, text);

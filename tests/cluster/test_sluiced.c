@@ -624,6 +624,24 @@ static const Sluice__TopicResult *only_result(const Sluice__Envelope *r)
 	return cr != NULL ? cr->topics[0] : dr->topics[0];
 }
 
+/* /metrics counts the requests of the topics test, per API. */
+static bool counted_requests(void *arg)
+{
+	struct node *n = arg;
+	int status;
+	static char body[1 << 17];
+	if (tl_http_get(n->ports[2], "/metrics", &status, body, sizeof(body), 2000) != 0)
+		return false;
+	return strstr(body, "sluice_api_requests_total{node=\"1\",api=\"CreateTopics\"} 9\n") !=
+		       NULL &&
+	       strstr(body, "sluice_api_requests_total{node=\"1\",api=\"DeleteTopics\"} 3\n") !=
+		       NULL &&
+	       strstr(body, "sluice_api_request_duration_seconds_count{node=\"1\",api=\"Metadata\"}"
+			    " 2\n") != NULL &&
+	       strstr(body, "sluice_api_request_duration_seconds_bucket{node=\"1\",api=\"Metadata\","
+			    "le=\"+Inf\"} 2\n") != NULL;
+}
+
 Test(sluiced, topics_are_created_described_and_deleted_through_the_controller)
 {
 	struct node n;
@@ -746,6 +764,8 @@ Test(sluiced, topics_are_created_described_and_deleted_through_the_controller)
 	cr_assert_eq(r->metadata_response->n_topics, 0);
 	sluice__envelope__free_unpacked(r, NULL);
 	close(fd);
+	/* Every request counted and timed per API (published each second). */
+	cr_assert(tl_wait_until(counted_requests, &n, 5000, 100), "no per-API request metrics");
 	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
 	cr_assert_eq(exit_status(&n, 20000), 0);
 }
