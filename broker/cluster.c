@@ -26,6 +26,8 @@ struct sl_cluster {
 	struct sl_parts *parts;
 	bool voter;
 	bool handoff;
+	struct sl_seed *peers; /* the seeds but this node */
+	size_t npeers;
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 	bool stopping;
@@ -124,13 +126,23 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 		snprintf(errmsg, SL_ERRMSG_SIZE, "peer transport: %s", sl_strerror(rv));
 		return rv;
 	}
+	c->peers = calloc(nseeds + 1, sizeof(*c->peers));
+	if (c->peers == NULL)
+		rv = SL_ENOMEM;
 	for (size_t i = 0; i < nseeds && rv == SL_OK; i++) {
 		if (seeds[i].id == cfg->node_id)
 			continue;
-		rv = sl_pnet_set_peer(c->net, seeds[i].id, seeds[i].host, (int)seeds[i].port, NULL);
+		/* A UUID this node pinned earlier stays enforced. */
+		uuid_t pin;
+		bool pinned = false;
+		for (size_t k = 0; k < dd->npeers && !pinned; k++)
+			pinned = dd->peers[k].id == seeds[i].id && uuid_parse(dd->peers[k].uuid, pin) == 0;
+		rv = sl_pnet_set_peer(c->net, seeds[i].id, seeds[i].host, (int)seeds[i].port,
+				      pinned ? pin : NULL);
 		if (rv != SL_OK)
 			snprintf(errmsg, SL_ERRMSG_SIZE, "seeds: node %llu: %s",
 				 (unsigned long long)seeds[i].id, sl_strerror(rv));
+		c->peers[c->npeers++] = seeds[i];
 	}
 	if (rv == SL_OK)
 		rv = sl_pnet_listen(c->net, errmsg);
@@ -261,6 +273,7 @@ static void on_ctl_closed(void *arg)
 	struct sl_cluster *c = arg;
 	void (*cb)(void *) = c->stop_cb;
 	void *cb_arg = c->stop_arg;
+	free(c->peers);
 	free(c);
 	if (cb != NULL)
 		cb(cb_arg);
@@ -315,6 +328,27 @@ void sl_cluster_stop(struct sl_cluster *c, bool handoff, void (*cb)(void *arg), 
 		sl_parts_close(c->parts, on_parts_closed, c);
 	else
 		on_parts_closed(c);
+}
+
+void sl_cluster_pin_peers(struct sl_cluster *c, struct sl_datadir *dd)
+{
+	const struct sl_meta *m = sl_controller_meta(c->ctl);
+	for (size_t i = 0; i < c->npeers; i++) {
+		const struct sl_seed *s = &c->peers[i];
+		uint8_t u[16];
+		char text[37], errmsg[SL_ERRMSG_SIZE];
+		if (!sl_pnet_peer_uuid(c->net, s->id, u)) {
+			/* Not heard from yet: the UUID it registered with. */
+			const struct sl_meta_node *n = sl_meta_node(m, s->id);
+			if (n == NULL || uuid_parse(n->uuid, u) != 0 ||
+			    sl_pnet_set_peer(c->net, s->id, s->host, (int)s->port, u) != SL_OK)
+				continue;
+		}
+		uuid_unparse_lower(u, text);
+		int rv = sl_datadir_pin_peer(dd, s->id, text, errmsg);
+		if (rv != SL_OK)
+			SL_BLOG(SL_BLOG_ERROR, "cluster", "%s", errmsg);
+	}
 }
 
 struct sl_parts *sl_cluster_parts(struct sl_cluster *c)

@@ -42,6 +42,12 @@ uint64_t sl_cluster_controller_leader(struct sl_cluster *c);
 bool sl_cluster_ready(struct sl_cluster *c, const char **why);
 /* The controller (controller.h), for the client APIs. */
 struct sl_controller *sl_cluster_controller(struct sl_cluster *c);
+/* Pins in the data directory (datadir.h: peers) each seed's UUID, as the
+ * transport learned it from the seed's first hello or, before that, as
+ * the seed registered it in the metadata, so that it is enforced from
+ * then on, across restarts. Called every second. */
+void sl_cluster_pin_peers(struct sl_cluster *c, struct sl_datadir *dd);
+
 /* The partition manager (partitions.h). */
 struct sl_parts;
 struct sl_parts *sl_cluster_parts(struct sl_cluster *c);

@@ -176,6 +176,97 @@ static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *pat
 	return SL_OK;
 }
 
+/* peers: "node_id=N uuid=U\n" lines, each a distinct N. A torn last line
+ * (a crash while appending: no newline) is ignored; anything else that
+ * does not parse is damage. */
+static int read_peers(struct sl_datadir *d, char *errmsg)
+{
+	FILE *f = fopen(d->peers_path, "re");
+	if (f == NULL)
+		return errno == ENOENT ? SL_OK
+				       : errf(errmsg, SL_ESTORAGE, "%s: %s", d->peers_path,
+					      strerror(errno));
+	char line[256];
+	int rv = SL_OK;
+	unsigned lineno = 0;
+	while (rv == SL_OK && fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		size_t len = strlen(line);
+		if (len == 0 || line[len - 1] != '\n') {
+			if (fgetc(f) == EOF)
+				break; /* torn tail */
+			rv = SL_ELOG_CORRUPT;
+			break;
+		}
+		unsigned long long id;
+		char uuid[37];
+		int used = 0;
+		uuid_t u;
+		if (sscanf(line, "node_id=%llu uuid=%36s\n%n", &id, uuid, &used) != 2 ||
+		    (size_t)used != len || id == 0 || strlen(uuid) != 36 ||
+		    uuid_parse(uuid, u) != 0 || d->npeers == SL_DATADIR_MAX_PEERS) {
+			rv = SL_ELOG_CORRUPT;
+			break;
+		}
+		for (size_t i = 0; i < d->npeers; i++)
+			if (d->peers[i].id == id)
+				rv = SL_ELOG_CORRUPT;
+		d->peers[d->npeers].id = id;
+		memcpy(d->peers[d->npeers].uuid, uuid, sizeof(uuid));
+		d->npeers++;
+	}
+	fclose(f);
+	if (rv != SL_OK)
+		return errf(errmsg, rv,
+			    "%s is damaged at line %u (expected node_id=N uuid=U lines); restore it "
+			    "(removing it makes this node trust any disk its peers come back with)",
+			    d->peers_path, lineno);
+	return SL_OK;
+}
+
+int sl_datadir_pin_peer(struct sl_datadir *d, uint64_t id, const char *uuid, char *errmsg)
+{
+	uuid_t u;
+	if (strlen(uuid) != 36 || uuid_parse(uuid, u) != 0)
+		return errf(errmsg, SL_EINVALID_ARGUMENT, "UUID '%.64s' does not parse", uuid);
+	for (size_t i = 0; i < d->npeers; i++)
+		if (d->peers[i].id == id)
+			return strcmp(d->peers[i].uuid, uuid) == 0
+				       ? SL_OK
+				       : errf(errmsg, SL_EEXISTS, "node %llu is pinned to UUID %s (%s)",
+					      (unsigned long long)id, d->peers[i].uuid, d->peers_path);
+	if (d->npeers == SL_DATADIR_MAX_PEERS)
+		return errf(errmsg, SL_EBUSY, "%s: at most %d peers", d->peers_path,
+			    SL_DATADIR_MAX_PEERS);
+	char line[128];
+	int len = snprintf(line, sizeof(line), "node_id=%llu uuid=%s\n", (unsigned long long)id,
+			   uuid);
+	int fd = open(d->peers_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return errf(errmsg, SL_ESTORAGE, "%s: open: %s", d->peers_path, strerror(errno));
+	struct stat st;
+	bool created = fstat(fd, &st) == 0 && st.st_size == 0;
+	bool ok = write(fd, line, (size_t)len) == len && fdatasync(fd) == 0;
+	int e = errno;
+	close(fd);
+	if (ok && created) { /* the new file's entry, too */
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", d->peers_path);
+		*strrchr(dir, '/') = '\0';
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ok = dfd >= 0 && fsync(dfd) == 0;
+		e = errno;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	if (!ok)
+		return errf(errmsg, SL_ESTORAGE, "%s: %s", d->peers_path, strerror(e));
+	d->peers[d->npeers].id = id;
+	snprintf(d->peers[d->npeers].uuid, sizeof(d->peers[d->npeers].uuid), "%s", uuid);
+	d->npeers++;
+	return SL_OK;
+}
+
 int sl_datadir_open(const char *dir, uint64_t node_id, struct sl_datadir *d, char *errmsg)
 {
 	memset(d, 0, sizeof(*d));
@@ -186,7 +277,9 @@ int sl_datadir_open(const char *dir, uint64_t node_id, struct sl_datadir *d, cha
 		rv = take_lock(d, dir, errmsg);
 	if (rv != SL_OK)
 		return rv;
-	if (snprintf(d->path, sizeof(d->path), "%s/node.id", dir) >= (int)sizeof(d->path))
+	if (snprintf(d->path, sizeof(d->path), "%s/node.id", dir) >= (int)sizeof(d->path) ||
+	    snprintf(d->peers_path, sizeof(d->peers_path), "%s/peers", dir) >=
+		    (int)sizeof(d->peers_path))
 		rv = errf(errmsg, SL_EINVALID_ARGUMENT, "data_dir is too long");
 	if (rv == SL_OK)
 		rv = read_identity(d, node_id, d->path, errmsg);
@@ -197,6 +290,8 @@ int sl_datadir_open(const char *dir, uint64_t node_id, struct sl_datadir *d, cha
 		rv = write_identity(d, d->path, errmsg);
 		d->created = rv == SL_OK;
 	}
+	if (rv == SL_OK)
+		rv = read_peers(d, errmsg);
 	if (rv != SL_OK)
 		sl_datadir_close(d);
 	return rv;

@@ -9,6 +9,13 @@
  *                    node back with a new UUID lost its disk); then
  *                    "cluster_id=C\n" is added once the node learns the
  *                    cluster's id: the directory belongs to that cluster
+ *   <dir>/peers      "node_id=N uuid=U\n" per peer: the UUID each peer had
+ *                    when this node first heard from it, appended and
+ *                    synced once learned, and enforced by the peer
+ *                    transport from then on, across restarts: a peer
+ *                    back with another UUID lost its disk and must not
+ *                    count as the replica it was (it would vote and
+ *                    acknowledge with nothing of what it had)
  *   <dir>/raft/      the Raft groups (raft/rreg.h)
  *
  * Threads: start-up and shutdown, on the main thread. */
@@ -18,6 +25,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define SL_DATADIR_MAX_PEERS 256
+
+struct sl_datadir_peer {
+	uint64_t id;
+	char uuid[37];
+};
+
 struct sl_datadir {
 	int lock_fd;
 	uint64_t node_id;
@@ -25,15 +39,25 @@ struct sl_datadir {
 	char cluster_id[37]; /* "" until learned */
 	bool created;   /* node.id was written by this start */
 	char path[4096]; /* node.id */
+	char peers_path[4096];
+	struct sl_datadir_peer peers[SL_DATADIR_MAX_PEERS]; /* pinned, as read and added */
+	size_t npeers;
 };
 
 /* Creates dir (and its parents) if missing, takes the lock, then reads
  * node.id or, when absent, writes it durably with a new random UUID.
  * Returns SL_OK; SL_ELOCKED when another process holds the lock;
  * SL_EINVALID_ARGUMENT when the directory belongs to another node id;
- * SL_ESTORAGE or SL_ELOG_CORRUPT (a damaged node.id, never replaced:
- * that would make a new node of an old disk). errmsg names the file. */
+ * SL_ESTORAGE or SL_ELOG_CORRUPT (a damaged node.id or peers, never
+ * replaced: that would make a new node of an old disk, or forget which
+ * disks the peers had). errmsg names the file. */
 int sl_datadir_open(const char *dir, uint64_t node_id, struct sl_datadir *d, char *errmsg);
+
+/* Pins peer id's UUID (appended to peers and synced); SL_OK when it is
+ * pinned already with that UUID; SL_EEXISTS for another UUID;
+ * SL_EINVALID_ARGUMENT for a UUID that does not parse; SL_EBUSY when the
+ * table is full; SL_ESTORAGE. */
+int sl_datadir_pin_peer(struct sl_datadir *d, uint64_t id, const char *uuid, char *errmsg);
 
 /* Records the cluster this directory belongs to (node.id rewritten and
  * synced). Returns SL_OK, SL_EEXISTS when it belongs to another cluster

@@ -115,6 +115,7 @@ static void publish_metrics(uv_timer_t *t)
 		else if (!ready && atomic_load(&n->status.ready) != 0)
 			SL_BLOG(SL_BLOG_WARN, "main", "not ready: %s", why);
 		atomic_store(&n->status.ready, ready ? 1 : 0);
+		sl_cluster_pin_peers(n->cluster, n->dd);
 		sl_cluster_metrics(n->cluster, out);
 		sl_api_metrics(n->api.node_id, out);
 	}

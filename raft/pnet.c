@@ -1280,6 +1280,15 @@ int sl_pnet_set_peer(struct sl_pnet *net, uint64_t id, const char *host, int por
 	return peer_put(net, id, host, port, uuid);
 }
 
+bool sl_pnet_peer_uuid(const struct sl_pnet *net, uint64_t id, uint8_t uuid[16])
+{
+	const struct peer *p = peer_find(net, id);
+	if (p == NULL || !p->uuid_known)
+		return false;
+	memcpy(uuid, p->uuid, 16);
+	return true;
+}
+
 struct sl_rnet *sl_pnet_rnet(struct sl_pnet *net)
 {
 	return &net->rnet;

@@ -129,6 +129,9 @@ int sl_pnet_port(const struct sl_pnet *n);
  * its connections. Returns SL_OK, SL_ENOMEM or SL_EINVALID_ARGUMENT. */
 int sl_pnet_set_peer(struct sl_pnet *n, uint64_t id, const char *host, int port,
 		     const uint8_t *uuid);
+/* The UUID enforced for peer id (given, or learned from its first
+ * hello): true with it in uuid, false while none is known. Loop thread. */
+bool sl_pnet_peer_uuid(const struct sl_pnet *n, uint64_t id, uint8_t uuid[16]);
 /* The sl_rnet every group on this loop passes to sl_rio_init. */
 struct sl_rnet *sl_pnet_rnet(struct sl_pnet *n);
 void sl_pnet_get_stats(const struct sl_pnet *n, struct sl_pnet_stats *st);

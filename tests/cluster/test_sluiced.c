@@ -1128,3 +1128,65 @@ Test(sluiced, five_nodes_place_and_lead_every_partition, .timeout = 180)
 		cr_assert_eq(group_dirs(&g, i), 6, "node %d: 30 replicas spread over 5 nodes", i + 1);
 	ring_down(&g);
 }
+
+/* Node 1's and node 2's data directories pinned node 3's UUID. */
+static bool pinned_3(void *arg)
+{
+	struct ring *g = arg;
+	for (int i = 0; i < 2; i++) {
+		char path[700];
+		snprintf(path, sizeof(path), "%s/peers", g->n[i].dir);
+		if (access(path, F_OK) != 0 || strstr(slurp(path), "node_id=3 uuid=") == NULL)
+			return false;
+	}
+	return true;
+}
+
+static bool refused_3(void *arg)
+{
+	struct ring *g = arg;
+	for (int i = 0; i < 2; i++)
+		if (strstr(slurp(g->n[i].log), "node 3 came back with another UUID") != NULL)
+			return true;
+	return false;
+}
+
+Test(sluiced, a_node_back_with_a_wiped_disk_is_refused_even_after_its_peers_restart,
+     .timeout = 180)
+{
+	static struct ring g;
+	ring_up(&g, 3);
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader");
+	g.topic = "kept";
+	g.partitions = 3;
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "kept", 3, 3), 0);
+	char p1[700];
+	snprintf(p1, sizeof(p1), "%s/peers", g.n[0].dir);
+	cr_assert(tl_wait_until(pinned_3, &g, 10000, 100), "node 3's UUID was not pinned: %s",
+		  access(p1, F_OK) == 0 ? slurp(p1) : "(no file)");
+
+	/* Node 3 loses its disk; its peers restart, so only their data
+	 * directories remember its UUID. */
+	tl_proc_close(&g.n[2].p);
+	g.up[2] = false;
+	tl_rmtree(g.n[2].dir);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(tl_proc_kill(&g.n[i].p, SIGTERM), 0);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(exit_status(&g.n[i], 30000), 0);
+		tl_proc_close(&g.n[i].p);
+		ring_start_node(&g, i);
+	}
+	ring_start_node(&g, 2);
+	g.up[2] = false; /* not counted: it must not take part */
+	for (int i = 0; i < 2; i++)
+		wait_ready(&g.n[i]);
+	cr_assert(tl_wait_until(refused_3, &g, 15000, 100), "node 3's new disk was not refused");
+	cr_assert(tl_wait_until(all_see_leaders, &g, 20000, 100), "nodes 1 and 2 lead nothing");
+	int status;
+	char body[512];
+	cr_assert_eq(tl_http_get(g.n[2].ports[2], "/readyz", &status, body, sizeof(body), 5000), 0);
+	cr_assert_eq(status, 503, "node 3 joined with a new disk: %s", body);
+	g.up[2] = true;
+	ring_down(&g);
+}

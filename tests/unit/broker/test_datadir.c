@@ -241,3 +241,55 @@ Test(datadir, the_cluster_id_is_recorded_once_and_another_is_refused)
 	read_small(idpath, text, sizeof(text));
 	cr_expect_str_eq(text, want, "a refused cluster id changed node.id");
 }
+
+Test(datadir, peer_uuids_are_pinned_durably_and_another_is_refused)
+{
+	static const char *const a = "6940873f-03ff-43ef-8470-531f2f1789d5";
+	static const char *const b = "0f8fad5b-d9cb-469f-a165-70867728950e";
+	open_ok(&d1, 1);
+	cr_assert_eq(d1.npeers, 0);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 3, b, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, b, err), SL_EEXISTS);
+	cr_assert_not_null(strstr(err, a), "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 4, "nope", err), SL_EINVALID_ARGUMENT);
+	sl_datadir_close(&d1);
+
+	char path[1200], text[512], want[512];
+	snprintf(path, sizeof(path), "%s/peers", dir);
+	read_small(path, text, sizeof(text));
+	snprintf(want, sizeof(want), "node_id=2 uuid=%s\nnode_id=3 uuid=%s\n", a, b);
+	cr_expect_str_eq(text, want);
+	open_ok(&d1, 1);
+	cr_assert_eq(d1.npeers, 2);
+	cr_expect_eq(d1.peers[0].id, 2);
+	cr_expect_str_eq(d1.peers[0].uuid, a);
+	cr_expect_eq(d1.peers[1].id, 3);
+	cr_expect_str_eq(d1.peers[1].uuid, b);
+	sl_datadir_close(&d1);
+
+	/* A torn last line (a crash while appending) is not a pin. */
+	snprintf(want, sizeof(want), "node_id=2 uuid=%s\nnode_id=3 uuid=%.10s", a, b);
+	write_small(path, want);
+	open_ok(&d1, 1);
+	cr_expect_eq(d1.npeers, 1);
+	sl_datadir_close(&d1);
+
+	static const char *const damaged[] = {
+		"node_id=2 uuid=bad\n",
+		"garbage\nnode_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n",
+		"node_id=0 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n",
+		"node_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5 more\n",
+		"node_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n"
+		"node_id=2 uuid=0f8fad5b-d9cb-469f-a165-70867728950e\n",
+	};
+	for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
+		write_small(path, damaged[i]);
+		err[0] = '\0';
+		int rv = sl_datadir_open(dir, 1, &d1, err);
+		cr_expect_eq(rv, SL_ELOG_CORRUPT, "'%s': %s (%s)", damaged[i], sl_err_name(rv), err);
+		cr_expect_not_null(strstr(err, path), "%s", err);
+		sl_datadir_close(&d1);
+	}
+}
