@@ -22,6 +22,7 @@ struct hosted {
 	bool running;
 	unsigned nrep;
 	uint64_t rep[SL_META_MAX_RF]; /* ascending */
+	bool preferred;               /* this node is the preferred leader */
 	int64_t hw;                   /* high watermark while leading; -1 unknown */
 	/* The last report sent, and when. */
 	uint64_t sent_term, sent_leader;
@@ -39,6 +40,8 @@ struct sl_parts {
 	struct hosted *h; /* by group, ascending */
 	size_t n, cap;
 	bool swept;       /* leftover directories removed */
+	uint64_t burst_at;  /* a burst of starts began (loop ms; 0: none) */
+	unsigned burst_n;
 	int closing;      /* timers left to close */
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -129,6 +132,7 @@ static int rebuild(struct sl_parts *p, const struct sl_meta *m)
 			x->group = pp->group;
 			x->hw = -1;
 			x->nrep = pp->nreplicas;
+			x->preferred = pp->replicas[0] == p->node_id;
 			memcpy(x->rep, pp->replicas, pp->nreplicas * sizeof(*x->rep));
 			qsort(x->rep, x->nrep, sizeof(*x->rep), cmp_u64);
 		}
@@ -174,7 +178,8 @@ static void on_reconcile(uv_timer_t *t)
 		if (x->running)
 			continue;
 		char errmsg[SL_ERRMSG_SIZE];
-		int rv = sl_rreg_start(p->reg, x->group, x->rep, x->nrep, errmsg);
+		int rv = sl_rreg_start_campaign(p->reg, x->group, x->rep, x->nrep, x->preferred,
+						errmsg);
 		if (rv == SL_OK || rv == SL_EEXISTS) {
 			x->running = true;
 			started++;
@@ -191,8 +196,19 @@ static void on_reconcile(uv_timer_t *t)
 			uv_timer_start(&p->reconcile, on_reconcile, 5000, 0);
 		}
 	}
-	if (started == STARTS_PER_TURN)
-		uv_timer_start(&p->reconcile, on_reconcile, 0, 0);
+	/* The rest on a later turn: 1 ms, since libuv 1.44 runs a timer
+	 * re-armed at 0 again in the same pass, before any I/O. */
+	if (started > 0 && p->burst_at == 0)
+		p->burst_at = uv_now(p->loop);
+	p->burst_n += started;
+	if (started == STARTS_PER_TURN) {
+		uv_timer_start(&p->reconcile, on_reconcile, 1, 0);
+	} else if (p->burst_n > 0) {
+		SL_BLOG(SL_BLOG_INFO, "parts", "started %u groups in %llu ms (%zu hosted)", p->burst_n,
+			(unsigned long long)(uv_now(p->loop) - p->burst_at), p->n);
+		p->burst_at = 0;
+		p->burst_n = 0;
+	}
 }
 
 void sl_parts_changed(struct sl_parts *p)

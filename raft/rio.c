@@ -86,6 +86,7 @@ struct rget {
 struct sl_rio {
 	struct raft_io *io;
 	struct sl_rio_config cfg;
+	unsigned hurry;         /* election timeouts still drawn short */
 	char *dir;
 	char *logdir;           /* <dir>/log */
 	sl_vfs *vfs;
@@ -1359,7 +1360,17 @@ static raft_time rio_time(struct raft_io *io)
 static int rio_random(struct raft_io *io, int min, int max)
 {
 	struct sl_rio *rio = rio_of(io);
+	/* libraft draws only election timeouts, in [election, 2 x election). */
+	if (rio->hurry > 0 && min >= 4) {
+		rio->hurry--;
+		return rio->env->random(rio->env, min / 4, min / 2);
+	}
 	return rio->env->random(rio->env, min, max);
+}
+
+void sl_rio_hurry(struct raft_io *io, unsigned draws)
+{
+	rio_of(io)->hurry = draws;
 }
 
 static int rio_async_work(struct raft_io *io, struct raft_io_async_work *req,

@@ -120,6 +120,13 @@ raft_index sl_rio_last_stored(struct raft_io *io);
  * acknowledge produces (guard (a), libraft-guards.md). */
 bool sl_rio_leader_ready(struct raft_io *io);
 
+/* The next draws election timeouts are a quarter to a half of the
+ * election timeout instead of one to two: a group just created calls it
+ * on its preferred leader before raft_start, so that this node campaigns
+ * first and the group has a leader in a fraction of the usual wait.
+ * Timing only: safety does not depend on it. */
+void sl_rio_hurry(struct raft_io *io, unsigned draws);
+
 /* Hands leadership to target, a voter (guard (g)): waits until target
  * holds every entry, calls raft_transfer, then checks who leads, retrying
  * up to 5 times within 10 election timeouts (libraft 0.15's target can

@@ -255,8 +255,8 @@ static void on_fault(void *arg, uint32_t group, int err, const char *why);
  * voters when it holds nothing yet. Returns SL_OK; or an error, and then
  * *closing tells whether libraft is closing (on_close runs later) or
  * nothing is left to close. */
-static int group_open(struct group *g, const uint64_t *voters, unsigned n, char *errmsg,
-		      raft_close_cb on_close, bool *closing)
+static int group_open(struct group *g, const uint64_t *voters, unsigned n, bool campaign,
+		      char *errmsg, raft_close_cb on_close, bool *closing)
 {
 	struct sl_rreg *reg = g->reg;
 	char dir[4096];
@@ -293,6 +293,8 @@ static int group_open(struct group *g, const uint64_t *voters, unsigned n, char 
 		if (rv == 0)
 			rv = raft_bootstrap(&g->raft, &conf);
 		raft_configuration_close(&conf);
+		if (rv == 0 && campaign)
+			sl_rio_hurry(&g->io, 3); /* created now: campaign early */
 		if (rv == RAFT_CANTBOOTSTRAP)
 			rv = 0; /* it has state: start from it */
 	}
@@ -365,7 +367,7 @@ static void restart(struct group *g)
 	g->restarts++;
 	reg->restarts++;
 	g->state = G_FAULTED;
-	if (group_open(g, NULL, 0, errmsg, on_closed_faulted, &closing) != SL_OK) {
+	if (group_open(g, NULL, 0, false, errmsg, on_closed_faulted, &closing) != SL_OK) {
 		LOG(reg, SL_RLOG_ERROR, "restart failed: %s", errmsg);
 		if (!closing)
 			wait_restart(g);
@@ -514,6 +516,12 @@ static struct group *group_new(struct sl_rreg *reg, uint32_t group, char *errmsg
 int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
 		  char *errmsg)
 {
+	return sl_rreg_start_campaign(reg, group, voters, n, false, errmsg);
+}
+
+int sl_rreg_start_campaign(struct sl_rreg *reg, uint32_t group, const uint64_t *voters,
+			   unsigned n, bool campaign, char *errmsg)
+{
 	int rv = check_new(reg, group, voters, n, errmsg);
 	if (rv != SL_OK)
 		return rv;
@@ -521,7 +529,7 @@ int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, u
 	if (g == NULL)
 		return SL_ENOMEM;
 	bool closing;
-	rv = group_open(g, voters, n, errmsg, on_closed_stopping, &closing);
+	rv = group_open(g, voters, n, campaign, errmsg, on_closed_stopping, &closing);
 	if (rv != SL_OK) {
 		g->state = G_STOPPING;
 		if (!closing) {
@@ -558,7 +566,7 @@ static void seed_done(uv_work_t *req, int status)
 	if (g->stop_seeded)
 		rv = SL_ECANCELED;
 	else if (rv == SL_OK)
-		rv = group_open(g, sd->voters, sd->n, sd->errmsg, on_closed_stopping, &closing);
+		rv = group_open(g, sd->voters, sd->n, false, sd->errmsg, on_closed_stopping, &closing);
 	if (rv == SL_OK) {
 		g->state = G_RUNNING;
 		bucket_add(reg, g);

@@ -188,6 +188,20 @@ Test(rio, bootstrap_writes_term_and_a_change_entry)
 	raft_configuration_close(&c2);
 }
 
+Test(rio, a_hurried_group_draws_short_election_timeouts_then_normal_ones)
+{
+	open_io();
+	sl_rio_hurry(&io, 2);
+	for (int i = 0; i < 2; i++) {
+		int t = io.random(&io, 1000, 2000);
+		cr_assert(t >= 250 && t < 500, "draw %d: %d", i, t);
+	}
+	for (int i = 0; i < 20; i++) {
+		int t = io.random(&io, 1000, 2000);
+		cr_assert(t >= 1000 && t < 2000, "after the hurry: %d", t);
+	}
+}
+
 Test(rio, term_and_vote_are_durable_before_they_return)
 {
 	open_io();
