@@ -128,6 +128,23 @@ static int env_err(int err, Sluice__Envelope *resp, const char **msg)
 	return SL_OK;
 }
 
+/* Whether a response is usable: else the op retries (a retriable error)
+ * or ends with the error. body: the API's response in it, if any. */
+static bool usable(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp,
+		   const void *body, const char *api)
+{
+	err = env_err(err, resp, &msg);
+	if (err == SL_OK && body != NULL)
+		return true;
+	if (err == SL_OK)
+		cl_finish(op, SL_EINVALID_REQUEST, "the node answered %s with another API", api);
+	else if (sl_err_retriable(err))
+		cl_retry(op, err, "%s", msg);
+	else
+		cl_finish(op, err, "%s", msg);
+	return false;
+}
+
 static const Sluice__TopicInfo *find_topic(const Sluice__MetadataResponse *m, const char *name)
 {
 	for (size_t i = 0; i < m->n_topics; i++)
@@ -208,7 +225,7 @@ static void on_write(struct cl_op *op, int err, const char *msg, Sluice__Envelop
 		s->stage = S_META;
 		/* Sent, but no answer: it may have applied. */
 		s->lost_write = s->lost_write || resp == NULL;
-		if (err == SL_EIO || err == SL_EREQUEST_TIMED_OUT || sl_err_retriable(err))
+		if (sl_err_retriable(err))
 			cl_retry(op, err, "%s", msg);
 		else
 			cl_finish(op, err, "%s", msg);
@@ -364,16 +381,8 @@ static void send_offsets(struct cl_op *op, const Sluice__MetadataResponse *m)
 static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp)
 {
 	struct admin_state *s = st_of(op);
-	err = env_err(err, resp, &msg);
-	if (err == SL_OK && resp->metadata_response == NULL)
-		err = SL_EINVALID_REQUEST, msg = "the node answered Metadata with another API";
-	if (err != SL_OK) {
-		if (err == SL_EIO || sl_err_retriable(err))
-			cl_retry(op, err, "%s", msg);
-		else
-			cl_finish(op, err, "%s", msg);
+	if (!usable(op, err, msg, resp, resp != NULL ? resp->metadata_response : NULL, "Metadata"))
 		return;
-	}
 	const Sluice__MetadataResponse *m = resp->metadata_response;
 	if (s->kind == K_LIST) {
 		sluice_report_t *r = op->rep;
@@ -434,16 +443,9 @@ static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Enve
 
 static void on_cluster(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp)
 {
-	err = env_err(err, resp, &msg);
-	if (err == SL_OK && resp->describe_cluster_response == NULL)
-		err = SL_EINVALID_REQUEST, msg = "the node answered DescribeCluster with another API";
-	if (err != SL_OK) {
-		if (err == SL_EIO || sl_err_retriable(err))
-			cl_retry(op, err, "%s", msg);
-		else
-			cl_finish(op, err, "%s", msg);
+	if (!usable(op, err, msg, resp, resp != NULL ? resp->describe_cluster_response : NULL,
+		    "DescribeCluster"))
 		return;
-	}
 	const Sluice__DescribeClusterResponse *d = resp->describe_cluster_response;
 	sluice_report_t *r = op->rep;
 	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", d->cluster_id);

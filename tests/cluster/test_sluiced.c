@@ -96,6 +96,14 @@ static int exit_status(struct node *n, int timeout_ms)
 	return WEXITSTATUS(n->p.status);
 }
 
+/* SIGTERM; the node must exit 0 within 20 s. */
+static void stop_cleanly(struct node *n)
+{
+	cr_assert_eq(tl_proc_kill(&n->p, SIGTERM), 0);
+	cr_assert_eq(exit_status(n, 20000), 0);
+	tl_proc_close(&n->p);
+}
+
 /* The file's last 64 KiB. */
 static char *slurp(const char *path)
 {
@@ -175,9 +183,7 @@ Test(sluiced, a_data_directory_of_another_cluster_stops_the_node)
 	setup_node(&n, "n1");
 	start(&n, 1, NULL);
 	wait_ready(&n);
-	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
-	cr_assert_eq(exit_status(&n, 20000), 0);
-	tl_proc_close(&n.p);
+	stop_cleanly(&n);
 	char *id = NULL, path[700];
 	snprintf(path, sizeof(path), "%s/node.id", n.dir);
 	id = strdup(slurp(path));
@@ -218,9 +224,7 @@ Test(sluiced, a_directory_of_another_node_is_refused)
 	setup_node(&n, "n1");
 	start(&n, 1, NULL);
 	wait_healthy(&n);
-	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
-	cr_assert_eq(exit_status(&n, 20000), 0);
-	tl_proc_close(&n.p);
+	stop_cleanly(&n);
 	start(&n, 2, NULL);
 	cr_assert_eq(exit_status(&n, 20000), 1);
 	expect_log(&n, "data directory belongs to node 1, but node_id is 2");
@@ -806,9 +810,7 @@ Test(sluiced, the_metadata_survives_a_restart_through_a_raft_snapshot)
 			     r->create_topics_response->topics[i]->error_message);
 	sluice__envelope__free_unpacked(r, NULL);
 	close(fd);
-	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
-	cr_assert_eq(exit_status(&n, 20000), 0);
-	tl_proc_close(&n.p);
+	stop_cleanly(&n);
 	char snap[700];
 	snprintf(snap, sizeof(snap), "%s/raft/g0/snap1", n.dir);
 	cr_assert_eq(access(snap, F_OK), 0, "group 0 took no snapshot");
