@@ -196,11 +196,11 @@ static void on_reconcile(uv_timer_t *t)
 			uv_timer_start(&p->reconcile, on_reconcile, 5000, 0);
 		}
 	}
-	/* The rest on a later turn: 1 ms, since libuv 1.44 runs a timer
-	 * re-armed at 0 again in the same pass, before any I/O. */
 	if (started > 0 && p->burst_at == 0)
 		p->burst_at = uv_now(p->loop);
 	p->burst_n += started;
+	/* The rest on a later turn: in 1 ms, since libuv 1.44 runs a timer
+	 * re-armed at 0 again in the same pass, before any I/O. */
 	if (started == STARTS_PER_TURN) {
 		uv_timer_start(&p->reconcile, on_reconcile, 1, 0);
 	} else if (p->burst_n > 0) {
