@@ -191,10 +191,10 @@ Test(datadir, a_damaged_identity_file_is_reported_and_left_alone)
 		"node_id=-1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n",
 		"node_id=18446744073709551617\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n",
 		"node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\ncluster_id=x\n",
-		"node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
-		"cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e",
-		"node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
-		"cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e\nmore\n",
+		("node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
+		 "cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e"),
+		("node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
+		 "cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e\nmore\n"),
 	};
 	make_dir();
 	for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
@@ -281,8 +281,8 @@ Test(datadir, peer_uuids_are_pinned_durably_and_another_is_refused)
 		"garbage\nnode_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n",
 		"node_id=0 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n",
 		"node_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5 more\n",
-		"node_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n"
-		"node_id=2 uuid=0f8fad5b-d9cb-469f-a165-70867728950e\n",
+		("node_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n"
+		 "node_id=2 uuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"),
 	};
 	for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
 		write_small(path, damaged[i]);
