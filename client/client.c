@@ -415,6 +415,8 @@ static void on_tick(uv_timer_t *t)
 		else
 			op->step(op);
 	}
+	if (cl->ops == NULL) /* idle: no wake-ups until the next call */
+		uv_timer_stop(&cl->tick);
 }
 
 /* Calls end first (their ops may finish then), then the ops left. */
@@ -446,6 +448,8 @@ static void on_wake(uv_async_t *a)
 		op->next_at = now;
 		op->next = cl->ops;
 		cl->ops = op;
+		if (!uv_is_active((uv_handle_t *)&cl->tick))
+			uv_timer_start(&cl->tick, on_tick, TICK_MS, TICK_MS);
 		op->step(op);
 	}
 	if (closing)
@@ -513,7 +517,6 @@ sluice_client_t *sluice_client_new(sluice_conf_t *conf, char *errbuf, size_t err
 	uv_async_init(&cl->loop, &cl->wake, on_wake);
 	uv_timer_init(&cl->loop, &cl->tick);
 	cl->wake.data = cl->tick.data = cl;
-	uv_timer_start(&cl->tick, on_tick, TICK_MS, TICK_MS);
 	rv = uv_thread_create(&cl->thread, io_thread, cl);
 	if (rv != 0) {
 		snprintf(errbuf, errlen, "I/O thread: %s", uv_strerror(rv));
