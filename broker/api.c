@@ -489,7 +489,8 @@ static void offsets_of(const struct sl_api_node *node, const struct sl_meta *m,
 	}
 	const struct sl_meta_partition *p = &t->parts[part];
 	po->leader = leader_of(m, p);
-	if (sl_parts_offsets(node->parts, p->group, &po->log_start, &po->log_end) == SL_OK) {
+	if (node->parts != NULL &&
+	    sl_parts_offsets(node->parts, p->group, &po->log_start, &po->log_end) == SL_OK) {
 		po->leader = (int64_t)node->node_id;
 		return;
 	}

@@ -29,7 +29,7 @@ struct sl_api_node {
 	uint32_t max_frame_bytes;
 	uv_loop_t *loop;
 	struct sl_controller *ctl; /* NULL: no metadata (every request NOT_READY) */
-	struct sl_parts *parts;    /* with ctl */
+	struct sl_parts *parts;    /* NULL: this node leads no partition */
 };
 
 /* Hands a response frame to the connection: head (malloc'd, now the

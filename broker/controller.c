@@ -485,6 +485,8 @@ void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct s
 	memcpy(c->voters, voters, c->nvoters * sizeof(*voters));
 	for (unsigned i = 0; i < c->nvoters; i++)
 		c->voter = c->voter || voters[i] == c->self.id;
+	if (reg == NULL || net == NULL)
+		return; /* metadata applied by the caller alone */
 	sl_pnet_set_app_handler(net, on_app, c);
 	c->duties_at = uv_now(c->loop) - 800; /* first duties in 200 ms */
 	uv_timer_start(&c->timer, on_timer, c->heartbeat_ms, c->heartbeat_ms);

@@ -59,7 +59,8 @@ int sl_controller_snapshot(void *arg, uint32_t group, void **buf, size_t *len);
 int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len);
 
 /* Starts the duties once the registry and the transport run, and group 0
- * when this node is one of the voters. */
+ * when this node is one of the voters. With reg or net NULL (the API
+ * fuzzer), no duty runs: the caller alone applies entries. */
 void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
 			  const uint64_t *voters, unsigned nvoters);
 
