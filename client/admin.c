@@ -29,6 +29,13 @@ struct rpart {
 	int64_t log_start, log_end;
 };
 
+/* An under-replicated partition (fewer in-sync replicas than replicas). */
+struct rurp {
+	char *topic;
+	struct rpart part;
+	int32_t partition;
+};
+
 struct rnode {
 	int32_t id, port, leaders, replicas;
 	char *host, *rack;
@@ -46,6 +53,8 @@ struct sluice_report {
 	int32_t controller, under_replicated;
 	struct rnode *nodes;
 	int32_t nnodes;
+	struct rurp *urp;
+	int32_t nurp;
 };
 
 struct sluice_admin {
@@ -65,6 +74,12 @@ struct admin_state {
 	struct cl_addr controller;
 	bool lost_write;     /* a write may have applied though its answer was lost */
 	uint64_t unknown_since;
+	/* describe: partitions whose leader did not give its offsets (it
+	 * moved since the Metadata), and how often Metadata was asked again. */
+	unsigned offsets_missing, offsets_tries;
+	/* cluster: the first failure of its two calls. */
+	int call_err;
+	char call_msg[SL_ERRMSG_SIZE];
 };
 
 void cl_report_error(sluice_report_t *r, int err, const char *msg)
@@ -84,16 +99,14 @@ static void report_clear_topic(sluice_report_t *r)
 	r->nnames = r->nparts = 0;
 }
 
+static void report_clear_cluster(sluice_report_t *r);
+
 void sluice_report_destroy(sluice_report_t *r)
 {
 	if (r == NULL)
 		return;
 	report_clear_topic(r);
-	for (int32_t i = 0; i < r->nnodes; i++) {
-		free(r->nodes[i].host);
-		free(r->nodes[i].rack);
-	}
-	free(r->nodes);
+	report_clear_cluster(r);
 	free(r);
 }
 
@@ -305,31 +318,66 @@ static void send_write(struct cl_op *op)
 		env.body_case = SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST;
 		env.delete_topics_request = &dr;
 	}
-	cl_call(op, &s->controller, &env, on_write);
+	/* CreateTopics answers once every leader is there, or at timeout_ms. */
+	cl_call(op, &s->controller, &env, s->kind == K_CREATE ? cr.timeout_ms : 0, on_write);
 	free(ce);
 	free(cep);
 }
 
+/* Offsets are best effort: a partition whose leader could not say shows
+ * -1. But a leader that just moved answers NOT_LEADER: Metadata is asked
+ * again (a heartbeat or two later it names the new leader), a few times. */
+#define OFFSETS_TRIES 3
+
+static void offsets_done(struct cl_op *op)
+{
+	struct admin_state *s = st_of(op);
+	if (s->call_err == SL_ECANCELED) {
+		cl_finish(op, SL_ECANCELED, "%s", s->call_msg);
+		return;
+	}
+	if (s->offsets_missing > 0 && s->offsets_tries < OFFSETS_TRIES &&
+	    cl_now(op->cl) + 1000 < op->deadline) {
+		s->offsets_tries++;
+		s->stage = S_WAIT;
+		cl_retry(op, SL_ENOT_LEADER, "%u partitions' leaders moved", s->offsets_missing);
+		return;
+	}
+	cl_ok(op);
+}
+
 static void on_offsets(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp)
 {
+	struct admin_state *s = st_of(op);
 	err = env_err(err, resp, &msg);
-	if (err != SL_OK || resp->list_offsets_response == NULL) {
-		/* Offsets are best effort: the partition shows -1. */
+	if (err == SL_OK && resp->list_offsets_response == NULL)
+		err = SL_EINVALID_REQUEST, msg = "the node answered ListOffsets with another API";
+	if (err != SL_OK) {
+		if (err == SL_ECANCELED) {
+			s->call_err = err;
+			snprintf(s->call_msg, sizeof(s->call_msg), "%s", msg);
+		} else if (sl_err_retriable(err)) {
+			s->offsets_missing++;
+		}
 		if (op->waiting == 0)
-			cl_ok(op);
+			offsets_done(op);
 		return;
 	}
 	const Sluice__ListOffsetsResponse *lr = resp->list_offsets_response;
 	for (size_t t = 0; t < lr->n_topics; t++)
 		for (size_t i = 0; i < lr->topics[t]->n_partitions; i++) {
 			const Sluice__PartitionOffsets *po = lr->topics[t]->partitions[i];
-			if (po->error_code != 0 || po->partition >= (uint32_t)op->rep->nparts)
+			if (po->partition >= (uint32_t)op->rep->nparts)
 				continue;
+			if (po->error_code != 0) {
+				s->offsets_missing += sl_err_retriable(po->error_code);
+				continue;
+			}
 			op->rep->parts[po->partition].log_start = po->log_start;
 			op->rep->parts[po->partition].log_end = po->log_end;
 		}
 	if (op->waiting == 0)
-		cl_ok(op);
+		offsets_done(op);
 }
 
 /* ListOffsets to each leader, for the partitions it leads. */
@@ -346,6 +394,7 @@ static void send_offsets(struct cl_op *op, const Sluice__MetadataResponse *m)
 		return;
 	}
 	s->stage = S_OFFSETS;
+	s->offsets_missing = 0;
 	op->waiting++; /* hold the op until every request is out */
 	for (int32_t p = 0; p < r->nparts; p++) {
 		int32_t leader = r->parts[p].leader;
@@ -370,12 +419,12 @@ static void send_offsets(struct cl_op *op, const Sluice__MetadataResponse *m)
 		env.api_key = SLUICE__API_KEY__LIST_OFFSETS;
 		env.body_case = SLUICE__ENVELOPE__BODY_LIST_OFFSETS_REQUEST;
 		env.list_offsets_request = &lr;
-		cl_call(op, &a, &env, on_offsets);
+		cl_call(op, &a, &env, 0, on_offsets);
 	}
 	free(parts);
 	free(asked);
 	if (--op->waiting == 0)
-		cl_ok(op);
+		offsets_done(op);
 }
 
 static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp)
@@ -441,22 +490,67 @@ static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Enve
 		cl_ok(op);
 }
 
+/* cluster: DescribeCluster (nodes, load) and Metadata (which partitions
+ * are under-replicated), both from one node so that they agree. */
+static void report_clear_cluster(sluice_report_t *r)
+{
+	for (int32_t i = 0; i < r->nnodes; i++) {
+		free(r->nodes[i].host);
+		free(r->nodes[i].rack);
+	}
+	free(r->nodes);
+	for (int32_t i = 0; i < r->nurp; i++)
+		free(r->urp[i].topic);
+	free(r->urp);
+	r->nodes = NULL;
+	r->urp = NULL;
+	r->nnodes = r->nurp = 0;
+}
+
+static void cluster_done(struct cl_op *op)
+{
+	struct admin_state *s = st_of(op);
+	int err = s->call_err;
+	if (err == SL_OK) {
+		op->rep->under_replicated = op->rep->nurp;
+		cl_ok(op);
+		return;
+	}
+	report_clear_cluster(op->rep);
+	if (sl_err_retriable(err))
+		cl_retry(op, err, "%s", s->call_msg);
+	else
+		cl_finish(op, err, "%s", s->call_msg);
+}
+
+/* The first of the two calls' failures is the one reported. */
+static bool cluster_failed(struct cl_op *op, int err, const char *msg)
+{
+	struct admin_state *s = st_of(op);
+	if (err == SL_OK)
+		return false;
+	if (s->call_err == SL_OK) {
+		s->call_err = err;
+		snprintf(s->call_msg, sizeof(s->call_msg), "%s", msg);
+	}
+	if (op->waiting == 0)
+		cluster_done(op);
+	return true;
+}
+
 static void on_cluster(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp)
 {
-	if (!usable(op, err, msg, resp, resp != NULL ? resp->describe_cluster_response : NULL,
-		    "DescribeCluster"))
+	err = env_err(err, resp, &msg);
+	if (err == SL_OK && resp->describe_cluster_response == NULL)
+		err = SL_EINVALID_REQUEST, msg = "the node answered DescribeCluster with another API";
+	if (cluster_failed(op, err, msg))
 		return;
 	const Sluice__DescribeClusterResponse *d = resp->describe_cluster_response;
 	sluice_report_t *r = op->rep;
 	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", d->cluster_id);
 	r->controller = d->controller_id >= 1 ? (int32_t)d->controller_id : -1;
-	r->under_replicated = (int32_t)d->under_replicated_partitions;
 	r->nodes = calloc(d->n_nodes + 1, sizeof(*r->nodes));
-	if (r->nodes == NULL) {
-		cl_finish(op, SL_ENOMEM, "out of memory");
-		return;
-	}
-	for (size_t i = 0; i < d->n_nodes; i++) {
+	for (size_t i = 0; r->nodes != NULL && i < d->n_nodes; i++) {
 		struct rnode *n = &r->nodes[r->nnodes];
 		n->id = (int32_t)d->nodes[i]->node_id;
 		n->port = (int32_t)d->nodes[i]->port;
@@ -464,17 +558,61 @@ static void on_cluster(struct cl_op *op, int err, const char *msg, Sluice__Envel
 		n->host = strdup(d->nodes[i]->host);
 		n->rack = strdup(d->nodes[i]->rack);
 		r->nnodes++;
-		if (n->host == NULL || n->rack == NULL) {
-			cl_finish(op, SL_ENOMEM, "out of memory");
-			return;
-		}
+		if (n->host == NULL || n->rack == NULL)
+			break;
 		for (size_t k = 0; k < d->n_load; k++)
 			if (d->load[k]->node_id == d->nodes[i]->node_id) {
 				n->leaders = (int32_t)d->load[k]->leaders;
 				n->replicas = (int32_t)d->load[k]->replicas;
 			}
 	}
-	cl_ok(op);
+	if (r->nodes == NULL || r->nnodes != (int32_t)d->n_nodes ||
+	    (r->nnodes > 0 &&
+	     (r->nodes[r->nnodes - 1].host == NULL || r->nodes[r->nnodes - 1].rack == NULL))) {
+		cluster_failed(op, SL_ENOMEM, "out of memory");
+		return;
+	}
+	if (op->waiting == 0)
+		cluster_done(op);
+}
+
+static void on_cluster_meta(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp)
+{
+	err = env_err(err, resp, &msg);
+	if (err == SL_OK && resp->metadata_response == NULL)
+		err = SL_EINVALID_REQUEST, msg = "the node answered Metadata with another API";
+	if (cluster_failed(op, err, msg))
+		return;
+	const Sluice__MetadataResponse *m = resp->metadata_response;
+	sluice_report_t *r = op->rep;
+	size_t n = 0;
+	for (size_t t = 0; t < m->n_topics; t++)
+		for (size_t i = 0; i < m->topics[t]->n_partitions; i++)
+			n += m->topics[t]->partitions[i]->n_isr < m->topics[t]->partitions[i]->n_replicas;
+	r->urp = calloc(n + 1, sizeof(*r->urp));
+	for (size_t t = 0; r->urp != NULL && t < m->n_topics; t++)
+		for (size_t i = 0; i < m->topics[t]->n_partitions; i++) {
+			const Sluice__PartitionInfo *p = m->topics[t]->partitions[i];
+			if (p->n_isr >= p->n_replicas)
+				continue;
+			struct rurp *u = &r->urp[r->nurp];
+			if ((u->topic = strdup(m->topics[t]->name)) == NULL) {
+				cluster_failed(op, SL_ENOMEM, "out of memory");
+				return;
+			}
+			r->nurp++;
+			u->partition = (int32_t)p->partition;
+			u->part.leader = p->leader >= 1 ? (int32_t)p->leader : -1;
+			u->part.nrep = (unsigned)copy_ids(u->part.rep, p->replicas, p->n_replicas);
+			u->part.nisr = (unsigned)copy_ids(u->part.isr, p->isr, p->n_isr);
+			u->part.log_start = u->part.log_end = -1;
+		}
+	if (r->urp == NULL) {
+		cluster_failed(op, SL_ENOMEM, "out of memory");
+		return;
+	}
+	if (op->waiting == 0)
+		cluster_done(op);
 }
 
 static void step(struct cl_op *op)
@@ -483,12 +621,21 @@ static void step(struct cl_op *op)
 	Sluice__Envelope env;
 	Sluice__MetadataRequest mr;
 	if (s->kind == K_CLUSTER) {
+		const struct cl_addr *a = cl_any(op);
 		Sluice__DescribeClusterRequest dc = SLUICE__DESCRIBE_CLUSTER_REQUEST__INIT;
+		report_clear_cluster(op->rep);
+		s->call_err = SL_OK;
+		s->call_msg[0] = '\0';
+		op->waiting++; /* hold the op until both calls are out */
 		sluice__envelope__init(&env);
 		env.api_key = SLUICE__API_KEY__DESCRIBE_CLUSTER;
 		env.body_case = SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST;
 		env.describe_cluster_request = &dc;
-		cl_call(op, cl_any(op), &env, on_cluster);
+		cl_call(op, a, &env, 0, on_cluster);
+		metadata_req(&env, &mr, NULL, 0);
+		cl_call(op, a, &env, 0, on_cluster_meta);
+		if (--op->waiting == 0)
+			cluster_done(op);
 		return;
 	}
 	if (s->stage == S_WRITE) {
@@ -497,7 +644,7 @@ static void step(struct cl_op *op)
 	}
 	bool all = s->kind == K_LIST;
 	metadata_req(&env, &mr, all ? NULL : &s->topic, all ? 0 : 1);
-	cl_call(op, cl_any(op), &env, on_metadata);
+	cl_call(op, cl_any(op), &env, 0, on_metadata);
 }
 
 /* ---- The calls ------------------------------------------------------------ */
@@ -741,4 +888,36 @@ int32_t sluice_report_node_leaders(const sluice_report_t *r, int32_t i)
 int32_t sluice_report_node_replicas(const sluice_report_t *r, int32_t i)
 {
 	return node(r, i) != NULL ? node(r, i)->replicas : 0;
+}
+
+static const struct rurp *urp(const sluice_report_t *r, int32_t i)
+{
+	return r != NULL && i >= 0 && i < r->nurp ? &r->urp[i] : NULL;
+}
+
+const char *sluice_report_under_replicated_topic(const sluice_report_t *r, int32_t i)
+{
+	return urp(r, i) != NULL ? urp(r, i)->topic : NULL;
+}
+
+int32_t sluice_report_under_replicated_partition(const sluice_report_t *r, int32_t i)
+{
+	return urp(r, i) != NULL ? urp(r, i)->partition : -1;
+}
+
+int32_t sluice_report_under_replicated_leader(const sluice_report_t *r, int32_t i)
+{
+	return urp(r, i) != NULL ? urp(r, i)->part.leader : -1;
+}
+
+size_t sluice_report_under_replicated_replicas(const sluice_report_t *r, int32_t i, int32_t *dst,
+					       size_t cap)
+{
+	return urp(r, i) != NULL ? ids(urp(r, i)->part.rep, urp(r, i)->part.nrep, dst, cap) : 0;
+}
+
+size_t sluice_report_under_replicated_isr(const sluice_report_t *r, int32_t i, int32_t *dst,
+					  size_t cap)
+{
+	return urp(r, i) != NULL ? ids(urp(r, i)->part.isr, urp(r, i)->part.nisr, dst, cap) : 0;
 }

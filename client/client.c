@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "internal.h"
@@ -12,8 +13,14 @@
 #define TICK_MS 10
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
+/* API keys a node's ApiVersions may list; a larger key is not served. */
+#define MAX_API 64
 
-enum { C_RESOLVING, C_CONNECTING, C_READY, C_CLOSING };
+/* A connection resolves, connects, then asks ApiVersions (HANDSHAKE)
+ * before any call goes out, so that a call the node does not serve, or
+ * one above its max_frame_bytes, fails here with a clear error rather
+ * than on the server or by closing the connection. */
+enum { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_READY, C_CLOSING };
 
 /* A request sent (or waiting to be) on a connection. */
 struct cl_call {
@@ -21,6 +28,8 @@ struct cl_call {
 	struct cl_op *op;
 	cl_call_fn done;
 	uint32_t corr;
+	uint32_t api, version;
+	uint64_t started, deadline; /* loop ms */
 	uint8_t *frame; /* until written */
 	size_t len;
 };
@@ -36,6 +45,13 @@ struct cl_conn {
 	struct cl_call *calls; /* in flight, and (frame != NULL) waiting to be written */
 	uint8_t *buf;
 	size_t len, cap;
+	/* From the node's ApiVersions (HANDSHAKE on). */
+	uint32_t hs_corr;
+	uint32_t max_request; /* the node's max_frame_bytes */
+	struct {
+		bool served;
+		uint32_t min, max;
+	} api[MAX_API];
 };
 
 struct wreq {
@@ -108,28 +124,123 @@ static void on_write(uv_write_t *req, int status)
 			  uv_strerror(status));
 }
 
+/* The first call not yet written, or NULL. */
+static struct cl_call *unsent(struct cl_conn *c)
+{
+	struct cl_call *k = c->calls;
+	while (k != NULL && k->frame == NULL)
+		k = k->next;
+	return k;
+}
+
+static void unlink_call(struct cl_conn *c, struct cl_call *k)
+{
+	struct cl_call **pp = &c->calls;
+	while (*pp != k)
+		pp = &(*pp)->next;
+	*pp = k->next;
+}
+
+static bool write_frame(struct cl_conn *c, uint8_t *frame, size_t len)
+{
+	struct wreq *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		free(frame);
+		conn_fail(c, SL_ENOMEM, "out of memory");
+		return false;
+	}
+	w->frame = frame;
+	uv_buf_t b = uv_buf_init((char *)frame, (unsigned)len);
+	int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	if (rv != 0) {
+		free(w->frame);
+		free(w);
+		conn_fail(c, SL_EIO, "%s:%d: write: %s", c->addr.host, c->addr.port,
+			  uv_strerror(rv));
+		return false;
+	}
+	return true;
+}
+
+/* Writes every call not yet written; refuses here those the node would
+ * refuse. A refused call's callback may add calls: start over each time. */
 static void flush(struct cl_conn *c)
 {
-	for (struct cl_call *k = c->calls; k != NULL && c->state == C_READY; k = k->next) {
-		if (k->frame == NULL)
-			continue;
-		struct wreq *w = malloc(sizeof(*w));
-		if (w == NULL) {
-			conn_fail(c, SL_ENOMEM, "out of memory");
-			return;
+	struct cl_call *k;
+	while (c->state == C_READY && (k = unsent(c)) != NULL) {
+		char msg[SL_ERRMSG_SIZE];
+		int err = SL_OK;
+		if (k->api >= MAX_API || !c->api[k->api].served || k->version < c->api[k->api].min ||
+		    k->version > c->api[k->api].max) {
+			err = SL_EUNSUPPORTED_VERSION;
+			snprintf(msg, sizeof(msg), "%.200s:%d does not serve API %u version %u",
+				 c->addr.host, c->addr.port, k->api, k->version);
+		} else if (k->len > c->max_request) {
+			err = SL_EMESSAGE_TOO_LARGE;
+			snprintf(msg, sizeof(msg),
+				 "a request of %zu bytes is above the %u bytes %.120s:%d accepts",
+				 k->len, c->max_request, c->addr.host, c->addr.port);
 		}
-		w->frame = k->frame;
+		if (err != SL_OK) {
+			unlink_call(c, k);
+			call_end(k, err, msg, NULL);
+			continue;
+		}
+		uint8_t *frame = k->frame;
 		k->frame = NULL;
-		uv_buf_t b = uv_buf_init((char *)w->frame, (unsigned)k->len);
-		int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-		if (rv != 0) {
-			free(w->frame);
-			free(w);
-			conn_fail(c, SL_EIO, "%s:%d: write: %s", c->addr.host, c->addr.port,
-				  uv_strerror(rv));
+		if (!write_frame(c, frame, k->len))
 			return;
+	}
+}
+
+/* Asks the node what it serves; calls wait until it answered. */
+static void handshake(struct cl_conn *c)
+{
+	sluice_client_t *cl = c->cl;
+	char software[200];
+	snprintf(software, sizeof(software), "libsluice %s (%s)", SLUICE_VERSION,
+		 cl->conf.client_id);
+	Sluice__ApiVersionsRequest req = SLUICE__API_VERSIONS_REQUEST__INIT;
+	req.client_software = software;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__API_VERSIONS;
+	env.body_case = SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST;
+	env.api_versions_request = &req;
+	env.correlation_id = c->hs_corr = ++cl->next_corr;
+	uint8_t *frame;
+	size_t len;
+	if (sl_frame_encode(&env, NULL, 0, &frame, &len) != SL_OK) {
+		conn_fail(c, SL_ENOMEM, "out of memory");
+		return;
+	}
+	c->state = C_HANDSHAKE;
+	write_frame(c, frame, len);
+}
+
+static void handshake_done(struct cl_conn *c, const Sluice__Envelope *env)
+{
+	const Sluice__ApiVersionsResponse *r = env->api_versions_response;
+	int err = env->error_code;
+	const char *msg = env->error_message;
+	if (err == SL_OK && r == NULL)
+		err = SL_EINVALID_REQUEST, msg = "the answer to ApiVersions is another API's";
+	if (err == SL_OK && r->error_code != 0)
+		err = r->error_code, msg = r->error_message;
+	if (err != SL_OK) {
+		conn_fail(c, err, "%s:%d: ApiVersions: %s", c->addr.host, c->addr.port, msg);
+		return;
+	}
+	for (size_t i = 0; i < r->n_apis; i++) {
+		uint32_t key = (uint32_t)r->apis[i]->api_key;
+		if (key < MAX_API) {
+			c->api[key].served = true;
+			c->api[key].min = r->apis[i]->min_version;
+			c->api[key].max = r->apis[i]->max_version;
 		}
 	}
+	c->max_request = r->max_frame_bytes != 0 ? r->max_frame_bytes : UINT32_MAX;
+	c->state = C_READY;
+	flush(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -138,7 +249,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	(void)suggested;
 	size_t want = c->len + 65536;
 	size_t flen;
-	if (c->len >= 4 && sl_frame_peek(c->buf, c->len, CL_MAX_FRAME, &flen) == SL_ENOT_FOUND &&
+	if (c->len >= 4 &&
+	    sl_frame_peek(c->buf, c->len, c->cl->conf.max_response_bytes, &flen) == SL_ENOT_FOUND &&
 	    flen > want)
 		want = flen; /* the whole frame in one buffer */
 	if (want > c->cap) {
@@ -172,6 +284,16 @@ static void take_frame(struct cl_conn *c, const uint8_t *frame, size_t len)
 	}
 	Sluice__Envelope *env = f->env;
 	free(f);
+	if (c->state == C_HANDSHAKE) {
+		if (env->correlation_id == c->hs_corr)
+			handshake_done(c, env);
+		else
+			conn_fail(c, SL_EINVALID_REQUEST,
+				  "%s:%d: an answer before the one to ApiVersions", c->addr.host,
+				  c->addr.port);
+		sluice__envelope__free_unpacked(env, NULL);
+		return;
+	}
 	struct cl_call **pp = &c->calls;
 	while (*pp != NULL && (*pp)->corr != env->correlation_id)
 		pp = &(*pp)->next;
@@ -197,7 +319,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	c->len += (size_t)n;
 	size_t flen;
 	int rv;
-	while ((rv = sl_frame_peek(c->buf, c->len, CL_MAX_FRAME, &flen)) == SL_OK) {
+	uint32_t max = c->cl->conf.max_response_bytes;
+	while ((rv = sl_frame_peek(c->buf, c->len, max, &flen)) == SL_OK) {
 		take_frame(c, c->buf, flen);
 		if (c->state == C_CLOSING)
 			return;
@@ -205,8 +328,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		c->len -= flen;
 	}
 	if (rv == SL_EMESSAGE_TOO_LARGE)
-		conn_fail(c, SL_EMESSAGE_TOO_LARGE, "%s:%d: a response above %u bytes",
-			  c->addr.host, c->addr.port, CL_MAX_FRAME);
+		conn_fail(c, SL_EMESSAGE_TOO_LARGE,
+			  "%s:%d: a response of %zu bytes is above max.response.bytes (%u)",
+			  c->addr.host, c->addr.port, flen, max);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -219,14 +343,13 @@ static void on_connect(uv_connect_t *req, int status)
 			  uv_strerror(status));
 		return;
 	}
-	c->state = C_READY;
 	uv_tcp_nodelay(&c->tcp, 1);
 	int rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	if (rv != 0) {
 		conn_fail(c, SL_EIO, "%s:%d: read: %s", c->addr.host, c->addr.port, uv_strerror(rv));
 		return;
 	}
-	flush(c);
+	handshake(c);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -282,7 +405,8 @@ static struct cl_conn *conn_get(sluice_client_t *cl, const struct cl_addr *a)
 	return c;
 }
 
-void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env, cl_call_fn done)
+void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
+	     unsigned hold_ms, cl_call_fn done)
 {
 	sluice_client_t *cl = op->cl;
 	if (cl->shutting) {
@@ -300,6 +424,12 @@ void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env
 	k->op = op;
 	k->done = done;
 	k->corr = env->correlation_id;
+	k->api = (uint32_t)env->api_key;
+	k->version = env->api_version;
+	k->started = cl_now(cl);
+	k->deadline = k->started + cl->conf.socket_timeout_ms + hold_ms;
+	if (k->deadline > op->deadline)
+		k->deadline = op->deadline;
 	int rv = sl_frame_encode(env, NULL, 0, &k->frame, &k->len);
 	struct cl_conn *c = rv == SL_OK ? conn_get(cl, addr) : NULL;
 	if (c == NULL) {
@@ -385,24 +515,22 @@ void cl_retry(struct cl_op *op, int err, const char *fmt, ...)
 			  op->cl->conf.request_timeout_ms);
 }
 
-/* Every tick: calls past their op's deadline end; due ops step. */
+/* Every tick: a connection with a call past its deadline closes (the
+ * node is hung or unreachable: every call on it ends, retriable, and is
+ * tried elsewhere); due ops step. */
 static void on_tick(uv_timer_t *t)
 {
 	sluice_client_t *cl = t->data;
 	uint64_t now = cl_now(cl);
 	for (struct cl_conn *c = cl->conns, *cn; c != NULL; c = cn) {
 		cn = c->next;
-		for (struct cl_call **pp = &c->calls; *pp != NULL;) {
-			struct cl_call *k = *pp;
-			if (now < k->op->deadline) {
-				pp = &k->next;
+		for (struct cl_call *k = c->calls; k != NULL; k = k->next) {
+			if (now < k->deadline)
 				continue;
-			}
-			*pp = k->next;
-			char msg[SL_ERRMSG_SIZE];
-			snprintf(msg, sizeof(msg), "%.200s:%d: no response within %u ms", c->addr.host,
-				 c->addr.port, cl->conf.request_timeout_ms);
-			call_end(k, SL_EREQUEST_TIMED_OUT, msg, NULL);
+			conn_fail(c, SL_EREQUEST_TIMED_OUT, "%.200s:%d: no response within %llu ms",
+				  c->addr.host, c->addr.port,
+				  (unsigned long long)(k->deadline - k->started));
+			break;
 		}
 	}
 	for (struct cl_op *op = cl->ops, *next; op != NULL; op = next) {
@@ -446,6 +574,9 @@ static void on_wake(uv_async_t *a)
 		q = q->next;
 		op->deadline = now + cl->conf.request_timeout_ms;
 		op->next_at = now;
+		/* Ops start at different bootstrap addresses: one that hangs
+		 * costs a socket timeout to some calls, not to every one. */
+		op->rotate = cl->rotate++;
 		op->next = cl->ops;
 		cl->ops = op;
 		if (!uv_is_active((uv_handle_t *)&cl->tick))
@@ -461,6 +592,13 @@ int cl_submit(sluice_client_t *cl, struct cl_op *op, sluice_report_t **out)
 	op->cl = cl;
 	op->sync = op->cb == NULL;
 	pthread_cond_init(&op->cond, NULL);
+	uv_thread_t self = uv_thread_self();
+	if (op->sync && uv_thread_equal(&self, &cl->thread)) {
+		/* A blocking call from a callback would wait for itself. */
+		sluice_report_destroy(op->rep);
+		op_free(op);
+		return SL_EBUSY;
+	}
 	pthread_mutex_lock(&cl->mu);
 	if (cl->closing) {
 		pthread_mutex_unlock(&cl->mu);
@@ -507,6 +645,7 @@ sluice_client_t *sluice_client_new(sluice_conf_t *conf, char *errbuf, size_t err
 		return NULL;
 	}
 	cl->conf = *conf;
+	cl->rotate = (unsigned)(uv_hrtime() ^ (uint64_t)getpid());
 	int rv = uv_loop_init(&cl->loop);
 	if (rv != 0) {
 		snprintf(errbuf, errlen, "event loop: %s", uv_strerror(rv));

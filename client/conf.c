@@ -36,6 +36,21 @@ int cl_parse_bootstrap(const char *text, struct cl_addr *out, size_t cap, size_t
 			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
 				    "bootstrap.servers: '%.*s' is not host:port", (int)len, p);
 		size_t hlen = (size_t)(colon - p);
+		const char *host = p;
+		/* "[::1]:9092": the brackets only delimit an IPv6 address. */
+		if (hlen >= 2 && p[0] == '[' && p[hlen - 1] == ']') {
+			host++;
+			hlen -= 2;
+		} else if (memchr(p, '[', hlen) != NULL || memchr(p, ']', hlen) != NULL ||
+			   memchr(p, ':', hlen) != NULL) {
+			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+				    "bootstrap.servers: '%.*s' is not host:port (an IPv6 "
+				    "address goes in brackets: [::1]:9092)",
+				    (int)len, p);
+		}
+		if (hlen == 0)
+			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
+				    "bootstrap.servers: '%.*s' has no host", (int)len, p);
 		long port = 0;
 		for (const char *q = colon + 1; q < p + len; q++) {
 			if (*q < '0' || *q > '9' || port > 65535)
@@ -52,7 +67,7 @@ int cl_parse_bootstrap(const char *text, struct cl_addr *out, size_t cap, size_t
 		if (*n == cap)
 			return fail(errmsg, errlen, SL_EINVALID_ARGUMENT,
 				    "bootstrap.servers: at most %zu addresses", cap);
-		memcpy(out[*n].host, p, hlen);
+		memcpy(out[*n].host, host, hlen);
 		out[*n].host[hlen] = '\0';
 		out[*n].port = (int)port;
 		(*n)++;
@@ -72,7 +87,23 @@ sluice_conf_t *sluice_conf_new(void)
 	c->nboot = 1;
 	snprintf(c->client_id, sizeof(c->client_id), "libsluice");
 	c->request_timeout_ms = 30000;
+	c->socket_timeout_ms = 5000;
+	c->max_response_bytes = 64u << 20;
 	return c;
+}
+
+/* A decimal in [min, max] for key, or a message naming the key. */
+static int number(const char *key, const char *value, unsigned long min, unsigned long max,
+		  unsigned long *out, char *errbuf, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(value, &end, 10);
+	if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || v < min || v > max)
+		return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+			    "%s: '%.32s' is not a whole number in %lu..%lu", key, value, min, max);
+	*out = v;
+	return SL_OK;
 }
 
 sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *value,
@@ -97,21 +128,29 @@ sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *v
 		snprintf(conf->client_id, sizeof(conf->client_id), "%s", value);
 		return SL_OK;
 	}
+	unsigned long v;
 	if (strcmp(key, "request.timeout.ms") == 0) {
-		char *end;
-		errno = 0;
-		unsigned long v = strtoul(value, &end, 10);
-		if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || v < 1 ||
-		    v > 3600000)
-			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
-				    "request.timeout.ms: '%.32s' is not a number of ms in 1..3600000",
-				    value);
-		conf->request_timeout_ms = (unsigned)v;
-		return SL_OK;
+		int rv = number(key, value, 1, 3600000, &v, errbuf, errlen);
+		if (rv == SL_OK)
+			conf->request_timeout_ms = (unsigned)v;
+		return rv;
+	}
+	if (strcmp(key, "socket.timeout.ms") == 0) {
+		int rv = number(key, value, 10, 3600000, &v, errbuf, errlen);
+		if (rv == SL_OK)
+			conf->socket_timeout_ms = (unsigned)v;
+		return rv;
+	}
+	if (strcmp(key, "max.response.bytes") == 0) {
+		/* Below 256 not even ApiVersions' answer fits. */
+		int rv = number(key, value, 256, 1u << 30, &v, errbuf, errlen);
+		if (rv == SL_OK)
+			conf->max_response_bytes = (uint32_t)v;
+		return rv;
 	}
 	return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
 		    "unknown property '%.64s' (known: bootstrap.servers, client.id, "
-		    "request.timeout.ms)",
+		    "request.timeout.ms, socket.timeout.ms, max.response.bytes)",
 		    key);
 }
 
@@ -149,3 +188,5 @@ _Static_assert(SLUICE_ERR_INVALID_ARGUMENT == SL_EINVALID_ARGUMENT, "errors.def"
 _Static_assert(SLUICE_ERR_CANCELED == SL_ECANCELED, "errors.def");
 _Static_assert(SLUICE_ERR_BUSY == SL_EBUSY, "errors.def");
 _Static_assert(SLUICE_ERR_IO == SL_EIO, "errors.def");
+_Static_assert(SLUICE_ERR_MESSAGE_TOO_LARGE == SL_EMESSAGE_TOO_LARGE, "errors.def");
+_Static_assert(SLUICE_ERR_UNSUPPORTED_VERSION == SL_EUNSUPPORTED_VERSION, "errors.def");

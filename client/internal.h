@@ -19,8 +19,6 @@
 
 #define CL_MAX_BOOTSTRAP 64
 #define CL_HOST_MAX 256
-/* The largest response frame taken; a bigger one closes its connection. */
-#define CL_MAX_FRAME (64u << 20)
 
 struct cl_addr {
 	char host[CL_HOST_MAX];
@@ -31,7 +29,9 @@ struct sluice_conf {
 	struct cl_addr boot[CL_MAX_BOOTSTRAP];
 	size_t nboot;
 	char client_id[128];
-	unsigned request_timeout_ms;
+	unsigned request_timeout_ms;  /* an operation's deadline, retries included */
+	unsigned socket_timeout_ms;   /* one call's answer (past what the server may hold it) */
+	uint32_t max_response_bytes;  /* a bigger response frame closes its connection */
 };
 
 /* Parses "host:port[,host:port...]" into out; SL_OK or
@@ -83,6 +83,7 @@ struct sluice_client {
 	struct cl_op *ops;    /* running on the loop */
 	struct cl_conn *conns;
 	uint32_t next_corr;
+	unsigned rotate;      /* the bootstrap address the next op starts at */
 	unsigned admins;      /* (mu) */
 };
 
@@ -94,9 +95,12 @@ uint64_t cl_now(sluice_client_t *cl);
 int cl_submit(sluice_client_t *cl, struct cl_op *op, sluice_report_t **out);
 
 /* Loop thread: sends env to addr (a connection opened if needed); done
- * runs once, with the response or an error (at the op's deadline at the
- * latest). */
-void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env, cl_call_fn done);
+ * runs once, with the response or an error: SL_EREQUEST_TIMED_OUT when
+ * no answer came within socket.timeout.ms plus hold_ms (how long the
+ * server may hold this request on purpose, such as CreateTopics'
+ * timeout_ms), or by the op's deadline, whichever is first. */
+void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
+	     unsigned hold_ms, cl_call_fn done);
 
 /* Loop thread: the op failed in a way worth retrying: step again after a
  * backoff (100 ms doubling to 1 s), or, past the deadline, finish with

@@ -43,6 +43,8 @@ typedef int sluice_err_t;
 #define SLUICE_ERR_CANCELED 1002
 #define SLUICE_ERR_BUSY 1003
 #define SLUICE_ERR_IO 1004
+#define SLUICE_ERR_MESSAGE_TOO_LARGE 10   /* a response above max.response.bytes */
+#define SLUICE_ERR_UNSUPPORTED_VERSION 35 /* the node does not serve this call */
 
 SLUICE_API const char *sluice_err_name(sluice_err_t err); /* "NOT_LEADER" */
 SLUICE_API const char *sluice_strerror(sluice_err_t err);
@@ -51,11 +53,20 @@ SLUICE_API int sluice_err_is_retriable(sluice_err_t err);
 /* ---- configuration ---------------------------------------------------- */
 
 /* Keys:
- *   bootstrap.servers   host:port[,host:port...]; default 127.0.0.1:9092
+ *   bootstrap.servers   host:port[,host:port...] ([::1]:9092 for IPv6); each
+ *                       call starts at another one; default 127.0.0.1:9092
  *   client.id           text sent to the brokers; default "libsluice"
  *   request.timeout.ms  how long an admin call keeps trying (retriable
  *                       errors are retried with backoff until then),
  *                       1..3600000; default 30000
+ *   socket.timeout.ms   how long one request waits for its answer (beyond
+ *                       what the server may hold it on purpose) before its
+ *                       connection is closed and the call retried on
+ *                       another node: a hung node costs this much, not the
+ *                       whole request.timeout.ms; 10..3600000; default 5000
+ *   max.response.bytes  the largest response frame taken (memory bound); a
+ *                       bigger one closes its connection and fails its
+ *                       call with MESSAGE_TOO_LARGE; 256..2^30; default 64 MiB
  * An unknown key or a bad value fails here, with a message naming it. */
 SLUICE_API sluice_conf_t *sluice_conf_new(void);
 SLUICE_API sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *value,
@@ -81,7 +92,8 @@ SLUICE_API void sluice_admin_destroy(sluice_admin_t *a);
  * through *out (also on most errors, carrying the message; NULL when
  * none could be made), to free with sluice_report_destroy. A call that
  * could not start (bad argument, no memory) returns its error and calls
- * nothing. */
+ * nothing. A blocking call (cb == NULL) made from inside a callback
+ * would wait for the thread it runs on: it returns SLUICE_ERR_BUSY. */
 
 /* Creates a topic and returns once every partition has a leader. kv:
  * "key", "value", ..., NULL (retention.ms, retention.bytes,
@@ -130,7 +142,18 @@ SLUICE_API int64_t sluice_report_log_end(const sluice_report_t *r, int32_t parti
 /* cluster_describe. */
 SLUICE_API const char *sluice_report_cluster_id(const sluice_report_t *r);
 SLUICE_API int32_t sluice_report_controller(const sluice_report_t *r); /* -1: none */
+/* Under-replicated partitions (fewer in-sync replicas than replicas): how
+ * many, then each one, i in [0, count): its topic, partition, leader (-1:
+ * none), replicas and in-sync replicas (copied as sluice_report_replicas
+ * does). */
 SLUICE_API int32_t sluice_report_under_replicated(const sluice_report_t *r);
+SLUICE_API const char *sluice_report_under_replicated_topic(const sluice_report_t *r, int32_t i);
+SLUICE_API int32_t sluice_report_under_replicated_partition(const sluice_report_t *r, int32_t i);
+SLUICE_API int32_t sluice_report_under_replicated_leader(const sluice_report_t *r, int32_t i);
+SLUICE_API size_t sluice_report_under_replicated_replicas(const sluice_report_t *r, int32_t i,
+							  int32_t *ids, size_t cap);
+SLUICE_API size_t sluice_report_under_replicated_isr(const sluice_report_t *r, int32_t i,
+						     int32_t *ids, size_t cap);
 SLUICE_API int32_t sluice_report_node_count(const sluice_report_t *r);
 SLUICE_API int32_t sluice_report_node_id(const sluice_report_t *r, int32_t i);
 SLUICE_API const char *sluice_report_node_host(const sluice_report_t *r, int32_t i);
