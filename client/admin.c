@@ -707,6 +707,8 @@ sluice_err_t sluice_topic_create(sluice_admin_t *a, const char *topic, int32_t p
 				 int16_t replicas, const char *const kv[], sluice_done_cb cb,
 				 void *opaque, sluice_report_t **out)
 {
+	if (out != NULL)
+		*out = NULL; /* also when the call does not start */
 	if (a == NULL || topic == NULL || partitions < 1 || replicas < 1)
 		return SL_EINVALID_ARGUMENT;
 	size_t nkv = 0;
@@ -736,6 +738,8 @@ sluice_err_t sluice_topic_create(sluice_admin_t *a, const char *topic, int32_t p
 sluice_err_t sluice_topic_delete(sluice_admin_t *a, const char *topic, sluice_done_cb cb,
 				 void *opaque, sluice_report_t **out)
 {
+	if (out != NULL)
+		*out = NULL; /* also when the call does not start */
 	if (a == NULL || topic == NULL)
 		return SL_EINVALID_ARGUMENT;
 	struct cl_op *op = op_new(K_DELETE, topic, cb, opaque);
@@ -745,6 +749,8 @@ sluice_err_t sluice_topic_delete(sluice_admin_t *a, const char *topic, sluice_do
 sluice_err_t sluice_topic_list(sluice_admin_t *a, sluice_done_cb cb, void *opaque,
 			       sluice_report_t **out)
 {
+	if (out != NULL)
+		*out = NULL; /* also when the call does not start */
 	if (a == NULL)
 		return SL_EINVALID_ARGUMENT;
 	struct cl_op *op = op_new(K_LIST, NULL, cb, opaque);
@@ -754,6 +760,8 @@ sluice_err_t sluice_topic_list(sluice_admin_t *a, sluice_done_cb cb, void *opaqu
 sluice_err_t sluice_topic_describe(sluice_admin_t *a, const char *topic, sluice_done_cb cb,
 				   void *opaque, sluice_report_t **out)
 {
+	if (out != NULL)
+		*out = NULL; /* also when the call does not start */
 	if (a == NULL || topic == NULL)
 		return SL_EINVALID_ARGUMENT;
 	struct cl_op *op = op_new(K_DESCRIBE, topic, cb, opaque);
@@ -765,6 +773,8 @@ sluice_err_t sluice_topic_describe(sluice_admin_t *a, const char *topic, sluice_
 sluice_err_t sluice_cluster_describe(sluice_admin_t *a, sluice_done_cb cb, void *opaque,
 				     sluice_report_t **out)
 {
+	if (out != NULL)
+		*out = NULL; /* also when the call does not start */
 	if (a == NULL)
 		return SL_EINVALID_ARGUMENT;
 	struct cl_op *op = op_new(K_CLUSTER, NULL, cb, opaque);

@@ -41,11 +41,16 @@ static int usage_error(const char *fmt, ...)
 	return 2;
 }
 
-/* The one line a failed call prints. */
+/* The one line a failed call prints: a server's message could hold a
+ * line break or a control character, which would make it two. */
 static int failed(sluice_err_t err, const sluice_report_t *r)
 {
 	const char *msg = r != NULL ? sluice_report_errmsg(r) : "";
-	fprintf(stderr, "sluice: %s: %s\n", sluice_err_name(err), msg[0] ? msg : sluice_strerror(err));
+	fprintf(stderr, "sluice: %s: ", sluice_err_name(err));
+	for (const unsigned char *p = (const unsigned char *)(msg[0] ? msg : sluice_strerror(err));
+	     *p; p++)
+		fputc(*p < 0x20 || *p == 0x7f ? ' ' : *p, stderr);
+	fputc('\n', stderr);
 	return 1;
 }
 
@@ -158,10 +163,39 @@ static void print_cluster(const sluice_report_t *r, bool json)
 			       sluice_report_node_leaders(r, i), sluice_report_node_replicas(r, i));
 		}
 	}
+	int32_t nu = sluice_report_under_replicated(r);
 	if (json)
-		printf("],\"under_replicated_partitions\":%d}\n", sluice_report_under_replicated(r));
+		printf("],\"under_replicated_partitions\":%d,\"under_replicated\":[", nu);
 	else
-		printf("under_replicated_partitions %d\n", sluice_report_under_replicated(r));
+		printf("under_replicated_partitions %d\n", nu);
+	for (int32_t i = 0; i < nu; i++) {
+		int32_t rep[64], isr[64];
+		size_t nr = sluice_report_under_replicated_replicas(r, i, rep, 64);
+		size_t ni = sluice_report_under_replicated_isr(r, i, isr, 64);
+		nr = nr < 64 ? nr : 64;
+		ni = ni < 64 ? ni : 64;
+		if (json) {
+			fputs(i ? ",{\"topic\":" : "{\"topic\":", stdout);
+			json_str(sluice_report_under_replicated_topic(r, i));
+			printf(",\"partition\":%d,\"leader\":%d,\"replicas\":",
+			       sluice_report_under_replicated_partition(r, i),
+			       sluice_report_under_replicated_leader(r, i));
+			json_ids(rep, nr);
+			fputs(",\"isr\":", stdout);
+			json_ids(isr, ni);
+			putchar('}');
+		} else {
+			printf("  %s/%d leader %d replicas ", sluice_report_under_replicated_topic(r, i),
+			       sluice_report_under_replicated_partition(r, i),
+			       sluice_report_under_replicated_leader(r, i));
+			text_ids(rep, nr);
+			fputs(" isr ", stdout);
+			text_ids(isr, ni);
+			putchar('\n');
+		}
+	}
+	if (json)
+		puts("]}");
 }
 
 /* Runs one admin call's outcome: prints on success. */

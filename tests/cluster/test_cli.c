@@ -184,6 +184,72 @@ static void expect_led_json(const char *json, const char *name, int partitions, 
 	cr_assert(strstr(json, "]}\n") != NULL, "%s", json);
 }
 
+/* cluster status --json: every node alive on its port, a controller,
+ * the replicas of every partition counted, nothing under-replicated. */
+static void expect_status_json(const char *json, int count, int replicas)
+{
+	cr_assert(strncmp(json, "{\"cluster_id\":\"", 15) == 0, "%s", json);
+	const char *c = strstr(json, "\"controller\":");
+	cr_assert_not_null(c, "%s", json);
+	int controller = atoi(c + 13);
+	cr_assert(controller >= 1 && controller <= count, "%s", json);
+	int total = 0;
+	for (int i = 0; i < count; i++) {
+		char node[128];
+		snprintf(node, sizeof(node),
+			 "{\"id\":%d,\"host\":\"127.0.0.1\",\"port\":%d,\"rack\":\"\","
+			 "\"alive\":true,\"leaders\":",
+			 i + 1, nodes[i].ports[0]);
+		const char *at = strstr(json, node);
+		cr_assert_not_null(at, "node %d: %s", i + 1, json);
+		const char *rp = strstr(at, "\"replicas\":");
+		cr_assert_not_null(rp);
+		total += atoi(rp + 11);
+	}
+	cr_assert_eq(total, replicas, "%s", json);
+	cr_assert(strstr(json, "],\"under_replicated_partitions\":0,\"under_replicated\":[]}\n") !=
+			  NULL,
+		  "%s", json);
+}
+
+static bool status_settled(void *arg)
+{
+	struct run *r = arg;
+	sluice(r, bootstrap, "cluster status --json");
+	return r->status == 0 && strstr(r->out, "\"under_replicated\":[]") != NULL;
+}
+
+/* An admin handle on a client of bootstrap and key, value pairs (NULL
+ * ended). admin_free closes both. */
+static sluice_client_t *admin_cl;
+
+static sluice_admin_t *admin_new(const char *boot, ...)
+{
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", boot, err, sizeof(err)), SLUICE_OK,
+		     "%s", err);
+	va_list ap;
+	va_start(ap, boot);
+	for (const char *k; (k = va_arg(ap, const char *)) != NULL;) {
+		const char *v = va_arg(ap, const char *);
+		cr_assert_eq(sluice_conf_set(conf, k, v, err, sizeof(err)), SLUICE_OK, "%s", err);
+	}
+	va_end(ap);
+	admin_cl = sluice_client_new(conf, err, sizeof(err));
+	cr_assert_not_null(admin_cl, "%s", err);
+	sluice_admin_t *a = sluice_admin_new(admin_cl);
+	cr_assert_not_null(a);
+	return a;
+}
+
+static void admin_free(sluice_admin_t *a)
+{
+	sluice_admin_destroy(a);
+	sluice_client_destroy(admin_cl);
+	admin_cl = NULL;
+}
+
 Test(cli, topics_on_one_node_through_the_contract)
 {
 	static struct run r;
@@ -240,7 +306,7 @@ Test(cli, topics_on_one_node_through_the_contract)
 			  NULL,
 		  "%s", r.out);
 	cr_assert(strstr(r.out, "\"alive\":true,\"leaders\":3,\"replicas\":3}],"
-				"\"under_replicated_partitions\":0}\n") != NULL,
+				"\"under_replicated_partitions\":0,\"under_replicated\":[]}\n") != NULL,
 		  "%s", r.out);
 	cluster_down();
 }
@@ -270,6 +336,9 @@ Test(cli, three_nodes_any_bootstrap_node_creates_and_the_status_shows_every_node
 	}
 	sluice(&r, bootstrap, "topic create t3 --partitions 2 --replication-factor 4");
 	expect_fail(&r, 1, "INVALID_REPLICATION_FACTOR");
+	/* Followers join the ISR once they caught up: a heartbeat or two. */
+	cr_assert(tl_wait_until(status_settled, &r, 10000, 100), "%s", r.out);
+	expect_status_json(r.out, 3, 18 * 3);
 	sluice(&r, bootstrap, "cluster status");
 	expect_ok(&r);
 	for (int i = 0; i < 3; i++) {
@@ -284,6 +353,37 @@ Test(cli, three_nodes_any_bootstrap_node_creates_and_the_status_shows_every_node
 	/* Applied on the controller's leader; the others within a heartbeat
 	 * or two. */
 	cr_assert(tl_wait_until(lists_t0_t2, &r, 5000, 50), "topic list: %s", r.out);
+
+	/* A node that hangs (SIGSTOP: its port still takes connections)
+	 * costs a call socket.timeout.ms, then another node answers. */
+	kill(nodes[2].p.pid, SIGSTOP);
+	char boot[128];
+	snprintf(boot, sizeof(boot), "127.0.0.1:%d,127.0.0.1:%d", nodes[2].ports[0],
+		 nodes[0].ports[0]);
+	sluice_admin_t *a = admin_new(boot, "socket.timeout.ms", "300", "request.timeout.ms",
+				      "20000", NULL);
+	for (int i = 0; i < 4; i++) {
+		int64_t t0 = tl_now_ms();
+		sluice_report_t *rep = NULL;
+		cr_assert_eq(sluice_topic_list(a, NULL, NULL, &rep), SLUICE_OK, "%s",
+			     sluice_report_errmsg(rep));
+		cr_assert_eq(sluice_report_topic_count(rep), 2);
+		sluice_report_destroy(rep);
+		cr_assert_lt(tl_now_ms() - t0, 5000, "list %d waited for the hung node", i);
+	}
+	admin_free(a);
+	/* The hung node alone: its timeout, retried until the deadline. */
+	snprintf(boot, sizeof(boot), "127.0.0.1:%d", nodes[2].ports[0]);
+	a = admin_new(boot, "socket.timeout.ms", "300", "request.timeout.ms", "1500", NULL);
+	int64_t t0 = tl_now_ms();
+	sluice_report_t *rep = NULL;
+	cr_assert_eq(sluice_topic_list(a, NULL, NULL, &rep), SLUICE_ERR_TIMED_OUT);
+	cr_assert(strstr(sluice_report_errmsg(rep), ": no response within ") != NULL, "%s",
+		  sluice_report_errmsg(rep));
+	sluice_report_destroy(rep);
+	cr_assert_lt(tl_now_ms() - t0, 4000);
+	admin_free(a);
+	kill(nodes[2].p.pid, SIGCONT);
 	cluster_down();
 }
 
@@ -312,6 +412,28 @@ static void done(void *opaque, sluice_err_t err, const sluice_report_t *r)
 static bool fired(void *arg)
 {
 	return __atomic_load_n(&((int *)arg)[2], __ATOMIC_ACQUIRE) == 1;
+}
+
+struct nested {
+	sluice_admin_t *a;
+	int inner;
+	int fired;
+};
+
+static void nested_cb(void *opaque, sluice_err_t err, const sluice_report_t *r)
+{
+	struct nested *n = opaque;
+	(void)err;
+	(void)r;
+	sluice_report_t *rep = NULL;
+	n->inner = sluice_topic_list(n->a, NULL, NULL, &rep);
+	sluice_report_destroy(rep);
+	__atomic_store_n(&n->fired, 1, __ATOMIC_RELEASE);
+}
+
+static bool nested_fired(void *arg)
+{
+	return __atomic_load_n(&((struct nested *)arg)->fired, __ATOMIC_ACQUIRE) == 1;
 }
 
 Test(cli, the_library_calls_back_once_and_checks_its_configuration)
@@ -357,6 +479,37 @@ Test(cli, the_library_calls_back_once_and_checks_its_configuration)
 	cr_assert_eq(sluice_report_leader(rep, 4), -1);
 	cr_assert_geq(sluice_report_log_end(rep, 0), sluice_report_log_start(rep, 0));
 	sluice_report_destroy(rep);
+
+	/* A response above max.response.bytes fails its call at once (not
+	 * retried: every node would send it), and the client goes on. */
+	char name[250];
+	for (int i = 0; i < 2; i++) {
+		memset(name, 'a' + i, 249);
+		name[249] = '\0';
+		cr_assert_eq(sluice_topic_create(a, name, 1, 1, NULL, NULL, NULL, &rep), SLUICE_OK,
+			     "%s", sluice_report_errmsg(rep));
+		sluice_report_destroy(rep);
+	}
+	sluice_admin_t *small = admin_new(bootstrap, "max.response.bytes", "512", NULL);
+	int64_t t0 = tl_now_ms();
+	cr_assert_eq(sluice_topic_list(small, NULL, NULL, &rep), SLUICE_ERR_MESSAGE_TOO_LARGE);
+	cr_assert(strstr(sluice_report_errmsg(rep), "is above max.response.bytes (512)") != NULL,
+		  "%s", sluice_report_errmsg(rep));
+	sluice_report_destroy(rep);
+	cr_assert_lt(tl_now_ms() - t0, 2000);
+	cr_assert_eq(sluice_topic_describe(small, "async", NULL, NULL, &rep), SLUICE_OK, "%s",
+		     sluice_report_errmsg(rep));
+	cr_assert_eq(sluice_report_partition_count(rep), 4);
+	sluice_report_destroy(rep);
+	admin_free(small);
+
+	/* A blocking call from a callback would wait for itself: BUSY. */
+	static struct nested nest;
+	nest.a = a;
+	cr_assert_eq(sluice_topic_list(a, nested_cb, &nest, NULL), SLUICE_OK);
+	cr_assert(tl_wait_until(nested_fired, &nest, 30000, 10));
+	cr_assert_eq(nest.inner, SLUICE_ERR_BUSY);
+
 	/* A call still running when the client closes ends CANCELED. */
 	memset(res, 0, sizeof(res));
 	cr_assert_eq(sluice_topic_describe(a, "missing", done, res, NULL), SLUICE_OK);
