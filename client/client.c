@@ -533,8 +533,15 @@ static void on_tick(uv_timer_t *t)
 			break;
 		}
 	}
-	for (struct cl_op *op = cl->ops, *next; op != NULL; op = next) {
-		next = op->next;
+	/* A step can end other ops (a write failing on a shared connection
+	 * ends its every call): after each, start over from the head,
+	 * skipping the ops this tick already looked at. */
+	unsigned tick = ++cl->tick_no;
+again:
+	for (struct cl_op *op = cl->ops; op != NULL; op = op->next) {
+		if (op->tick_no == tick)
+			continue;
+		op->tick_no = tick;
 		if (op->waiting > 0 || now < op->next_at)
 			continue;
 		if (now >= op->deadline)
@@ -542,6 +549,7 @@ static void on_tick(uv_timer_t *t)
 				  "%s", op->last_msg[0] ? op->last_msg : "timed out");
 		else
 			op->step(op);
+		goto again;
 	}
 	if (cl->ops == NULL) /* idle: no wake-ups until the next call */
 		uv_timer_stop(&cl->tick);

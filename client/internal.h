@@ -58,6 +58,7 @@ struct cl_op {
 	unsigned backoff_ms;
 	unsigned waiting;    /* calls in flight */
 	unsigned rotate;     /* bootstrap address to try next */
+	unsigned tick_no;    /* the last tick that looked at it */
 	int last_err;
 	char last_msg[SL_ERRMSG_SIZE];
 	sluice_report_t *rep;
@@ -84,6 +85,7 @@ struct sluice_client {
 	struct cl_conn *conns;
 	uint32_t next_corr;
 	unsigned rotate;      /* the bootstrap address the next op starts at */
+	unsigned tick_no;
 	unsigned admins;      /* (mu) */
 };
 
