@@ -28,10 +28,16 @@ check() { # description, command...
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A base port whose three nodes' ports are all free.
+# A base port whose three nodes' ports are all free. Below the kernel's
+# ephemeral range: a port there with nothing listening can still be the
+# source port of another test's connection, and the node's bind fails
+# (seen: "peer listener ...: address already in use").
+eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+top=$((eph - 1000))
+[ "$top" -gt 11000 ] || top=32768
 base=""
 for _ in $(seq 1 50); do
-	b=$((20000 + RANDOM % 20000))
+	b=$((10000 + RANDOM % (top - 10000)))
 	free=1
 	for i in 0 1 2; do
 		for off in 0 1 552; do port_free $((b + off + 100 * i)) || free=0; done
