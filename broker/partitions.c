@@ -11,6 +11,12 @@
 
 /* Groups started per loop turn. */
 #define STARTS_PER_TURN 64
+/* Groups being created on the thread pool at once. */
+#define MAX_CREATING 16
+
+/* A hosted group's way to running: created on the thread pool (its
+ * directory and first entry, or found there), then started on the loop. */
+enum { H_NEW, H_CREATING, H_CREATED, H_RUNNING };
 /* A report not yet applied is sent again after this long. */
 #define RESEND_MS 1000
 /* Reports per command. */
@@ -19,7 +25,7 @@
 /* A group this node hosts. */
 struct hosted {
 	uint32_t group;
-	bool running;
+	int state;                    /* H_* */
 	unsigned nrep;
 	uint64_t rep[SL_META_MAX_RF]; /* ascending */
 	bool preferred;               /* this node is the preferred leader */
@@ -42,6 +48,8 @@ struct sl_parts {
 	bool swept;       /* leftover directories removed */
 	uint64_t burst_at;  /* a burst of starts began (loop ms; 0: none) */
 	unsigned burst_n;
+	unsigned creating; /* creations in flight */
+	bool stopping;
 	int closing;      /* timers left to close */
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -147,7 +155,8 @@ static int rebuild(struct sl_parts *p, const struct sl_meta *m)
 			h[j] = p->h[i];
 			continue;
 		}
-		if (p->h[i].running && sl_rreg_delete(p->reg, p->h[i].group, deleted, p) == SL_OK)
+		if (p->h[i].state == H_RUNNING &&
+		    sl_rreg_delete(p->reg, p->h[i].group, deleted, p) == SL_OK)
 			SL_BLOG(SL_BLOG_INFO, "parts", "group=%u deleting: no partition of this node",
 				p->h[i].group);
 	}
@@ -156,6 +165,48 @@ static int rebuild(struct sl_parts *p, const struct sl_meta *m)
 	p->n = n;
 	p->cap = cap;
 	return SL_OK;
+}
+
+static void on_reconcile(uv_timer_t *t);
+static void maybe_free(struct sl_parts *p);
+
+/* A creation ended: the group starts on the next turn; one whose
+ * partition went meanwhile is removed again. */
+static void created(void *arg, uint32_t group, int status, const char *errmsg)
+{
+	struct sl_parts *p = arg;
+	p->creating--;
+	if (p->stopping) {
+		maybe_free(p);
+		return;
+	}
+	struct hosted *x = find(p, group);
+	if (x == NULL || x->state != H_CREATING) {
+		if (status == SL_OK)
+			(void)sl_rreg_remove(p->reg, group);
+	} else if (status == SL_OK || status == SL_EEXISTS) {
+		x->state = H_CREATED;
+	} else {
+		SL_BLOG(SL_BLOG_ERROR, "parts", "group=%u not created: %s", group, errmsg);
+		x->state = H_NEW;
+		uv_timer_start(&p->reconcile, on_reconcile, 5000, 0);
+		return;
+	}
+	uv_timer_start(&p->reconcile, on_reconcile, 1, 0);
+}
+
+static void create(struct sl_parts *p, struct hosted *x)
+{
+	char errmsg[SL_ERRMSG_SIZE];
+	int rv = sl_rreg_create(p->reg, x->group, x->rep, x->nrep, created, p, errmsg);
+	if (rv == SL_OK) {
+		x->state = H_CREATING;
+		p->creating++;
+		if (p->burst_at == 0)
+			p->burst_at = uv_now(p->loop);
+	} else {
+		x->state = rv == SL_EEXISTS ? H_RUNNING : H_CREATED; /* else: started at once */
+	}
 }
 
 static void on_reconcile(uv_timer_t *t)
@@ -173,15 +224,18 @@ static void on_reconcile(uv_timer_t *t)
 		p->swept = true;
 	}
 	unsigned started = 0;
+	for (size_t i = 0; i < p->n && p->creating < MAX_CREATING; i++)
+		if (p->h[i].state == H_NEW)
+			create(p, &p->h[i]);
 	for (size_t i = 0; i < p->n && started < STARTS_PER_TURN; i++) {
 		struct hosted *x = &p->h[i];
-		if (x->running)
+		if (x->state != H_CREATED)
 			continue;
 		char errmsg[SL_ERRMSG_SIZE];
 		int rv = sl_rreg_start_campaign(p->reg, x->group, x->rep, x->nrep, x->preferred,
 						errmsg);
 		if (rv == SL_OK || rv == SL_EEXISTS) {
-			x->running = true;
+			x->state = H_RUNNING;
 			started++;
 			const struct sl_meta_topic *tp;
 			uint32_t part;
@@ -193,6 +247,7 @@ static void on_reconcile(uv_timer_t *t)
 			 * is tried again at the next change or in 5 s. */
 			SL_BLOG(SL_BLOG_ERROR, "parts", "group=%u does not start: %s", x->group,
 				errmsg);
+			x->state = H_NEW;
 			uv_timer_start(&p->reconcile, on_reconcile, 5000, 0);
 		}
 	}
@@ -203,7 +258,7 @@ static void on_reconcile(uv_timer_t *t)
 	 * re-armed at 0 again in the same pass, before any I/O. */
 	if (started == STARTS_PER_TURN) {
 		uv_timer_start(&p->reconcile, on_reconcile, 1, 0);
-	} else if (p->burst_n > 0) {
+	} else if (p->burst_n > 0 && p->creating == 0) {
 		SL_BLOG(SL_BLOG_INFO, "parts", "started %u groups in %llu ms (%zu hosted)", p->burst_n,
 			(unsigned long long)(uv_now(p->loop) - p->burst_at), p->n);
 		p->burst_at = 0;
@@ -213,7 +268,7 @@ static void on_reconcile(uv_timer_t *t)
 
 void sl_parts_changed(struct sl_parts *p)
 {
-	if (p->closing == 0) /* one reconcile per loop turn, however many changes */
+	if (!p->stopping) /* one reconcile per loop turn, however many changes */
 		uv_timer_start(&p->reconcile, on_reconcile, 0, 0);
 }
 
@@ -273,7 +328,7 @@ static void on_report(uv_timer_t *t)
 	for (size_t i = 0; i < p->n; i++) {
 		struct hosted *x = &p->h[i];
 		struct sl_rgroup_state st;
-		if (!x->running || sl_rreg_state(p->reg, x->group, &st) != SL_OK)
+		if (x->state != H_RUNNING || sl_rreg_state(p->reg, x->group, &st) != SL_OK)
 			continue;
 		note_hw(x, &st);
 		if (st.role != SL_RROLE_LEADER || !st.ready)
@@ -345,10 +400,10 @@ int sl_parts_init(struct sl_parts **out, uv_loop_t *loop, uint64_t node_id, unsi
 	return SL_OK;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+/* Freed once its timers closed and no creation is in flight. */
+static void maybe_free(struct sl_parts *p)
 {
-	struct sl_parts *p = h->data;
-	if (--p->closing > 0)
+	if (p->closing > 0 || p->creating > 0)
 		return;
 	void (*cb)(void *) = p->close_cb;
 	void *arg = p->close_arg;
@@ -359,11 +414,19 @@ static void on_timer_closed(uv_handle_t *h)
 		cb(arg);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct sl_parts *p = h->data;
+	p->closing--;
+	maybe_free(p);
+}
+
 void sl_parts_close(struct sl_parts *p, void (*cb)(void *arg), void *arg)
 {
 	sl_controller_on_change(p->ctl, NULL, NULL);
 	p->close_cb = cb;
 	p->close_arg = arg;
+	p->stopping = true;
 	p->closing = 2;
 	uv_close((uv_handle_t *)&p->reconcile, on_timer_closed);
 	uv_close((uv_handle_t *)&p->report, on_timer_closed);

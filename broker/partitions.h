@@ -10,9 +10,11 @@
  *     so a group below the metadata's next_group that no partition has was
  *     deleted for good, whatever point of the log the node has applied:
  *     the first reconcile also removes such directories left by a node
- *     that was down when their topic was deleted. Starts are spread over
- *     loop turns (a bounded number per turn) so that creating a thousand
- *     partitions does not stall the loop.
+ *     that was down when their topic was deleted. A group's directory
+ *     and first entry are created on the thread pool (16 at a time, so
+ *     the disk works in parallel and the loop never waits on a sync),
+ *     then the group starts on the loop, 64 per turn. A partition's
+ *     preferred leader campaigns first (rreg.h: sl_rreg_start_campaign).
  *   - Reports, every heartbeat: for each group this node leads (its
  *     election barrier committed), the term, the leader and the in-sync
  *     replicas, when they differ from what the metadata holds; at most one

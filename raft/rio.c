@@ -833,7 +833,9 @@ static int load_entries(struct sl_rio *rio, struct raft_entry **out, size_t *n_o
  * behind the log's means the term record was lost, and libraft 0.15 would
  * go on to free memory twice. One case is expected: with the shared store
  * (rmeta.h), bootstrap records term 1 and writes its CHANGE entry at once,
- * and a crash can keep the entry alone. Returns 0 or RAFT_CORRUPT. */
+ * and a crash can keep the entry alone; sl_rio_create writes the entry
+ * alone on purpose. The term is then recorded here. Returns 0,
+ * RAFT_CORRUPT, or store_meta's error. */
 static int check_term(struct sl_rio *rio)
 {
 	raft_term last_term = term_at(rio, rio->last_stored);
@@ -841,10 +843,8 @@ static int check_term(struct sl_rio *rio)
 		return 0;
 	struct rent *e = mirror_at(rio, 1);
 	if (rio->term == 0 && rio->last_stored == 1 && e != NULL && e->type == RAFT_CHANGE &&
-	    e->term == 1) {
-		rio->term = 1;
-		return 0;
-	}
+	    e->term == 1)
+		return store_meta(rio, 1, 0); /* recorded now: entries of term 1 may follow */
 	char why[96];
 	snprintf(why, sizeof(why), "stored term %llu is behind the log's last term %llu",
 		 (unsigned long long)rio->term, (unsigned long long)last_term);
@@ -931,6 +931,55 @@ static int rio_bootstrap(struct raft_io *io, const struct raft_configuration *co
 	if ((rv = store_meta(rio, rio->term ? rio->term : 1, rio->vote)) != 0)
 		return rv;
 	return append_change_now(rio, 1, conf);
+}
+
+int sl_rio_create(const char *dir, const struct sl_log_config *lc, sl_vfs *vfs,
+		  const uint64_t *voters, unsigned n, char *errmsg)
+{
+	if (vfs == NULL)
+		vfs = sl_vfs_posix();
+	int rv = vfs->mkdir(vfs, dir, 0755);
+	if (rv == -EEXIST) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s exists", dir);
+		return SL_EEXISTS;
+	}
+	if (rv < 0 || (rv = sl_vfs_sync_parent(vfs, dir)) < 0) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s: %s", dir, strerror(-rv));
+		return SL_EIO;
+	}
+	char logdir[4096];
+	snprintf(logdir, sizeof(logdir), "%s/log", dir);
+	sl_log *log;
+	rv = sl_log_open(logdir, lc, vfs, &log, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	/* The CHANGE entry rio_bootstrap would write, byte for byte. */
+	struct raft_configuration conf;
+	struct raft_buffer buf = { 0 };
+	uint8_t *bytes = NULL;
+	size_t len;
+	raft_configuration_init(&conf);
+	for (unsigned i = 0; i < n && rv == SL_OK; i++) {
+		char addr[24];
+		snprintf(addr, sizeof(addr), "%llu", (unsigned long long)voters[i]);
+		if (raft_configuration_add(&conf, voters[i], addr, RAFT_VOTER) != 0)
+			rv = SL_ENOMEM;
+	}
+	if (rv == SL_OK && raft_configuration_encode(&conf, &buf) != 0)
+		rv = SL_ENOMEM;
+	if (rv == SL_OK)
+		rv = sl_rentry_control(0, 1, RAFT_CHANGE, buf.base, buf.len, &bytes, &len);
+	if (rv == SL_OK && (rv = sl_log_append(log, bytes, len)) == SL_OK)
+		rv = sl_log_flush(log);
+	if (rv != SL_OK && rv != SL_ENOMEM)
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s", sl_log_errmsg(log));
+	else if (rv == SL_ENOMEM)
+		snprintf(errmsg, SL_ERRMSG_SIZE, "out of memory");
+	free(bytes);
+	raft_free(buf.base);
+	raft_configuration_close(&conf);
+	int crv = sl_log_close(log);
+	return rv != SL_OK ? rv : crv;
 }
 
 static int rio_recover(struct raft_io *io, const struct raft_configuration *conf)

@@ -120,6 +120,15 @@ raft_index sl_rio_last_stored(struct raft_io *io);
  * acknowledge produces (guard (a), libraft-guards.md). */
 bool sl_rio_leader_ready(struct raft_io *io);
 
+/* Creates a group's directory and log as bootstrap would with voters
+ * [0..n), without the term record (load takes a lone CHANGE entry of term
+ * 1 as a bootstrap whose term was not recorded yet). Blocking, on any
+ * thread: it lets the owner create many groups at once on a thread pool
+ * and start each afterwards from its directory. Returns SL_OK, SL_EEXISTS
+ * (the directory exists: nothing touched), or an error with errmsg. */
+int sl_rio_create(const char *dir, const struct sl_log_config *lc, sl_vfs *vfs,
+		  const uint64_t *voters, unsigned n, char *errmsg);
+
 /* The next draws election timeouts are a quarter to a half of the
  * election timeout instead of one to two: a group just created calls it
  * on its preferred leader before raft_start, so that this node campaigns

@@ -293,10 +293,10 @@ static int group_open(struct group *g, const uint64_t *voters, unsigned n, bool 
 		if (rv == 0)
 			rv = raft_bootstrap(&g->raft, &conf);
 		raft_configuration_close(&conf);
-		if (rv == 0 && campaign)
-			sl_rio_hurry(&g->io, 3); /* created now: campaign early */
 		if (rv == RAFT_CANTBOOTSTRAP)
 			rv = 0; /* it has state: start from it */
+		if (rv == 0 && campaign)
+			sl_rio_hurry(&g->io, 3);
 	}
 	if (rv == 0)
 		rv = raft_start(&g->raft);
@@ -540,6 +540,70 @@ int sl_rreg_start_campaign(struct sl_rreg *reg, uint32_t group, const uint64_t *
 	}
 	g->state = G_RUNNING;
 	bucket_add(reg, g);
+	return SL_OK;
+}
+
+/* ---- Creating on the thread pool ------------------------------------- */
+
+struct create {
+	uv_work_t req;
+	char dir[4096];
+	struct sl_log_config log;
+	uint64_t voters[SL_RREG_MAX_REPLICAS];
+	unsigned n;
+	uint32_t group;
+	int rv;
+	char errmsg[SL_ERRMSG_SIZE];
+	sl_rreg_created_fn cb;
+	void *arg;
+};
+
+static void create_work(uv_work_t *req)
+{
+	struct create *cr = req->data;
+	cr->rv = sl_rio_create(cr->dir, &cr->log, NULL, cr->voters, cr->n, cr->errmsg);
+}
+
+static void create_done(uv_work_t *req, int status)
+{
+	struct create *cr = req->data;
+	if (status == UV_ECANCELED) {
+		cr->rv = SL_ECANCELED;
+		snprintf(cr->errmsg, sizeof(cr->errmsg), "canceled");
+	}
+	cr->cb(cr->arg, cr->group, cr->rv, cr->errmsg);
+	free(cr);
+}
+
+int sl_rreg_create(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
+		   sl_rreg_created_fn cb, void *arg, char *errmsg)
+{
+	int rv = check_new(reg, group, voters, n, errmsg);
+	if (rv != SL_OK)
+		return rv;
+	if (n == 0 || reg->meta == NULL) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: %s", group,
+			 n == 0 ? "no voters" : "needs the node's shared term/vote store");
+		return SL_EINVALID_ARGUMENT;
+	}
+	struct create *cr = calloc(1, sizeof(*cr));
+	if (cr == NULL) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "out of memory");
+		return SL_ENOMEM;
+	}
+	group_dir(reg, group, cr->dir, sizeof(cr->dir));
+	cr->log = reg->cfg.log;
+	memcpy(cr->voters, voters, n * sizeof(*voters));
+	cr->n = n;
+	cr->group = group;
+	cr->cb = cb;
+	cr->arg = arg;
+	cr->req.data = cr;
+	if (uv_queue_work(reg->loop, &cr->req, create_work, create_done) != 0) {
+		free(cr);
+		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: the thread pool refused the work", group);
+		return SL_ENOMEM;
+	}
 	return SL_OK;
 }
 

@@ -107,12 +107,23 @@ int sl_rreg_init(struct sl_rreg **out, uv_loop_t *loop, const struct sl_rreg_con
  * SL_EIO with a reason in errmsg (SL_ERRMSG_SIZE bytes). */
 int sl_rreg_start(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
 		  char *errmsg);
-/* sl_rreg_start, and when the group is created now and campaign is set,
- * this node campaigns first (rio.h: sl_rio_hurry): the partition's
- * preferred leader, so that a new partition is led within a few hundred
- * ms rather than one to two election timeouts. */
+/* sl_rreg_start; with campaign, this node campaigns first (rio.h:
+ * sl_rio_hurry): a partition's preferred leader, so that a partition just
+ * created (or a node just restarted) is led within a few hundred ms
+ * rather than one to two election timeouts. */
 int sl_rreg_start_campaign(struct sl_rreg *reg, uint32_t group, const uint64_t *voters,
 			   unsigned n, bool campaign, char *errmsg);
+/* Creates group's directory and log with voters[0..n) on the thread pool
+ * (rio.h: sl_rio_create), so that creating many groups uses the disk in
+ * parallel and never blocks the loop; start it with sl_rreg_start
+ * afterwards. cb(arg, group, status, errmsg) runs on the loop: SL_OK,
+ * SL_EEXISTS (the directory was there: start it from it), or the error.
+ * The caller must not create or start the group meanwhile. Needs the
+ * shared term/vote store. Returns SL_OK, or an error (with errmsg) and
+ * cb never runs. */
+typedef void (*sl_rreg_created_fn)(void *arg, uint32_t group, int status, const char *errmsg);
+int sl_rreg_create(struct sl_rreg *reg, uint32_t group, const uint64_t *voters, unsigned n,
+		   sl_rreg_created_fn cb, void *arg, char *errmsg);
 /* Starts group with voters[0..n) on a copy of group src_group's log below
  * offset end, fetched from node `from` by the bulk copy (sl_rio_seed), so
  * that its Raft log begins at offset end. With membership fixed per group

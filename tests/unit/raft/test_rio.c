@@ -188,6 +188,47 @@ Test(rio, bootstrap_writes_term_and_a_change_entry)
 	raft_configuration_close(&c2);
 }
 
+Test(rio, a_group_created_off_the_loop_loads_as_a_bootstrapped_one)
+{
+	struct sl_log_config lc;
+	sl_log_config_init(&lc);
+	lc.segment_bytes = 4096;
+	char err[SL_ERRMSG_SIZE];
+	uint64_t voters[] = { 1, 2, 3 };
+	cr_assert_eq(sl_rio_create("/sim/g1", &lc, vfs, voters, 3, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_rio_create("/sim/g1", &lc, vfs, voters, 3, err), SL_EEXISTS);
+	open_io();
+	struct loaded l;
+	load(&l);
+	/* Its term was never recorded: load takes the lone CHANGE's. */
+	cr_assert_eq(l.term, 1);
+	cr_assert_eq(l.vote, 0);
+	cr_assert_eq(l.start, 1);
+	cr_assert_eq(l.n, 1);
+	cr_assert_eq(l.ents[0].type, RAFT_CHANGE);
+	cr_assert_eq(l.ents[0].term, 1);
+	/* The configuration bootstrap would have written, byte for byte. */
+	struct raft_configuration conf;
+	struct raft_buffer want;
+	raft_configuration_init(&conf);
+	for (unsigned i = 0; i < 3; i++) {
+		char addr[8];
+		snprintf(addr, sizeof(addr), "%u", (unsigned)voters[i]);
+		cr_assert_eq(raft_configuration_add(&conf, voters[i], addr, RAFT_VOTER), 0);
+	}
+	cr_assert_eq(raft_configuration_encode(&conf, &want), 0);
+	cr_assert_eq(l.ents[0].buf.len, want.len);
+	cr_assert_eq(memcmp(l.ents[0].buf.base, want.base, want.len), 0);
+	raft_free(want.base);
+	raft_configuration_close(&conf);
+	free_loaded(&l);
+	/* Bootstrap over it refuses: it has state, and starts from it. */
+	raft_configuration_init(&conf);
+	cr_assert_eq(raft_configuration_add(&conf, 1, "1", RAFT_VOTER), 0);
+	cr_assert_eq(io.bootstrap(&io, &conf), RAFT_CANTBOOTSTRAP);
+	raft_configuration_close(&conf);
+}
+
 Test(rio, a_hurried_group_draws_short_election_timeouts_then_normal_ones)
 {
 	open_io();
