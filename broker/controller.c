@@ -114,10 +114,24 @@ static bool meta_fresh(const struct sl_controller *c)
 	return c->known_leader != 0 && uv_now(c->loop) - c->meta_at <= 2 * (uint64_t)c->election_ms;
 }
 
+/* Voter: a leader is known and everything it said is committed is
+ * applied here. */
+static bool caught_up(const struct sl_controller *c)
+{
+	struct sl_rgroup_state st;
+	if (c->reg == NULL) /* entries come from the caller alone */
+		return true;
+	struct raft *r = sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP);
+	return r != NULL && sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) == SL_OK &&
+	       st.leader != 0 && r->last_applied >= st.commit;
+}
+
 bool sl_controller_ready(const struct sl_controller *c, const char **why)
 {
 	if (!c->voter && !meta_fresh(c))
 		*why = "not joined: no metadata from the controller's leader lately";
+	else if (c->voter && !caught_up(c))
+		*why = "not joined: catching up with the metadata log";
 	else if (c->damaged)
 		*why = "the controller's log holds an entry that does not decode (see the log)";
 	else if (c->meta.cluster_id[0] == '\0')

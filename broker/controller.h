@@ -26,8 +26,10 @@
  * count only live nodes.
  *
  * Ready: the cluster id is set and this node is registered with its own
- * UUID in the metadata it applied (a non-voter: and the leader answered
- * within the last two election timeouts).
+ * UUID in the metadata it applied, and it caught up with the metadata
+ * log (a voter: a leader is known and every entry it reported committed
+ * is applied; a non-voter: the leader answered within the last two
+ * election timeouts).
  *
  * Threads: the loop thread. */
 #ifndef SL_BROKER_CONTROLLER_H
