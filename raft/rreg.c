@@ -83,6 +83,7 @@ struct sl_rreg {
 	/* Handoff. */
 	bool handing_off;
 	unsigned ho_pending, ho_moved, ho_failed;
+	int64_t ho_deadline;         /* loop ms: the handoff ends by then */
 	void (*ho_cb)(void *arg, unsigned moved, unsigned failed);
 	void *ho_arg;
 	/* Close. */
@@ -873,11 +874,24 @@ static void handoff_check(struct sl_rreg *reg)
 	uv_timer_start(&reg->later, on_later, 0, 0);
 }
 
+/* Runs the handoff's callback once every transfer ended, or at its
+ * deadline: transfers to peers that are stopping too (a whole cluster
+ * shutting down) would otherwise hold the node for ten election
+ * timeouts; those still under way count as failed (they end with the
+ * groups' close). */
 static void on_later(uv_timer_t *t)
 {
 	struct sl_rreg *reg = t->data;
-	if (reg->ho_cb == NULL || reg->ho_pending > 0)
+	if (reg->ho_cb == NULL)
 		return;
+	if (reg->ho_pending > 0) {
+		if ((int64_t)uv_now(reg->loop) < reg->ho_deadline)
+			return;
+		LOG(reg, SL_RLOG_WARN, "handoff: %u transfers still under way at the deadline",
+		    reg->ho_pending);
+		reg->ho_failed += reg->ho_pending;
+		reg->ho_pending = 0;
+	}
 	void (*cb)(void *, unsigned, unsigned) = reg->ho_cb;
 	reg->ho_cb = NULL;
 	reg->handing_off = false; /* followers campaign again */
@@ -892,6 +906,8 @@ static void on_transferred(void *arg, int status)
 	g->xfer_cb = NULL;
 	if (g->xfer_handoff) {
 		g->xfer_handoff = false;
+		if (reg->ho_cb == NULL) /* past the handoff's deadline */
+			goto done;
 		reg->ho_pending--;
 		if (status == SL_OK)
 			reg->ho_moved++;
@@ -902,6 +918,7 @@ static void on_transferred(void *arg, int status)
 		}
 		handoff_check(reg);
 	}
+done:
 	if (cb != NULL)
 		cb(g->xfer_arg, g->id, status);
 }
@@ -963,6 +980,9 @@ int sl_rreg_handoff(struct sl_rreg *reg, void (*cb)(void *arg, unsigned moved, u
 	reg->ho_cb = cb;
 	reg->ho_arg = arg;
 	reg->ho_moved = reg->ho_failed = reg->ho_pending = 0;
+	unsigned election = reg->cfg.election_ms ? reg->cfg.election_ms : 1000;
+	reg->ho_deadline = (int64_t)uv_now(reg->loop) + 5 * (int64_t)election;
+	uv_timer_start(&reg->later, on_later, 5 * (uint64_t)election, 0);
 	for (size_t i = 0; i < reg->cap; i++) {
 		struct group *g = reg->table[i];
 		if (g == NULL || g->state != G_RUNNING || raft_state(&g->raft) != RAFT_LEADER)

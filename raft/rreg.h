@@ -171,7 +171,9 @@ void sl_rreg_foreach(struct sl_rreg *reg, void (*fn)(void *arg, uint32_t group),
 int sl_rreg_transfer(struct sl_rreg *reg, uint32_t group, uint64_t target,
 		     void (*cb)(void *arg, uint32_t group, int status), void *arg);
 /* Transfers every group this node leads away (shutdown): cb(arg, moved,
- * failed) once every transfer ended. While a handoff runs, this node does
+ * failed) once every transfer ended, or after five election timeouts
+ * (transfers still under way then count as failed: their targets may be
+ * stopping too). While a handoff runs, this node does
  * not campaign (groups it follows skip their ticks); afterwards it does
  * again. */
 int sl_rreg_handoff(struct sl_rreg *reg, void (*cb)(void *arg, unsigned moved, unsigned failed),
