@@ -581,8 +581,10 @@ static Sluice__Envelope *call(int fd, Sluice__Envelope *req)
 	return r;
 }
 
-static Sluice__Envelope *create_topic(int fd, const char *name, uint32_t partitions, uint32_t rf,
-				      const char *config_name, const char *config_value)
+/* CreateTopics of one topic; timeout_ms > 0 waits for its leaders. */
+static Sluice__Envelope *create_topic_wait(int fd, const char *name, uint32_t partitions,
+					   uint32_t rf, const char *config_name,
+					   const char *config_value, uint32_t timeout_ms)
 {
 	Sluice__ConfigEntry ce = SLUICE__CONFIG_ENTRY__INIT;
 	Sluice__ConfigEntry *cep = &ce;
@@ -600,11 +602,18 @@ static Sluice__Envelope *create_topic(int fd, const char *name, uint32_t partiti
 	Sluice__CreateTopicsRequest cr = SLUICE__CREATE_TOPICS_REQUEST__INIT;
 	cr.n_topics = 1;
 	cr.topics = &ntp;
+	cr.timeout_ms = timeout_ms;
 	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
 	env.api_key = SLUICE__API_KEY__CREATE_TOPICS;
 	env.body_case = SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST;
 	env.create_topics_request = &cr;
 	return call(fd, &env);
+}
+
+static Sluice__Envelope *create_topic(int fd, const char *name, uint32_t partitions, uint32_t rf,
+				      const char *config_name, const char *config_value)
+{
+	return create_topic_wait(fd, name, partitions, rf, config_name, config_value, 0);
 }
 
 static Sluice__Envelope *get_metadata(int fd)
@@ -882,21 +891,8 @@ static bool all_see_leaders(void *arg)
  * returns the result's error code. */
 static int create_led(struct ring *g, int i, const char *name, uint32_t partitions, uint32_t rf)
 {
-	Sluice__NewTopic nt = SLUICE__NEW_TOPIC__INIT;
-	Sluice__NewTopic *ntp = &nt;
-	nt.name = (char *)name;
-	nt.partitions = partitions;
-	nt.replication_factor = rf;
-	Sluice__CreateTopicsRequest cr = SLUICE__CREATE_TOPICS_REQUEST__INIT;
-	cr.n_topics = 1;
-	cr.topics = &ntp;
-	cr.timeout_ms = 30000;
-	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
-	env.api_key = SLUICE__API_KEY__CREATE_TOPICS;
-	env.body_case = SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST;
-	env.create_topics_request = &cr;
 	int fd = connect_to(g->n[i].ports[0]);
-	Sluice__Envelope *r = call(fd, &env);
+	Sluice__Envelope *r = create_topic_wait(fd, name, partitions, rf, NULL, NULL, 30000);
 	close(fd);
 	const Sluice__TopicResult *tr = only_result(r);
 	int err = tr->error_code;
