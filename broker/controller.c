@@ -21,8 +21,10 @@
  *            voters in turn;
  *   META     a voter's answer to a non-voter's HELLO: u64 the leader it
  *            knows (0: none), then the metadata's snapshot when the
- *            sender's hash differs (nothing when it is current). */
-enum { APP_PROPOSE = 1, APP_HELLO = 2, APP_META = 3 };
+ *            sender's hash differs (nothing when it is current);
+ *   COMMIT   the leader's answer to a voter's HELLO: u64 its commit index
+ *            of group 0, which the voter must have applied to be ready. */
+enum { APP_PROPOSE = 1, APP_HELLO = 2, APP_META = 3, APP_COMMIT = 4 };
 
 /* When a node was last heard, for the leader's liveness duty. */
 struct heard {
@@ -60,6 +62,8 @@ struct sl_controller {
 	uint64_t snap_hash;
 	/* Non-voter: the leader the last META named, and when it answered. */
 	uint64_t known_leader, meta_at;
+	/* Voter: the leader's commit index, as its last COMMIT said. */
+	uint64_t leader_commit, commit_from;
 	unsigned ask;
 	/* Leader: since when, and what it heard. */
 	uint64_t lead_since;
@@ -114,16 +118,20 @@ static bool meta_fresh(const struct sl_controller *c)
 	return c->known_leader != 0 && uv_now(c->loop) - c->meta_at <= 2 * (uint64_t)c->election_ms;
 }
 
-/* Voter: a leader is known and everything it said is committed is
- * applied here. */
+/* Voter: it leads, or the current leader told it its commit index and
+ * everything up to there is applied here. (A follower's own commit index
+ * stops at its log's end, which after a restart may lag the leader's.) */
 static bool caught_up(const struct sl_controller *c)
 {
 	struct sl_rgroup_state st;
 	if (c->reg == NULL) /* entries come from the caller alone */
 		return true;
 	struct raft *r = sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP);
-	return r != NULL && sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) == SL_OK &&
-	       st.leader != 0 && r->last_applied >= st.commit;
+	if (r == NULL || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK || st.leader == 0)
+		return false;
+	if (st.leader == c->self.id)
+		return st.ready;
+	return c->commit_from == st.leader && r->last_applied >= c->leader_commit;
 }
 
 bool sl_controller_ready(const struct sl_controller *c, const char **why)
@@ -346,6 +354,19 @@ static void answer_hello(struct sl_controller *c, uint64_t from, uint64_t hash)
 	free(f);
 }
 
+/* The leader tells a voter its commit index. */
+static void answer_commit(struct sl_controller *c, uint64_t from)
+{
+	struct sl_rgroup_state st;
+	if (c->reg == NULL || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK ||
+	    st.role != SL_RROLE_LEADER)
+		return;
+	uint8_t f[9];
+	f[0] = APP_COMMIT;
+	sl_store_be64(f + 1, st.commit);
+	(void)sl_pnet_send_app(c->net, from, f, sizeof(f)); /* lost: asked again */
+}
+
 /* A non-voter takes the leader's metadata. */
 static void take_meta(struct sl_controller *c, uint64_t from, const uint8_t *p, size_t len)
 {
@@ -380,8 +401,13 @@ static void on_app(void *arg, uint64_t from, const void *payload, size_t len)
 		uint64_t hash = sl_load_be64(p + 1);
 		if (hash != 0 && c->voter)
 			answer_hello(c, from, hash);
+		else if (hash == 0)
+			answer_commit(c, from);
 	} else if (len >= 9 && p[0] == APP_META && !c->voter) {
 		take_meta(c, from, p + 1, len - 1);
+	} else if (len == 9 && p[0] == APP_COMMIT && c->voter) {
+		c->leader_commit = sl_load_be64(p + 1);
+		c->commit_from = from;
 	} else {
 		SL_BLOG(SL_BLOG_WARN, "controller",
 			"application frame of unknown kind %d or size %zu from node %llu",
@@ -484,6 +510,10 @@ static void on_timer(uv_timer_t *t)
 		if (!meta_fresh(c)) /* the leader went quiet: ask around */
 			send_hello(c, c->voters[c->ask++ % c->nvoters], c->snap_hash);
 	}
+	/* A voter not caught up asks the leader's commit every heartbeat. */
+	uint64_t leader = c->voter ? sl_controller_leader(c) : 0;
+	if (leader != 0 && leader != c->self.id && !caught_up(c))
+		send_hello(c, leader, 0);
 	if (now - c->duties_at >= 1000) {
 		c->duties_at = now;
 		duties(c);

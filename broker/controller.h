@@ -27,9 +27,9 @@
  *
  * Ready: the cluster id is set and this node is registered with its own
  * UUID in the metadata it applied, and it caught up with the metadata
- * log (a voter: a leader is known and every entry it reported committed
- * is applied; a non-voter: the leader answered within the last two
- * election timeouts).
+ * log (a voter: it leads with its barrier committed, or the leader told
+ * it its commit index and everything up to there is applied; a
+ * non-voter: the leader answered within the last two election timeouts).
  *
  * Threads: the loop thread. */
 #ifndef SL_BROKER_CONTROLLER_H
