@@ -29,17 +29,10 @@
 #include "errors.h"
 #include "pframe.h"
 #include "rio.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",      \
-				__FILE__, __LINE__, #cond);                   \
-			abort();                                              \
-		}                                                             \
-	} while (0)
 
 #define FROM_ID 7
 static const char FROM_ADDR[] = "10.9.8.7:9093";
