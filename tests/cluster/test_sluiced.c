@@ -214,8 +214,7 @@ Test(sluiced, restarts_at_once_after_kill_9_with_the_same_identity)
 	start(&n, 1, NULL);
 	wait_healthy(&n);
 	cr_assert_str_eq(slurp(path), first, "the node's identity changed across a restart");
-	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
-	cr_assert_eq(exit_status(&n, 20000), 0);
+	stop_cleanly(&n);
 }
 
 Test(sluiced, a_directory_of_another_node_is_refused)
@@ -390,8 +389,7 @@ Test(sluiced, the_client_listener_answers_api_versions_and_refuses_bad_frames_pr
 	cr_assert_eq(r->correlation_id, 45);
 	sluice__envelope__free_unpacked(r, NULL);
 	close(fd);
-	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
-	cr_assert_eq(exit_status(&n, 20000), 0);
+	stop_cleanly(&n);
 }
 
 /* ---- The controller's group ------------------------------------------ */
@@ -779,8 +777,7 @@ Test(sluiced, topics_are_created_described_and_deleted_through_the_controller)
 	close(fd);
 	/* Every request counted and timed per API (published each second). */
 	cr_assert(tl_wait_until(counted_requests, &n, 5000, 100), "no per-API request metrics");
-	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
-	cr_assert_eq(exit_status(&n, 20000), 0);
+	stop_cleanly(&n);
 }
 
 Test(sluiced, the_metadata_survives_a_restart_through_a_raft_snapshot)
@@ -834,8 +831,7 @@ Test(sluiced, the_metadata_survives_a_restart_through_a_raft_snapshot)
 	cr_assert_eq(r->metadata_response->topics[TOPICS - 1]->partitions[0]->replicas[0], 1);
 	sluice__envelope__free_unpacked(r, NULL);
 	close(fd);
-	cr_assert_eq(tl_proc_kill(&n.p, SIGTERM), 0);
-	cr_assert_eq(exit_status(&n, 20000), 0);
+	stop_cleanly(&n);
 }
 
 /* ---- Partitions: groups on their replicas, leaders in the metadata ---- */
