@@ -345,7 +345,7 @@ void sl_cluster_pin_peers(struct sl_cluster *c, struct sl_datadir *dd)
 				continue;
 		}
 		uuid_unparse_lower(u, text);
-		int rv = sl_datadir_pin_peer(dd, s->id, text, errmsg);
+		int rv = sl_datadir_pin_peer(dd, s->id, text, false, errmsg);
 		if (rv != SL_OK)
 			SL_BLOG(SL_BLOG_ERROR, "cluster", "%s", errmsg);
 	}

@@ -105,6 +105,9 @@ static int write_identity(struct sl_datadir *d, const char *path, char *errmsg)
 	if (d->cluster_id[0] != '\0')
 		len += snprintf(text + len, sizeof(text) - (size_t)len, "cluster_id=%s\n",
 				d->cluster_id);
+	if (d->has_controller_group)
+		len += snprintf(text + len, sizeof(text) - (size_t)len, "controller_group=%u\n",
+				d->controller_group);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return errf(errmsg, SL_ESTORAGE, "%s: open: %s", tmp, strerror(errno));
@@ -138,7 +141,8 @@ static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *pat
 	fclose(f);
 	text[n] = '\0';
 	/* Exactly "node_id=N\nuuid=U\n", N in 1..2^31-1, U a UUID, then
-	 * optionally "cluster_id=C\n", C a UUID. */
+	 * optionally "cluster_id=C\n", C a UUID, then optionally
+	 * "controller_group=G\n", G in 0..2^32-1. */
 	unsigned long long id = 0;
 	const char *p = text;
 	bool ok = strncmp(p, "node_id=", 8) == 0 && p[8] >= '1' && p[8] <= '9';
@@ -155,12 +159,24 @@ static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *pat
 		ok = uuid_parse(uuid, u) == 0;
 		p += 6 + 37;
 	}
-	if (ok && *p != '\0') {
-		ok = strncmp(p, "cluster_id=", 11) == 0 && strlen(p + 11) == 37 && p[11 + 36] == '\n';
+	if (ok && strncmp(p, "cluster_id=", 11) == 0) {
+		ok = strlen(p + 11) >= 37 && p[11 + 36] == '\n';
 		if (ok) {
 			memcpy(cluster, p + 11, 36);
 			ok = uuid_parse(cluster, u) == 0;
+			p += 11 + 37;
 		}
+	}
+	unsigned long long group = 0;
+	bool has_group = false;
+	if (ok && *p != '\0') {
+		ok = strncmp(p, "controller_group=", 17) == 0 && p[17] >= '0' && p[17] <= '9';
+		for (p += 17; ok && *p >= '0' && *p <= '9'; p++) {
+			group = group * 10 + (unsigned long long)(*p - '0');
+			ok = group <= UINT32_MAX;
+		}
+		ok = ok && strcmp(p, "\n") == 0;
+		has_group = ok;
 	}
 	if (!ok)
 		return errf(errmsg, SL_ELOG_CORRUPT,
@@ -173,12 +189,15 @@ static int read_identity(struct sl_datadir *d, uint64_t node_id, const char *pat
 			    (unsigned long long)node_id, path);
 	memcpy(d->uuid, uuid, sizeof(d->uuid));
 	memcpy(d->cluster_id, cluster, sizeof(d->cluster_id));
+	d->controller_group = (uint32_t)group;
+	d->has_controller_group = has_group;
 	return SL_OK;
 }
 
-/* peers: "node_id=N uuid=U\n" lines, each a distinct N. A torn last line
- * (a crash while appending: no newline) is ignored; anything else that
- * does not parse is damage. */
+/* peers: "node_id=N uuid=U\n" lines; a later line for N replaces an
+ * earlier one (the peer's new disk took its place). A torn last line (a
+ * crash while appending: no newline) is ignored; anything else that does
+ * not parse is damage. */
 static int read_peers(struct sl_datadir *d, char *errmsg)
 {
 	FILE *f = fopen(d->peers_path, "re");
@@ -204,16 +223,20 @@ static int read_peers(struct sl_datadir *d, char *errmsg)
 		uuid_t u;
 		if (sscanf(line, "node_id=%llu uuid=%36s\n%n", &id, uuid, &used) != 2 ||
 		    (size_t)used != len || id == 0 || strlen(uuid) != 36 ||
-		    uuid_parse(uuid, u) != 0 || d->npeers == SL_DATADIR_MAX_PEERS) {
+		    uuid_parse(uuid, u) != 0) {
 			rv = SL_ELOG_CORRUPT;
 			break;
 		}
-		for (size_t i = 0; i < d->npeers; i++)
-			if (d->peers[i].id == id)
-				rv = SL_ELOG_CORRUPT;
-		d->peers[d->npeers].id = id;
-		memcpy(d->peers[d->npeers].uuid, uuid, sizeof(uuid));
-		d->npeers++;
+		size_t i = 0;
+		while (i < d->npeers && d->peers[i].id != id)
+			i++;
+		if (i == SL_DATADIR_MAX_PEERS) {
+			rv = SL_ELOG_CORRUPT;
+			break;
+		}
+		d->peers[i].id = id;
+		memcpy(d->peers[i].uuid, uuid, sizeof(uuid));
+		d->npeers += i == d->npeers;
 	}
 	fclose(f);
 	if (rv != SL_OK)
@@ -224,18 +247,21 @@ static int read_peers(struct sl_datadir *d, char *errmsg)
 	return SL_OK;
 }
 
-int sl_datadir_pin_peer(struct sl_datadir *d, uint64_t id, const char *uuid, char *errmsg)
+int sl_datadir_pin_peer(struct sl_datadir *d, uint64_t id, const char *uuid, bool replace,
+			char *errmsg)
 {
 	uuid_t u;
 	if (strlen(uuid) != 36 || uuid_parse(uuid, u) != 0)
 		return errf(errmsg, SL_EINVALID_ARGUMENT, "UUID '%.64s' does not parse", uuid);
-	for (size_t i = 0; i < d->npeers; i++)
-		if (d->peers[i].id == id)
-			return strcmp(d->peers[i].uuid, uuid) == 0
-				       ? SL_OK
-				       : errf(errmsg, SL_EEXISTS, "node %llu is pinned to UUID %s (%s)",
-					      (unsigned long long)id, d->peers[i].uuid, d->peers_path);
-	if (d->npeers == SL_DATADIR_MAX_PEERS)
+	size_t at = 0;
+	while (at < d->npeers && d->peers[at].id != id)
+		at++;
+	if (at < d->npeers && strcmp(d->peers[at].uuid, uuid) == 0)
+		return SL_OK;
+	if (at < d->npeers && !replace)
+		return errf(errmsg, SL_EEXISTS, "node %llu is pinned to UUID %s (%s)",
+			    (unsigned long long)id, d->peers[at].uuid, d->peers_path);
+	if (at == SL_DATADIR_MAX_PEERS)
 		return errf(errmsg, SL_EBUSY, "%s: at most %d peers", d->peers_path,
 			    SL_DATADIR_MAX_PEERS);
 	char line[128];
@@ -261,9 +287,9 @@ int sl_datadir_pin_peer(struct sl_datadir *d, uint64_t id, const char *uuid, cha
 	}
 	if (!ok)
 		return errf(errmsg, SL_ESTORAGE, "%s: %s", d->peers_path, strerror(e));
-	d->peers[d->npeers].id = id;
-	snprintf(d->peers[d->npeers].uuid, sizeof(d->peers[d->npeers].uuid), "%s", uuid);
-	d->npeers++;
+	d->peers[at].id = id;
+	snprintf(d->peers[at].uuid, sizeof(d->peers[at].uuid), "%s", uuid);
+	d->npeers += at == d->npeers;
 	return SL_OK;
 }
 
@@ -314,6 +340,21 @@ int sl_datadir_set_cluster(struct sl_datadir *d, const char *cluster_id, char *e
 	int rv = write_identity(d, d->path, errmsg);
 	if (rv != SL_OK)
 		d->cluster_id[0] = '\0';
+	return rv;
+}
+
+int sl_datadir_set_controller_group(struct sl_datadir *d, uint32_t group, char *errmsg)
+{
+	if (d->has_controller_group && d->controller_group == group)
+		return SL_OK;
+	struct sl_datadir old = *d;
+	d->controller_group = group;
+	d->has_controller_group = true;
+	int rv = write_identity(d, d->path, errmsg);
+	if (rv != SL_OK) {
+		d->controller_group = old.controller_group;
+		d->has_controller_group = old.has_controller_group;
+	}
 	return rv;
 }
 

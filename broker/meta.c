@@ -235,6 +235,7 @@ static void node_to_pb(const struct sl_meta_node *n, Sluice__Meta__Node *pb)
 	pb->peer_port = n->peer_port;
 	pb->rack = (char *)n->rack;
 	pb->alive = n->alive;
+	pb->replaced_at = n->replaced_at;
 }
 
 int sl_meta_cmd_register_node(const struct sl_meta_node *node, uint8_t **buf, size_t *len)
@@ -339,6 +340,42 @@ int sl_meta_cmd_alloc_producer_ids(uint64_t count, uint8_t **buf, size_t *len)
 	return pack(&c, buf, len);
 }
 
+int sl_meta_cmd_move_controller(uint32_t from_group, uint8_t **buf, size_t *len)
+{
+	Sluice__Meta__MoveController mc = SLUICE__META__MOVE_CONTROLLER__INIT;
+	mc.from_group = from_group;
+	Sluice__Meta__Command c = SLUICE__META__COMMAND__INIT;
+	c.cmd_case = SLUICE__META__COMMAND__CMD_MOVE_CONTROLLER;
+	c.move_controller = &mc;
+	return pack(&c, buf, len);
+}
+
+int sl_meta_cmd_seed_controller(const uint8_t *snapshot, size_t snap_len, uint8_t **buf,
+				size_t *len)
+{
+	Sluice__Meta__SeedController sc = SLUICE__META__SEED_CONTROLLER__INIT;
+	sc.snapshot.data = (uint8_t *)snapshot;
+	sc.snapshot.len = snap_len;
+	Sluice__Meta__Command c = SLUICE__META__COMMAND__INIT;
+	c.cmd_case = SLUICE__META__COMMAND__CMD_SEED_CONTROLLER;
+	c.seed_controller = &sc;
+	return pack(&c, buf, len);
+}
+
+bool sl_meta_replaced_after(const struct sl_meta *m, uint64_t id, uint64_t since)
+{
+	const struct sl_meta_node *n = sl_meta_node(m, id);
+	return n != NULL && n->replaced_at > since;
+}
+
+bool sl_meta_controller_stale(const struct sl_meta *m, const uint64_t *voters, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (sl_meta_replaced_after(m, voters[i], m->ctl_since))
+			return true;
+	return false;
+}
+
 /* ---- Apply ---------------------------------------------------------- */
 
 static int apply_init(struct sl_meta *m, const Sluice__Meta__InitCluster *ic,
@@ -382,6 +419,7 @@ static void node_from_pb(const Sluice__Meta__Node *pb, struct sl_meta_node *n)
 	n->client_port = pb->client_port;
 	n->peer_port = pb->peer_port;
 	n->alive = pb->alive;
+	n->replaced_at = pb->replaced_at;
 }
 
 static int apply_register(struct sl_meta *m, const Sluice__Meta__RegisterNode *rn,
@@ -394,7 +432,8 @@ static int apply_register(struct sl_meta *m, const Sluice__Meta__RegisterNode *r
 		return refuse(res, SL_EINVALID_ARGUMENT, "node %llu: %s",
 			      (unsigned long long)rn->node->id, bad);
 	size_t i = node_pos(m, rn->node->id);
-	if (i == m->nnodes || m->nodes[i].id != rn->node->id) {
+	bool known = i < m->nnodes && m->nodes[i].id == rn->node->id;
+	if (!known) {
 		if (m->nnodes == m->cap_nodes) {
 			size_t ncap = m->cap_nodes ? m->cap_nodes * 2 : 8;
 			struct sl_meta_node *p = realloc(m->nodes, ncap * sizeof(*p));
@@ -406,9 +445,14 @@ static int apply_register(struct sl_meta *m, const Sluice__Meta__RegisterNode *r
 		memmove(&m->nodes[i + 1], &m->nodes[i], (m->nnodes - i) * sizeof(*m->nodes));
 		m->nnodes++;
 	}
-	/* A node back with another UUID lost its disk: the new one counts. */
+	/* A node back with another UUID lost its disk: the new one counts,
+	 * but not as a replica of what the old one held (replaced_at). */
+	uint64_t replaced_at = known ? m->nodes[i].replaced_at : 0;
+	if (known && strcmp(m->nodes[i].uuid, rn->node->uuid) != 0)
+		replaced_at = m->seq + 1;
 	node_from_pb(rn->node, &m->nodes[i]);
 	m->nodes[i].alive = true;
+	m->nodes[i].replaced_at = replaced_at;
 	return SL_OK;
 }
 
@@ -576,6 +620,7 @@ static int apply_create(struct sl_meta *m, const Sluice__Meta__CreateTopic *ct,
 	count_load(m, replicas, leaders);
 	for (uint32_t p = 0; p < t->npartitions; p++) {
 		t->parts[p].group = m->next_group++;
+		t->parts[p].since = m->seq + 1;
 		place(m, p, t->rf, replicas, leaders, &t->parts[p]);
 		gput(m, t->parts[p].group, t, p);
 	}
@@ -628,6 +673,50 @@ static void apply_reports(struct sl_meta *m, const Sluice__Meta__ReportLeaders *
 	}
 }
 
+static int apply_move(struct sl_meta *m, const Sluice__Meta__MoveController *mc,
+		      struct sl_meta_result *res)
+{
+	if (mc->from_group != m->ctl_group)
+		return refuse(res, SL_EEXISTS, "the controller moved from group %u already (to %u)",
+			      mc->from_group, m->ctl_group);
+	if (m->ctl_awaiting_seed)
+		return refuse(res, SL_ENOT_CONTROLLER, "group %u has no seed yet", m->ctl_group);
+	if (m->next_group == UINT32_MAX)
+		return refuse(res, SL_EINVALID_ARGUMENT, "no group ids left");
+	m->ctl_group = m->next_group++;
+	m->ctl_since = m->seq + 1;
+	m->ctl_awaiting_seed = true;
+	return SL_OK;
+}
+
+/* The new group's first command: the old group's last state. */
+static int apply_seed(struct sl_meta *m, const Sluice__Meta__SeedController *sc,
+		      struct sl_meta_result *res)
+{
+	if (!m->ctl_awaiting_seed)
+		return refuse(res, SL_EEXISTS, "the controller's group %u has its seed already",
+			      m->ctl_group);
+	struct sl_meta n;
+	char why[SL_ERRMSG_SIZE];
+	sl_meta_init(&n);
+	int rv = sl_meta_restore(&n, sc->snapshot.data, sc->snapshot.len, why);
+	if (rv == SL_ENOMEM)
+		return rv;
+	if (rv != SL_OK)
+		return refuse(res, SL_EINVALID_ARGUMENT, "a seed that does not restore: %s", why);
+	if (n.ctl_group != m->ctl_group || !n.ctl_awaiting_seed) {
+		sl_meta_free(&n);
+		return refuse(res, SL_EINVALID_ARGUMENT,
+			      "a seed for group %u (this is group %u's first state)", n.ctl_group,
+			      m->ctl_group);
+	}
+	/* The seq goes on from the seed's, the same on every node. */
+	sl_meta_free(m);
+	*m = n;
+	m->ctl_awaiting_seed = false;
+	return SL_OK;
+}
+
 int sl_meta_apply(struct sl_meta *m, const void *buf, size_t len, struct sl_meta_result *res)
 {
 	memset(res, 0, sizeof(*res));
@@ -635,6 +724,13 @@ int sl_meta_apply(struct sl_meta *m, const void *buf, size_t len, struct sl_meta
 	if (c == NULL)
 		return SL_EINVALID_RECORD;
 	int rv = SL_OK;
+	if (m->ctl_awaiting_seed && c->cmd_case >= SLUICE__META__COMMAND__CMD_INIT_CLUSTER &&
+	    c->cmd_case < SLUICE__META__COMMAND__CMD_MOVE_CONTROLLER) {
+		refuse(res, SL_ENOT_CONTROLLER, "the controller is moving to group %u",
+		       m->ctl_group);
+		sluice__meta__command__free_unpacked(c, NULL);
+		return SL_OK;
+	}
 	switch (c->cmd_case) {
 	case SLUICE__META__COMMAND__CMD_INIT_CLUSTER:
 		rv = apply_init(m, c->init_cluster, res);
@@ -663,10 +759,18 @@ int sl_meta_apply(struct sl_meta *m, const void *buf, size_t len, struct sl_meta
 		res->first_producer_id = m->next_producer_id;
 		m->next_producer_id += c->alloc_producer_ids->count;
 		break;
+	case SLUICE__META__COMMAND__CMD_MOVE_CONTROLLER:
+		rv = apply_move(m, c->move_controller, res);
+		break;
+	case SLUICE__META__COMMAND__CMD_SEED_CONTROLLER:
+		rv = apply_seed(m, c->seed_controller, res);
+		break;
 	default:
 		rv = SL_EINVALID_RECORD; /* a command of a later version, or damage */
 		break;
 	}
+	if (rv == SL_OK && res->err == SL_OK)
+		m->seq++;
 	sluice__meta__command__free_unpacked(c, NULL);
 	return rv;
 }
@@ -715,6 +819,7 @@ int sl_meta_snapshot(const struct sl_meta *m, uint8_t **buf, size_t *len)
 			parts[k].term = mp->term;
 			parts[k].n_isr = mp->nisr;
 			parts[k].isr = (uint64_t *)mp->isr;
+			parts[k].since = mp->since;
 			pp[k] = &parts[k];
 		}
 		tp[t] = pt;
@@ -728,6 +833,10 @@ int sl_meta_snapshot(const struct sl_meta *m, uint8_t **buf, size_t *len)
 	s.next_topic_id = m->next_topic_id;
 	s.next_group = m->next_group;
 	s.next_producer_id = m->next_producer_id;
+	s.seq = m->seq;
+	s.ctl_group = m->ctl_group;
+	s.ctl_since = m->ctl_since;
+	s.ctl_awaiting_seed = m->ctl_awaiting_seed;
 	*len = sluice__meta__snapshot__get_packed_size(&s);
 	*buf = malloc(*len ? *len : 1);
 	if (*buf != NULL) {
@@ -767,6 +876,14 @@ static int restore_into(struct sl_meta *n, const Sluice__Meta__Snapshot *s, char
 	 * that means something else. */
 	if (n->next_topic_id == 0 || n->next_group == 0 || n->next_producer_id == 0)
 		return bad_snapshot(errmsg, "snapshot: an id allocator is at 0");
+	n->seq = s->seq;
+	n->ctl_group = s->ctl_group;
+	n->ctl_since = s->ctl_since;
+	n->ctl_awaiting_seed = s->ctl_awaiting_seed;
+	if (n->ctl_group >= n->next_group || n->ctl_since > n->seq ||
+	    (n->ctl_group == 0 && (n->ctl_since != 0 || n->ctl_awaiting_seed)))
+		return bad_snapshot(errmsg, "snapshot: controller group %u (since %llu) is out of "
+				    "range", n->ctl_group, (unsigned long long)n->ctl_since);
 	if (s->n_nodes > 0 && (n->nodes = calloc(s->n_nodes, sizeof(*n->nodes))) == NULL)
 		return SL_ENOMEM;
 	n->cap_nodes = s->n_nodes;
@@ -815,7 +932,8 @@ static int restore_into(struct sl_meta *n, const Sluice__Meta__Snapshot *s, char
 		for (uint32_t p = 0; p < t->npartitions; p++) {
 			const Sluice__Meta__Partition *pp = pt->partitions[p];
 			if (pp->n_replicas < 1 || pp->n_replicas > SL_META_MAX_RF ||
-			    pp->n_isr > pp->n_replicas || pp->group == 0 || gfind(n, pp->group) != NULL)
+			    pp->n_isr > pp->n_replicas || pp->group == 0 || pp->group == n->ctl_group ||
+			    gfind(n, pp->group) != NULL)
 				return bad_snapshot(errmsg, "snapshot: topic '%s' partition %u is malformed",
 						    pt->name, p);
 			struct sl_meta_partition *mp = &t->parts[p];
@@ -825,6 +943,7 @@ static int restore_into(struct sl_meta *n, const Sluice__Meta__Snapshot *s, char
 			mp->leader = pp->leader;
 			mp->term = pp->term;
 			mp->nisr = (unsigned)pp->n_isr;
+			mp->since = pp->since;
 			if (pp->n_isr > 0)
 				memcpy(mp->isr, pp->isr, pp->n_isr * sizeof(*mp->isr));
 			gput(n, mp->group, t, p);

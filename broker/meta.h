@@ -52,6 +52,9 @@ struct sl_meta_node {
 	unsigned client_port, peer_port;
 	char rack[SL_META_RACK_MAX + 1];
 	bool alive;
+	/* seq of the registration that replaced another UUID of this id (a
+	 * new disk); 0: none. Replicas placed before it were the old disk's. */
+	uint64_t replaced_at;
 };
 
 struct sl_meta_partition {
@@ -62,6 +65,7 @@ struct sl_meta_partition {
 	uint64_t term;
 	unsigned nisr;
 	uint64_t isr[SL_META_MAX_RF];
+	uint64_t since;                    /* seq of the command that placed the replicas */
 };
 
 struct sl_meta_topic {
@@ -84,6 +88,14 @@ struct sl_meta {
 	uint64_t next_topic_id;
 	uint32_t next_group;
 	uint64_t next_producer_id;
+	uint64_t seq;             /* commands applied (refusals change nothing) */
+	/* The controller's Raft group: 0 at first; a move (a voter came back
+	 * with a new disk) allocates a new one, whose first entry must be
+	 * the seed, the state the old group ended with; until it is
+	 * applied, every other command is refused. */
+	uint32_t ctl_group;
+	uint64_t ctl_since;       /* seq of the move (0: none) */
+	bool ctl_awaiting_seed;
 	struct sl_meta_gslot *gmap; /* group -> (topic, partition) */
 	size_t gcap, gn;
 };
@@ -117,6 +129,18 @@ int sl_meta_cmd_delete_topic(const char *name, uint8_t **buf, size_t *len);
 int sl_meta_cmd_report_leaders(const struct sl_meta_leader_report *reports, size_t n,
 			       uint8_t **buf, size_t *len);
 int sl_meta_cmd_alloc_producer_ids(uint64_t count, uint8_t **buf, size_t *len);
+int sl_meta_cmd_move_controller(uint32_t from_group, uint8_t **buf, size_t *len);
+/* snapshot: sl_meta_snapshot of the state the old group ended with. */
+int sl_meta_cmd_seed_controller(const uint8_t *snapshot, size_t snap_len, uint8_t **buf,
+				size_t *len);
+
+/* Whether node id's current disk must not vote or replicate in what was
+ * formed before it registered: it replaced another disk (replaced_at)
+ * after `since`. */
+bool sl_meta_replaced_after(const struct sl_meta *m, uint64_t id, uint64_t since);
+/* Whether the controller's group must move: one of its voters came back
+ * with a new disk since the group was formed. */
+bool sl_meta_controller_stale(const struct sl_meta *m, const uint64_t *voters, size_t n);
 
 /* Applies one log entry. Returns SL_OK once it is applied or refused (res
  * says which; a refusal changes nothing), SL_EINVALID_RECORD when the

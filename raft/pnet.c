@@ -20,6 +20,7 @@
 
 #define HELLO_MAX 256          /* bytes a frame may announce before the hello */
 #define MAX_UNKNOWN 64         /* incoming connections yet to say hello */
+#define MAX_GUESTS 64          /* node ids admitted without being peers */
 #define READ_CHUNK 65536       /* receive buffer kept per connection */
 #define SPARE_MAX (4u << 20)   /* a write buffer larger than this is not kept */
 #define FETCH_ATTEMPTS 5
@@ -40,6 +41,8 @@ struct peer {
 	int port;
 	uint8_t uuid[16];
 	bool uuid_known;
+	bool guest;            /* admitted without being a peer: no address */
+	bool stale;            /* its last hello had another UUID: app frames only */
 	struct conn *out;      /* the outgoing connection, connecting or ready */
 	struct sl_pbuf q;      /* frames for the next write */
 	struct qent *qe;
@@ -59,6 +62,7 @@ struct conn {
 	struct peer *peer;     /* C_OUT: its peer; C_IN, C_BULK: after the hello */
 	int kind;
 	bool ready;            /* the hello was checked */
+	bool app_only;         /* a guest's, or a stale peer's: no Raft, no bulk */
 	bool closing;
 	uint8_t *rb;
 	size_t rlen, rcap;
@@ -278,11 +282,13 @@ static int send_hello(struct conn *c)
 }
 
 /* Checks a peer's hello. expect: the node id this connection was opened
- * to, or 0 for an incoming one. Returns the peer, or NULL with a reason. */
+ * to, or 0 for an incoming one. Returns the peer, or NULL with a reason;
+ * *app_only when it is admitted as a guest (admit_guests). */
 static struct peer *check_hello(struct sl_pnet *net, const struct sl_phello *h, uint64_t expect,
-				char *why, size_t why_len)
+				bool *app_only, char *why, size_t why_len)
 {
 	struct peer *p = NULL;
+	*app_only = false;
 	if (h->version != SL_PFRAME_VERSION)
 		snprintf(why, why_len, "protocol version %u (this node speaks %u)", h->version,
 			 SL_PFRAME_VERSION);
@@ -292,22 +298,53 @@ static struct peer *check_hello(struct sl_pnet *net, const struct sl_phello *h, 
 	else if (expect != 0 && h->node_id != expect)
 		snprintf(why, why_len, "expected node %llu, found node %llu",
 			 (unsigned long long)expect, (unsigned long long)h->node_id);
-	else if ((p = peer_find(net, h->node_id)) == NULL)
-		snprintf(why, why_len, "node %llu is not a peer of node %llu",
-			 (unsigned long long)h->node_id, (unsigned long long)net->cfg.node_id);
-	else if (h->node_id == net->cfg.node_id && memcmp(h->node_uuid, net->cfg.node_uuid, 16) != 0)
+	else if (h->node_id == net->cfg.node_id) {
+		if (memcmp(h->node_uuid, net->cfg.node_uuid, 16) == 0)
+			return peer_find(net, h->node_id);
 		snprintf(why, why_len, "another node claims this node's id %llu",
 			 (unsigned long long)h->node_id);
-	else if (p->uuid_known && memcmp(p->uuid, h->node_uuid, 16) != 0)
+	} else if ((p = peer_find(net, h->node_id)) == NULL) {
+		size_t guests = 0;
+		for (size_t i = 0; i < net->npeers; i++)
+			guests += net->peers[i]->guest;
+		if (net->cfg.admit_guests && h->node_id != 0 && guests < MAX_GUESTS &&
+		    peer_put(net, h->node_id, "", 0, NULL) == SL_OK &&
+		    (p = peer_find(net, h->node_id)) != NULL) {
+			*app_only = true;
+			return p;
+		}
+		snprintf(why, why_len, "node %llu is not a peer of node %llu%s",
+			 (unsigned long long)h->node_id, (unsigned long long)net->cfg.node_id,
+			 guests >= MAX_GUESTS ? " (and the guest table is full)" : "");
+	} else if (p->uuid_known && memcmp(p->uuid, h->node_uuid, 16) != 0) {
+		if (net->cfg.admit_guests) {
+			if (!p->stale)
+				LOG(net, SL_RLOG_WARN,
+				    "node %llu came back with another UUID (a lost disk?): "
+				    "application frames only until it rejoins as a new replica",
+				    (unsigned long long)h->node_id);
+			pthread_mutex_lock(&net->mu);
+			p->stale = true;
+			pthread_mutex_unlock(&net->mu);
+			*app_only = true;
+			return p;
+		}
 		snprintf(why, why_len,
 			 "node %llu came back with another UUID (a lost disk?); "
 			 "it must rejoin as a new replica",
 			 (unsigned long long)h->node_id);
-	else {
+		p = NULL;
+	} else {
+		*app_only = p->guest;
 		if (!p->uuid_known) {
 			pthread_mutex_lock(&net->mu);
 			memcpy(p->uuid, h->node_uuid, 16);
 			p->uuid_known = true;
+			pthread_mutex_unlock(&net->mu);
+		}
+		if (p->stale) {
+			pthread_mutex_lock(&net->mu);
+			p->stale = false;
 			pthread_mutex_unlock(&net->mu);
 		}
 		return p;
@@ -347,13 +384,22 @@ static void on_frame(struct conn *c, const uint8_t *f, size_t len)
 			reject(c, &net->st.closed_garbage, "garbage", "the first frame is not a hello");
 			return;
 		}
-		struct peer *p = check_hello(net, &h, c->kind == C_OUT ? c->peer->id : 0, why,
-					     sizeof(why));
+		bool app_only;
+		struct peer *p = check_hello(net, &h, c->kind == C_OUT ? c->peer->id : 0, &app_only,
+					     why, sizeof(why));
 		if (p == NULL) {
 			reject(c, &net->st.rejected_hello, "hello rejected", why);
 			return;
 		}
 		c->ready = true;
+		c->app_only = app_only;
+		if (app_only)
+			net->st.guests++;
+		if (app_only && c->kind == C_OUT) { /* what was queued may be Raft's */
+			net->st.messages_refused += p->nqe;
+			p->q.len = 0;
+			p->nqe = 0;
+		}
 		if (c->kind != C_OUT)
 			net->unknown--;
 		if (c->kind == C_OUT) {
@@ -369,6 +415,10 @@ static void on_frame(struct conn *c, const uint8_t *f, size_t len)
 			if (send_hello(c) != 0)
 				conn_close(c);
 		}
+		return;
+	}
+	if (c->kind == C_IN && kind == SL_PFRAME_MESSAGE && c->app_only) {
+		net->st.guest_dropped++; /* a guest's Raft messages count nowhere */
 		return;
 	}
 	if (c->kind == C_IN && kind == SL_PFRAME_MESSAGE && c->peer->id != net->cfg.node_id) {
@@ -400,6 +450,11 @@ static void on_frame(struct conn *c, const uint8_t *f, size_t len)
 		net->st.frames_received++;
 		if (net->app != NULL)
 			net->app(net->app_arg, c->peer->id, payload, plen);
+		return;
+	}
+	if (c->kind == C_IN && kind == SL_PFRAME_BULK_REQ && c->app_only) {
+		reject(c, &net->st.rejected_hello, "bulk request refused",
+		       "the node is a guest (not a peer, or back with another UUID)");
 		return;
 	}
 	if (c->kind == C_IN && kind == SL_PFRAME_BULK_REQ) {
@@ -632,10 +687,10 @@ typedef int (*encode_fn)(struct sl_pbuf *out, const void *ctx);
 
 /* Queues a frame for node `to`; false when refused (counted). */
 static bool enqueue(struct sl_pnet *net, uint64_t to, encode_fn encode, const void *ctx,
-		    bool heartbeat)
+		    bool heartbeat, bool raft)
 {
 	struct peer *p = peer_find(net, to);
-	if (p == NULL || p->down || net->closing)
+	if (p == NULL || p->down || p->guest || net->closing || (raft && p->stale))
 		goto refused;
 	if (p->out == NULL && peer_connect(p) != 0)
 		goto refused;
@@ -693,7 +748,8 @@ static int net_send(struct sl_rnet *rn, uint32_t group, const struct raft_messag
 {
 	struct msg_ctx m = { group, msg };
 	bool heartbeat = msg->type == RAFT_IO_APPEND_ENTRIES && msg->append_entries.n_entries == 0;
-	return enqueue(rn->data, msg->server_id, encode_msg, &m, heartbeat) ? 0 : RAFT_NOCONNECTION;
+	return enqueue(rn->data, msg->server_id, encode_msg, &m, heartbeat, true) ? 0
+									   : RAFT_NOCONNECTION;
 }
 
 struct app_ctx {
@@ -710,7 +766,7 @@ static int encode_app(struct sl_pbuf *out, const void *ctx)
 int sl_pnet_send_app(struct sl_pnet *net, uint64_t to, const void *payload, size_t len)
 {
 	struct app_ctx a = { payload, len };
-	return enqueue(net, to, encode_app, &a, false) ? SL_OK : SL_ENOT_FOUND;
+	return enqueue(net, to, encode_app, &a, false, false) ? SL_OK : SL_ENOT_FOUND;
 }
 
 void sl_pnet_set_app_handler(struct sl_pnet *net, sl_pnet_app_fn fn, void *arg)
@@ -1084,8 +1140,9 @@ static int net_fetch(struct sl_rnet *rn, uint32_t group, raft_id from, int64_t o
 		snprintf(host, sizeof(host), "%s", p->host);
 		port = p->port;
 	}
+	bool refused = p != NULL && p->guest;
 	pthread_mutex_unlock(&net->mu);
-	if (p == NULL)
+	if (p == NULL || refused)
 		return SL_ENOT_FOUND;
 	struct sl_pbulk_req q = { .group = group, .offset = offset, .end = end,
 				  .max_bytes = net->cfg.bulk_chunk };
@@ -1265,9 +1322,12 @@ static int peer_put(struct sl_pnet *net, uint64_t id, const char *host, int port
 	p->host = h;
 	p->port = port;
 	if (uuid != NULL) {
+		if (p->uuid_known && memcmp(p->uuid, uuid, 16) != 0)
+			p->stale = false; /* the new disk is the peer now */
 		memcpy(p->uuid, uuid, 16);
 		p->uuid_known = true;
 	}
+	p->guest = port == 0;
 	pthread_mutex_unlock(&net->mu);
 	return SL_OK;
 }

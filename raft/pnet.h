@@ -73,6 +73,14 @@ struct sl_pnet_config {
 	/* Fault injection for tests: the serving side closes its first bulk
 	 * session mid-frame after sending this many bytes. 0: off. */
 	uint64_t test_cut_bulk_after;
+	/* Admit as guests, instead of refusing, hellos from node ids that
+	 * are no peer and from peers back with another UUID than the one
+	 * enforced (a lost disk): their application frames reach the owner,
+	 * so that a new node, or a new disk, can register and follow the
+	 * metadata, but none of their Raft messages or bulk requests reaches
+	 * a group, and none is sent to them, until sl_pnet_set_peer makes
+	 * them peers (with an address, with that UUID). */
+	bool admit_guests;
 	sl_rlog_fn log;              /* NULL: stderr */
 	void *log_arg;
 };
@@ -92,6 +100,8 @@ struct sl_pnet_stats {
 	uint64_t heartbeats_dropped, messages_refused; /* full queues, peers in backoff */
 	uint64_t connects, connect_failures, accepted;
 	uint64_t rejected_hello;      /* wrong version, cluster, node id or UUID */
+	uint64_t guests;              /* connections admitted as guests (admit_guests) */
+	uint64_t guest_dropped;       /* Raft messages from guests, dropped */
 	uint64_t closed_oversized, closed_garbage;
 	uint64_t unknown_group;       /* messages for a group not running here */
 	uint64_t bulk_sessions, bulk_bytes_served, bulk_bytes_fetched, bulk_fetch_retries;
@@ -126,7 +136,8 @@ int sl_pnet_listen(struct sl_pnet *n, char *errmsg);
 int sl_pnet_port(const struct sl_pnet *n);
 /* Adds or updates a peer. uuid NULL: learned from its first hello (and
  * then enforced). Changing the address or UUID of a connected peer drops
- * its connections. Returns SL_OK, SL_ENOMEM or SL_EINVALID_ARGUMENT. */
+ * its connections; a guest given an address, or a stale peer given the
+ * UUID it came back with, becomes a full peer. Returns SL_OK, SL_ENOMEM or SL_EINVALID_ARGUMENT. */
 int sl_pnet_set_peer(struct sl_pnet *n, uint64_t id, const char *host, int port,
 		     const uint8_t *uuid);
 /* The UUID enforced for peer id (given, or learned from its first

@@ -195,6 +195,12 @@ Test(datadir, a_damaged_identity_file_is_reported_and_left_alone)
 		 "cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e"),
 		("node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
 		 "cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e\nmore\n"),
+		("node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
+		 "cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e\ncontroller_group=x\n"),
+		("node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
+		 "cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e\ncontroller_group=4294967296\n"),
+		("node_id=1\nuuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"
+		 "cluster_id=0f8fad5b-d9cb-469f-a165-70867728950e\ncontroller_group=7"),
 	};
 	make_dir();
 	for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
@@ -240,6 +246,19 @@ Test(datadir, the_cluster_id_is_recorded_once_and_another_is_refused)
 	cr_expect_not_null(strstr(err, b), "%s", err);
 	read_small(idpath, text, sizeof(text));
 	cr_expect_str_eq(text, want, "a refused cluster id changed node.id");
+
+	/* The controller's group comes after it, and stays across opens. */
+	cr_expect(!d1.has_controller_group);
+	cr_assert_eq(sl_datadir_set_controller_group(&d1, 7, err), SL_OK, "%s", err);
+	sl_datadir_close(&d1);
+	open_ok(&d1, 3);
+	cr_expect(d1.has_controller_group);
+	cr_expect_eq(d1.controller_group, 7);
+	cr_expect_str_eq(d1.cluster_id, a);
+	read_small(idpath, text, sizeof(text));
+	snprintf(want, sizeof(want), "node_id=3\nuuid=%s\ncluster_id=%s\ncontroller_group=7\n",
+		 d1.uuid, a);
+	cr_expect_str_eq(text, want);
 }
 
 Test(datadir, peer_uuids_are_pinned_durably_and_another_is_refused)
@@ -248,12 +267,12 @@ Test(datadir, peer_uuids_are_pinned_durably_and_another_is_refused)
 	static const char *const b = "0f8fad5b-d9cb-469f-a165-70867728950e";
 	open_ok(&d1, 1);
 	cr_assert_eq(d1.npeers, 0);
-	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, err), SL_OK, "%s", err);
-	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, err), SL_OK, "%s", err);
-	cr_assert_eq(sl_datadir_pin_peer(&d1, 3, b, err), SL_OK, "%s", err);
-	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, b, err), SL_EEXISTS);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, false, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, false, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 3, b, false, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, b, false, err), SL_EEXISTS);
 	cr_assert_not_null(strstr(err, a), "%s", err);
-	cr_assert_eq(sl_datadir_pin_peer(&d1, 4, "nope", err), SL_EINVALID_ARGUMENT);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 4, "nope", false, err), SL_EINVALID_ARGUMENT);
 	sl_datadir_close(&d1);
 
 	char path[1200], text[512], want[512];
@@ -281,8 +300,6 @@ Test(datadir, peer_uuids_are_pinned_durably_and_another_is_refused)
 		"garbage\nnode_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n",
 		"node_id=0 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n",
 		"node_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5 more\n",
-		("node_id=2 uuid=6940873f-03ff-43ef-8470-531f2f1789d5\n"
-		 "node_id=2 uuid=0f8fad5b-d9cb-469f-a165-70867728950e\n"),
 	};
 	for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
 		write_small(path, damaged[i]);
@@ -292,4 +309,26 @@ Test(datadir, peer_uuids_are_pinned_durably_and_another_is_refused)
 		cr_expect_not_null(strstr(err, path), "%s", err);
 		sl_datadir_close(&d1);
 	}
+}
+
+Test(datadir, a_peer_with_a_new_disk_is_pinned_again_when_replaced)
+{
+	static const char *const a = "6940873f-03ff-43ef-8470-531f2f1789d5";
+	static const char *const b = "0f8fad5b-d9cb-469f-a165-70867728950e";
+	open_ok(&d1, 1);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, false, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 3, a, false, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, b, true, err), SL_OK, "%s", err);
+	cr_expect_eq(d1.npeers, 2);
+	cr_expect_str_eq(d1.peers[0].uuid, b);
+	sl_datadir_close(&d1);
+	/* The later line wins on the next start. */
+	open_ok(&d1, 1);
+	cr_assert_eq(d1.npeers, 2);
+	cr_expect_eq(d1.peers[0].id, 2);
+	cr_expect_str_eq(d1.peers[0].uuid, b);
+	cr_expect_eq(d1.peers[1].id, 3);
+	cr_expect_str_eq(d1.peers[1].uuid, a);
+	cr_assert_eq(sl_datadir_pin_peer(&d1, 2, a, false, err), SL_EEXISTS);
+	sl_datadir_close(&d1);
 }

@@ -439,3 +439,125 @@ Test(meta, a_snapshot_whose_allocators_would_reuse_ids_is_refused)
 	cr_assert_eq(back.ntopics, 0, "a refused snapshot changed the state");
 	sl_meta_free(&back);
 }
+
+static int apply_to(struct sl_meta *mm, uint8_t *buf, size_t len)
+{
+	struct sl_meta_result res;
+	int rv = sl_meta_apply(mm, buf, len, &res);
+	free(buf);
+	cr_assert_eq(rv, SL_OK, "apply: %s", sl_err_name(rv));
+	return res.err;
+}
+
+static int seed_with(struct sl_meta *mm, const uint8_t *s, size_t slen)
+{
+	uint8_t *buf;
+	size_t len;
+	cr_assert_eq(sl_meta_cmd_seed_controller(s, slen, &buf, &len), SL_OK);
+	return apply_to(mm, buf, len);
+}
+
+static void assert_same(const struct sl_meta *a, const struct sl_meta *b, const char *what)
+{
+	size_t la, lb;
+	uint8_t *sa = snap(a, &la), *sb = snap(b, &lb);
+	cr_assert(la == lb && memcmp(sa, sb, la) == 0, "%s: the states differ", what);
+	free(sa);
+	free(sb);
+}
+
+Test(meta, a_new_disk_moves_the_controller_and_the_seed_carries_the_state_over)
+{
+	static const uint64_t voters[3] = { 1, 2, 3 };
+	for (uint64_t id = 1; id <= 3; id++)
+		add_node(&m, id, NULL);
+	cr_assert_eq(create("old", 3, 3, NULL), SL_OK);
+	cr_assert(!sl_meta_controller_stale(&m, voters, 3));
+	uint64_t placed = m.topics[0]->parts[0].since;
+
+	/* Node 3 comes back with a new disk: its replicas of "old" were the
+	 * old disk's, and the controller's group must move. */
+	struct sl_meta_node n3 = *sl_meta_node(&m, 3);
+	snprintf(n3.uuid, sizeof(n3.uuid), "00000000-0000-4000-8000-00000000003b");
+	uint8_t *buf;
+	size_t len;
+	cr_assert_eq(sl_meta_cmd_register_node(&n3, &buf, &len), SL_OK);
+	cr_assert_eq(apply(buf, len, NULL), SL_OK);
+	cr_assert(sl_meta_replaced_after(&m, 3, placed));
+	cr_assert(!sl_meta_replaced_after(&m, 2, placed));
+	cr_assert(sl_meta_controller_stale(&m, voters, 3));
+	/* The same disk registering again replaces nothing. */
+	uint64_t at = sl_meta_node(&m, 3)->replaced_at;
+	cr_assert_eq(sl_meta_cmd_register_node(&n3, &buf, &len), SL_OK);
+	cr_assert_eq(apply(buf, len, NULL), SL_OK);
+	cr_assert_eq(sl_meta_node(&m, 3)->replaced_at, at);
+
+	uint32_t g = m.next_group;
+	cr_assert_eq(sl_meta_cmd_move_controller(0, &buf, &len), SL_OK);
+	cr_assert_eq(apply(buf, len, NULL), SL_OK);
+	cr_assert_eq(m.ctl_group, g);
+	cr_assert(m.ctl_awaiting_seed);
+	cr_assert(!sl_meta_controller_stale(&m, voters, 3));
+	/* A repeated move, and anything but the seed, is refused. */
+	cr_assert_eq(sl_meta_cmd_move_controller(0, &buf, &len), SL_OK);
+	cr_assert_eq(apply(buf, len, NULL), SL_EEXISTS);
+	size_t flen;
+	uint8_t *frozen = snap(&m, &flen);
+	struct sl_meta_result res;
+	cr_assert_eq(create("new", 1, 3, &res), SL_ENOT_CONTROLLER);
+	cr_assert(strstr(res.errmsg, "moving") != NULL, "%s", res.errmsg);
+
+	/* Every copy becomes the same state with the seed: the old voters'
+	 * (m), a copy of the frozen state, and a copy taken after the seed
+	 * and reset by a voter starting the new group afresh. */
+	struct sl_meta b, c;
+	sl_meta_init(&b);
+	sl_meta_init(&c);
+	char errmsg[SL_ERRMSG_SIZE];
+	cr_assert_eq(sl_meta_restore(&b, frozen, flen, errmsg), SL_OK, "%s", errmsg);
+	cr_assert_eq(sl_meta_restore(&c, frozen, flen, errmsg), SL_OK, "%s", errmsg);
+	cr_assert_eq(seed_with(&c, frozen, flen), SL_OK);
+	cr_assert_eq(sl_meta_cmd_create_topic("later", 2, 3, NULL, &buf, &len), SL_OK);
+	cr_assert_eq(apply_to(&c, buf, len), SL_OK);
+	c.ctl_awaiting_seed = true;
+	cr_assert_eq(seed_with(&m, frozen, flen), SL_OK);
+	cr_assert_eq(seed_with(&b, frozen, flen), SL_OK);
+	cr_assert_eq(seed_with(&c, frozen, flen), SL_OK);
+	assert_same(&m, &b, "the old voters' and the frozen copy's");
+	assert_same(&m, &c, "the old voters' and the reset copy's");
+	cr_assert(!m.ctl_awaiting_seed);
+	cr_assert_eq(m.ctl_group, g);
+	cr_assert_eq(seed_with(&m, frozen, flen), SL_EEXISTS, "a second seed was taken");
+
+	/* Topics created from now on count node 3's new disk as a replica. */
+	cr_assert_eq(create("new", 1, 3, NULL), SL_OK);
+	const struct sl_meta_topic *t = sl_meta_topic(&m, "new");
+	cr_assert(!sl_meta_replaced_after(&m, 3, t->parts[0].since));
+	free(frozen);
+	sl_meta_free(&b);
+	sl_meta_free(&c);
+}
+
+Test(meta, a_seed_for_another_group_is_refused_and_changes_nothing)
+{
+	for (uint64_t id = 1; id <= 3; id++)
+		add_node(&m, id, NULL);
+	size_t len0;
+	uint8_t *before_move = snap(&m, &len0);
+	uint8_t *buf;
+	size_t len;
+	cr_assert_eq(sl_meta_cmd_move_controller(0, &buf, &len), SL_OK);
+	cr_assert_eq(apply(buf, len, NULL), SL_OK);
+	size_t l1;
+	uint8_t *s1 = snap(&m, &l1);
+	cr_assert_eq(seed_with(&m, before_move, len0), SL_EINVALID_ARGUMENT);
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff };
+	cr_assert_eq(seed_with(&m, junk, sizeof(junk)), SL_EINVALID_ARGUMENT);
+	size_t l2;
+	uint8_t *s2 = snap(&m, &l2);
+	cr_assert(m.ctl_awaiting_seed);
+	cr_assert(l1 == l2 && memcmp(s1, s2, l1) == 0, "a refused seed changed the state");
+	free(before_move);
+	free(s1);
+	free(s2);
+}
