@@ -24,10 +24,13 @@ struct sl_cluster {
 	struct sl_rreg *reg;
 	struct sl_controller *ctl;
 	struct sl_parts *parts;
+	struct sl_datadir *dd;
 	bool voter;
 	bool handoff;
 	struct sl_seed *peers; /* the seeds but this node */
 	size_t npeers;
+	uint64_t voters[5];    /* the controller's */
+	size_t nvoters;
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 	bool stopping;
@@ -39,7 +42,19 @@ static size_t voter_count(size_t nseeds)
 	return nseeds >= 5 ? 5 : nseeds >= 3 ? 3 : nseeds >= 1 ? 1 : 0;
 }
 
-int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct sl_datadir *dd,
+/* Records the controller's new group in the data directory. */
+static int persist_group(void *arg, uint32_t group)
+{
+	struct sl_cluster *c = arg;
+	char errmsg[SL_ERRMSG_SIZE];
+	int rv = sl_datadir_set_controller_group(c->dd, group, errmsg);
+	if (rv != SL_OK)
+		SL_BLOG(SL_BLOG_ERROR, "cluster", "controller group %u not recorded: %s", group,
+			errmsg);
+	return rv;
+}
+
+int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_datadir *dd,
 		     struct sl_cluster **out, char *errmsg)
 {
 	*out = NULL;
@@ -55,6 +70,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 	}
 	c->loop = loop;
 	c->node_id = cfg->node_id;
+	c->dd = dd;
 
 	/* Voters in ascending id order: every voter bootstraps group 0 with
 	 * the same configuration entry, byte for byte. */
@@ -75,6 +91,8 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 			voters[j] = voters[j - 1];
 			voters[j - 1] = t;
 		}
+	memcpy(c->voters, voters, nv * sizeof(*voters));
+	c->nvoters = nv;
 	for (size_t i = 0; i < nv; i++) {
 		c->voter = c->voter || voters[i] == cfg->node_id;
 		const struct sl_seed *s = NULL;
@@ -91,6 +109,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 		.listen_host = cfg->listen_host,
 		.listen_port = (int)cfg->peer_port,
 		.max_frame = (size_t)cfg->max_frame_bytes,
+		.admit_guests = true, /* new nodes and new disks register */
 		.log = sl_blog_raft,
 	};
 	XXH128_hash_t h = XXH3_128bits(idtext, strlen(idtext));
@@ -173,14 +192,15 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct 
 		sl_cluster_stop(c, false, NULL, NULL);
 		return rv;
 	}
-	if (c->voter) {
-		rv = sl_rreg_start(c->reg, CONTROLLER_GROUP, voters, (unsigned)nv, errmsg);
-		if (rv != SL_OK) {
-			sl_cluster_stop(c, false, NULL, NULL);
-			return rv;
-		}
+	sl_controller_on_group(c->ctl, persist_group, c);
+	rv = sl_controller_attach(c->ctl, c->reg, c->net, voters, (unsigned)nv,
+				  dd->has_controller_group ? dd->controller_group
+							   : SL_CONTROLLER_GROUP,
+				  errmsg);
+	if (rv != SL_OK) {
+		sl_cluster_stop(c, false, NULL, NULL);
+		return rv;
 	}
-	sl_controller_attach(c->ctl, c->reg, c->net, voters, (unsigned)nv);
 	rv = sl_parts_init(&c->parts, loop, cfg->node_id, (unsigned)cfg->heartbeat_ms, dir, c->reg,
 			   c->ctl);
 	if (rv != SL_OK) {
@@ -226,8 +246,14 @@ void sl_cluster_metrics(struct sl_cluster *c, FILE *out)
 	unsigned long long node = (unsigned long long)c->node_id;
 	fprintf(out, "# HELP sluice_controller_leader The controller's leader as this node knows "
 		     "it (0: none).\n# TYPE sluice_controller_leader gauge\n"
-		     "sluice_controller_leader{node=\"%llu\"} %llu\n",
-		node, (unsigned long long)sl_cluster_controller_leader(c));
+		     "sluice_controller_leader{node=\"%llu\"} %llu\n"
+		     "# HELP sluice_controller_group The controller's Raft group this node votes "
+		     "in (-1: none).\n# TYPE sluice_controller_group gauge\n"
+		     "sluice_controller_group{node=\"%llu\"} %lld\n",
+		node, (unsigned long long)sl_cluster_controller_leader(c), node,
+		sl_controller_group(c->ctl) == SL_CONTROLLER_NO_GROUP
+			? -1LL
+			: (long long)sl_controller_group(c->ctl));
 	fprintf(out, "# HELP sluice_group_term Raft term of each group this node runs.\n"
 		     "# TYPE sluice_group_term gauge\n"
 		     "# HELP sluice_group_commit_index Raft commit index of each group.\n"
@@ -330,24 +356,75 @@ void sl_cluster_stop(struct sl_cluster *c, bool handoff, void (*cb)(void *arg), 
 		on_parts_closed(c);
 }
 
+static const struct sl_seed *seed_of(const struct sl_cluster *c, uint64_t id)
+{
+	for (size_t i = 0; i < c->npeers; i++)
+		if (c->peers[i].id == id)
+			return &c->peers[i];
+	return NULL;
+}
+
+static bool is_voter(const uint64_t *voters, size_t n, uint64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (voters[i] == id)
+			return true;
+	return false;
+}
+
+static void pin(struct sl_datadir *dd, uint64_t id, const uint8_t u[16], bool replace)
+{
+	char text[37], errmsg[SL_ERRMSG_SIZE];
+	uuid_unparse_lower(u, text);
+	int rv = sl_datadir_pin_peer(dd, id, text, replace, errmsg);
+	if (rv != SL_OK)
+		SL_BLOG(SL_BLOG_ERROR, "cluster", "%s", errmsg);
+}
+
 void sl_cluster_pin_peers(struct sl_cluster *c, struct sl_datadir *dd)
 {
 	const struct sl_meta *m = sl_controller_meta(c->ctl);
+	/* Seeds: as the transport learned them, or as they registered. */
 	for (size_t i = 0; i < c->npeers; i++) {
 		const struct sl_seed *s = &c->peers[i];
 		uint8_t u[16];
-		char text[37], errmsg[SL_ERRMSG_SIZE];
 		if (!sl_pnet_peer_uuid(c->net, s->id, u)) {
-			/* Not heard from yet: the UUID it registered with. */
 			const struct sl_meta_node *n = sl_meta_node(m, s->id);
 			if (n == NULL || uuid_parse(n->uuid, u) != 0 ||
 			    sl_pnet_set_peer(c->net, s->id, s->host, (int)s->port, u) != SL_OK)
 				continue;
 		}
-		uuid_unparse_lower(u, text);
-		int rv = sl_datadir_pin_peer(dd, s->id, text, false, errmsg);
-		if (rv != SL_OK)
-			SL_BLOG(SL_BLOG_ERROR, "cluster", "%s", errmsg);
+		pin(dd, s->id, u, false);
+	}
+	/* Registered nodes: those past the seeds become peers, and a node's
+	 * new disk replaces the old one once nothing this node runs counts
+	 * the old one as a voter: the controller's group (when this node
+	 * runs one) formed after the new disk registered. Partition groups
+	 * placed on the old disk never start on the new one (partitions.h). */
+	uint32_t running = sl_controller_group(c->ctl);
+	bool moved = running == SL_CONTROLLER_NO_GROUP || running == m->ctl_group;
+	for (size_t i = 0; i < m->nnodes; i++) {
+		const struct sl_meta_node *n = &m->nodes[i];
+		uint8_t u[16], pinned[16];
+		if (n->id == c->node_id || uuid_parse(n->uuid, u) != 0)
+			continue;
+		bool known = sl_pnet_peer_uuid(c->net, n->id, pinned);
+		bool same = known && memcmp(pinned, u, 16) == 0;
+		const struct sl_seed *s = seed_of(c, n->id);
+		bool replaced = known && !same;
+		if (replaced && (!moved || (is_voter(c->voters, c->nvoters, n->id) &&
+					    sl_meta_replaced_after(m, n->id, m->ctl_since))))
+			continue; /* not yet */
+		if (s != NULL && same)
+			continue;
+		const char *host = s != NULL ? s->host : n->host;
+		int port = s != NULL ? (int)s->port : (int)n->peer_port;
+		if (sl_pnet_set_peer(c->net, n->id, host, port, u) != SL_OK)
+			continue;
+		if (replaced)
+			SL_BLOG(SL_BLOG_WARN, "cluster", "node %llu's new disk %s taken in",
+				(unsigned long long)n->id, n->uuid);
+		pin(dd, n->id, u, replaced);
 	}
 }
 

@@ -30,7 +30,7 @@ struct sl_cluster;
 
 /* Starts the transport and the registry, and group 0 on a voter. Returns
  * SL_OK, or an error with the reason in errmsg; then nothing runs. */
-int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, const struct sl_datadir *dd,
+int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_datadir *dd,
 		     struct sl_cluster **out, char *errmsg);
 
 /* The controller's leader as this node knows it (0: none, or this node

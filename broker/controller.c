@@ -13,18 +13,28 @@
 #include "rio.h"
 
 /* Application frames on the peer transport (pnet.h), a kind byte first:
- *   PROPOSE  a meta command, for the leader to propose;
- *   HELLO    u64: the hash of the sender's metadata, 0 from a voter (it
- *            needs none). Every node sends one to the controller's leader
- *            every second (its liveness); a non-voter sends one every
- *            heartbeat, to the leader or, while it knows none, to the
+ *   PROPOSE  a meta command, for the leader to propose; a voter that does
+ *            not lead forwards it to the leader it knows, as FORWARD
+ *            (which is not forwarded again): a node that knows no leader
+ *            yet (a new node, a guest of the transport) sends it to the
  *            voters in turn;
- *   META     a voter's answer to a non-voter's HELLO: u64 the leader it
- *            knows (0: none), then the metadata's snapshot when the
- *            sender's hash differs (nothing when it is current);
+ *   HELLO    u64 the hash of the sender's metadata (0 from a voter: it
+ *            needs none), u32 the controller group it runs (NO_GROUP:
+ *            none), its UUID (16 bytes). Every node sends one to the
+ *            controller's leader every second (its liveness); a non-voter
+ *            every heartbeat, to the leader or, while it knows none, to
+ *            the voters in turn, and so does a voter that knows no
+ *            leader;
+ *   META     a voter's answer to a HELLO from a non-voter, from a voter
+ *            of another group (one that missed a move), or from a disk
+ *            the metadata shows replaced: u64 the leader it knows (0:
+ *            none), then the metadata's snapshot unless the sender's
+ *            hash says it is current;
  *   COMMIT   the leader's answer to a voter's HELLO: u64 its commit index
- *            of group 0, which the voter must have applied to be ready. */
-enum { APP_PROPOSE = 1, APP_HELLO = 2, APP_META = 3, APP_COMMIT = 4 };
+ *            of the controller's group, which the voter must have
+ *            applied to be ready. */
+enum { APP_PROPOSE = 1, APP_HELLO = 2, APP_META = 3, APP_COMMIT = 4, APP_FORWARD = 5 };
+#define HELLO_LEN (1 + 8 + 4 + 16)
 
 /* When a node was last heard, for the leader's liveness duty. */
 struct heard {
@@ -49,7 +59,15 @@ struct sl_controller {
 	struct sl_meta_node self;
 	struct sl_rreg *reg;
 	struct sl_pnet *net;
-	bool voter;
+	bool voter;         /* runs the controller's group (group below) */
+	bool seed_voter;    /* one of the configured voters */
+	uint32_t group;     /* the controller group it runs; NO_GROUP: none */
+	uint32_t floor;     /* the highest group it ran: it never goes back */
+	uint32_t left;      /* the highest group it left (NO_GROUP: none): it
+			     * deleted its votes there, so never joins it again */
+	uint8_t uuid[16];   /* self.uuid, parsed */
+	int (*persist)(void *arg, uint32_t group);
+	void *persist_arg;
 	bool damaged;       /* an entry did not decode: applying stopped */
 	unsigned heartbeat_ms, election_ms, liveness_ms;
 	uint64_t voters[5];
@@ -91,6 +109,12 @@ int sl_controller_init(struct sl_controller **out, uv_loop_t *loop, const struct
 	c->liveness_ms = 3 * election_ms > 2000 ? 3 * election_ms : 2000;
 	c->self = *self;
 	c->self.alive = true;
+	c->group = SL_CONTROLLER_NO_GROUP;
+	c->left = SL_CONTROLLER_NO_GROUP;
+	if (uuid_parse(self->uuid, c->uuid) != 0) {
+		free(c);
+		return SL_EINVALID_ARGUMENT;
+	}
 	sl_meta_init(&c->meta);
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
@@ -103,6 +127,12 @@ const struct sl_meta *sl_controller_meta(const struct sl_controller *c)
 	return &c->meta;
 }
 
+bool sl_controller_registered(const struct sl_controller *c, uint64_t since)
+{
+	const struct sl_meta_node *n = sl_meta_node(&c->meta, c->self.id);
+	return n != NULL && strcmp(n->uuid, c->self.uuid) == 0 && n->replaced_at <= since;
+}
+
 /* This node, as the metadata has it, differs from what it would register. */
 static bool registration_stale(const struct sl_controller *c)
 {
@@ -110,6 +140,16 @@ static bool registration_stale(const struct sl_controller *c)
 	return n == NULL || strcmp(n->uuid, c->self.uuid) != 0 ||
 	       strcmp(n->host, c->self.host) != 0 || n->client_port != c->self.client_port ||
 	       n->peer_port != c->self.peer_port || strcmp(n->rack, c->self.rack) != 0 || !n->alive;
+}
+
+/* Whether node id's disk `uuid` must not vote in m's controller group: m
+ * has another UUID for the id, or took this one in after the group
+ * formed (the controller then moves to a new group that counts it). */
+static bool replaced_in(const struct sl_meta *m, uint64_t id, const char *uuid)
+{
+	const struct sl_meta_node *n = sl_meta_node(m, id);
+	return n != NULL &&
+	       (strcmp(n->uuid, uuid) != 0 || sl_meta_replaced_after(m, id, m->ctl_since));
 }
 
 /* Non-voter: the leader answered lately. */
@@ -126,8 +166,8 @@ static bool caught_up(const struct sl_controller *c)
 	struct sl_rgroup_state st;
 	if (c->reg == NULL) /* entries come from the caller alone */
 		return true;
-	struct raft *r = sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP);
-	if (r == NULL || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK || st.leader == 0)
+	struct raft *r = sl_rreg_raft(c->reg, c->group);
+	if (r == NULL || sl_rreg_state(c->reg, c->group, &st) != SL_OK || st.leader == 0)
 		return false;
 	if (st.leader == c->self.id)
 		return st.ready;
@@ -142,6 +182,8 @@ bool sl_controller_ready(const struct sl_controller *c, const char **why)
 		*why = "not joined: catching up with the metadata log";
 	else if (c->damaged)
 		*why = "the controller's log holds an entry that does not decode (see the log)";
+	else if (c->meta.ctl_awaiting_seed)
+		*why = "not joined: the controller is moving to a new group";
 	else if (c->meta.cluster_id[0] == '\0')
 		*why = "not joined: the controller has not set the cluster id yet";
 	else if (registration_stale(c))
@@ -169,7 +211,7 @@ static void changed(struct sl_controller *c)
 void sl_controller_apply(void *arg, uint32_t group, raft_index index, const struct raft_buffer *buf)
 {
 	struct sl_controller *c = arg;
-	if (group != SL_CONTROLLER_GROUP || c->damaged)
+	if (group != c->group || c->damaged)
 		return;
 	struct sl_record_iter it;
 	struct sl_record rec;
@@ -207,7 +249,7 @@ int sl_controller_snapshot(void *arg, uint32_t group, void **buf, size_t *len)
 	struct sl_controller *c = arg;
 	*buf = NULL;
 	*len = 0;
-	if (group != SL_CONTROLLER_GROUP)
+	if (group != c->group)
 		return SL_OK;
 	uint8_t *b;
 	int rv = sl_meta_snapshot(&c->meta, &b, len);
@@ -218,7 +260,7 @@ int sl_controller_snapshot(void *arg, uint32_t group, void **buf, size_t *len)
 int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len)
 {
 	struct sl_controller *c = arg;
-	if (group != SL_CONTROLLER_GROUP)
+	if (group != c->group)
 		return SL_OK;
 	char errmsg[SL_ERRMSG_SIZE];
 	int rv = sl_meta_restore(&c->meta, buf, len, errmsg);
@@ -253,19 +295,27 @@ uint64_t sl_controller_leader(const struct sl_controller *c)
 	struct sl_rgroup_state st;
 	if (!c->voter)
 		return meta_fresh(c) ? c->known_leader : 0;
-	if (c->reg == NULL || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK)
+	if (c->reg == NULL || sl_rreg_state(c->reg, c->group, &st) != SL_OK)
 		return 0;
 	return st.leader;
+}
+
+/* It leads the controller's group, with its election barrier committed. */
+static bool leads(const struct sl_controller *c)
+{
+	struct raft *r = c->voter ? sl_rreg_raft(c->reg, c->group) : NULL;
+	struct raft_io *io = c->voter ? sl_rreg_io(c->reg, c->group) : NULL;
+	return r != NULL && io != NULL && raft_state(r) == RAFT_LEADER &&
+	       sl_rio_leader_ready(io) && !c->damaged;
 }
 
 int sl_controller_propose(struct sl_controller *c, const uint8_t *cmd, size_t len,
 			  sl_controller_done_fn cb, void *arg)
 {
-	struct raft *r = c->reg != NULL ? sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP) : NULL;
-	struct raft_io *io = c->reg != NULL ? sl_rreg_io(c->reg, SL_CONTROLLER_GROUP) : NULL;
-	if (r == NULL || io == NULL || raft_state(r) != RAFT_LEADER || !sl_rio_leader_ready(io) ||
-	    c->damaged)
+	if (!leads(c))
 		return SL_ENOT_CONTROLLER;
+	struct raft *r = sl_rreg_raft(c->reg, c->group);
+	struct raft_io *io = sl_rreg_io(c->reg, c->group);
 	struct sl_batch_opts o;
 	struct sl_batch_builder b;
 	sl_batch_opts_init(&o);
@@ -328,13 +378,27 @@ static struct heard *heard_of(struct sl_controller *c, uint64_t id, bool add)
 
 static void send_hello(struct sl_controller *c, uint64_t to, uint64_t hash)
 {
-	uint8_t f[9];
+	uint8_t f[HELLO_LEN];
 	f[0] = APP_HELLO;
 	sl_store_be64(f + 1, hash);
+	sl_store_be32(f + 9, c->group);
+	memcpy(f + 13, c->uuid, 16);
 	(void)sl_pnet_send_app(c->net, to, f, sizeof(f)); /* lost: sent again */
 }
 
-/* A voter answers a non-voter's HELLO. */
+/* The next voter but this node, in turn (0: there is none). */
+static uint64_t next_voter(struct sl_controller *c)
+{
+	for (unsigned i = 0; i < c->nvoters; i++) {
+		uint64_t v = c->voters[c->ask++ % c->nvoters];
+		if (v != c->self.id)
+			return v;
+	}
+	return 0;
+}
+
+/* A voter answers a HELLO with the leader it knows and, unless the
+ * sender's hash says it has it, the metadata. */
 static void answer_hello(struct sl_controller *c, uint64_t from, uint64_t hash)
 {
 	if (snap_get(c) != SL_OK)
@@ -358,7 +422,7 @@ static void answer_hello(struct sl_controller *c, uint64_t from, uint64_t hash)
 static void answer_commit(struct sl_controller *c, uint64_t from)
 {
 	struct sl_rgroup_state st;
-	if (c->reg == NULL || sl_rreg_state(c->reg, SL_CONTROLLER_GROUP, &st) != SL_OK ||
+	if (!c->voter || sl_rreg_state(c->reg, c->group, &st) != SL_OK ||
 	    st.role != SL_RROLE_LEADER)
 		return;
 	uint8_t f[9];
@@ -367,10 +431,40 @@ static void answer_commit(struct sl_controller *c, uint64_t from)
 	(void)sl_pnet_send_app(c->net, from, f, sizeof(f)); /* lost: asked again */
 }
 
-/* A non-voter takes the leader's metadata. */
+static void reconcile(struct sl_controller *c);
+
+/* Metadata from a voter. A non-voter takes the leader's copy. A voter
+ * takes one only when it shows that this node must change groups: the
+ * controller moved to a newer group (this node missed the move), or this
+ * disk is not the voter the group counts (it came back with a new disk);
+ * any voter's applied copy says so truly. */
 static void take_meta(struct sl_controller *c, uint64_t from, const uint8_t *p, size_t len)
 {
 	uint64_t leader = sl_load_be64(p);
+	char errmsg[SL_ERRMSG_SIZE];
+	if (c->voter) {
+		struct sl_meta m;
+		sl_meta_init(&m);
+		if (len == 8 || sl_meta_restore(&m, p + 8, len - 8, errmsg) != SL_OK ||
+		    !(m.ctl_group > c->group ||
+		      (m.ctl_group == c->group && replaced_in(&m, c->self.id, c->self.uuid)))) {
+			sl_meta_free(&m);
+			return;
+		}
+		SL_BLOG(SL_BLOG_WARN, "controller",
+			"node %llu's metadata shows %s (group %u): leaving group %u",
+			(unsigned long long)from,
+			m.ctl_group > c->group ? "that the controller moved"
+					       : "this node back with a new disk",
+			m.ctl_group, c->group);
+		sl_meta_free(&c->meta);
+		c->meta = m;
+		c->known_leader = leader;
+		c->meta_at = uv_now(c->loop);
+		changed(c);
+		reconcile(c);
+		return;
+	}
 	if (leader == 0)
 		return; /* that voter knows no leader: ask the others */
 	c->known_leader = leader;
@@ -379,33 +473,61 @@ static void take_meta(struct sl_controller *c, uint64_t from, const uint8_t *p, 
 	c->meta_at = uv_now(c->loop);
 	if (len == 8)
 		return; /* ours is current */
-	char errmsg[SL_ERRMSG_SIZE];
 	int rv = sl_meta_restore(&c->meta, p + 8, len - 8, errmsg);
 	if (rv != SL_OK)
 		SL_BLOG(SL_BLOG_WARN, "controller", "metadata from node %llu not taken: %s",
 			(unsigned long long)from, rv == SL_ENOMEM ? "out of memory" : errmsg);
 	else
 		changed(c);
+	reconcile(c);
+}
+
+static int send_propose(struct sl_controller *c, uint64_t to, int kind, const uint8_t *cmd,
+			size_t len)
+{
+	uint8_t *frame = malloc(len + 1);
+	if (frame == NULL)
+		return SL_ENOMEM;
+	frame[0] = (uint8_t)kind;
+	memcpy(frame + 1, cmd, len);
+	int rv = sl_pnet_send_app(c->net, to, frame, len + 1);
+	free(frame);
+	return rv;
+}
+
+static void on_hello(struct sl_controller *c, uint64_t from, const uint8_t *p)
+{
+	struct heard *h = heard_of(c, from, true);
+	if (h != NULL)
+		h->at = uv_now(c->loop);
+	if (!c->voter)
+		return;
+	uint64_t hash = sl_load_be64(p);
+	uint32_t group = sl_load_be32(p + 8);
+	char uuid[37];
+	uuid_unparse_lower(p + 12, uuid);
+	if (hash != 0 || group != c->group || replaced_in(&c->meta, from, uuid))
+		answer_hello(c, from, hash);
+	else
+		answer_commit(c, from);
 }
 
 static void on_app(void *arg, uint64_t from, const void *payload, size_t len)
 {
 	struct sl_controller *c = arg;
 	const uint8_t *p = payload;
-	if (len >= 1 && p[0] == APP_PROPOSE) {
-		(void)sl_controller_propose(c, p + 1, len - 1, NULL, NULL); /* the sender retries */
-	} else if (len == 9 && p[0] == APP_HELLO) {
-		struct heard *h = heard_of(c, from, true);
-		if (h != NULL)
-			h->at = uv_now(c->loop);
-		uint64_t hash = sl_load_be64(p + 1);
-		if (hash != 0 && c->voter)
-			answer_hello(c, from, hash);
-		else if (hash == 0)
-			answer_commit(c, from);
-	} else if (len >= 9 && p[0] == APP_META && !c->voter) {
+	if (len >= 1 && (p[0] == APP_PROPOSE || p[0] == APP_FORWARD)) {
+		/* The sender repeats what it does not see applied. */
+		uint64_t leader = sl_controller_leader(c);
+		if (leads(c))
+			(void)sl_controller_propose(c, p + 1, len - 1, NULL, NULL);
+		else if (p[0] == APP_PROPOSE && leader != 0 && leader != c->self.id && c->voter)
+			(void)send_propose(c, leader, APP_FORWARD, p + 1, len - 1);
+	} else if (len == HELLO_LEN && p[0] == APP_HELLO) {
+		on_hello(c, from, p + 1);
+	} else if (len >= 9 && p[0] == APP_META) {
 		take_meta(c, from, p + 1, len - 1);
-	} else if (len == 9 && p[0] == APP_COMMIT && c->voter) {
+	} else if (len == 9 && p[0] == APP_COMMIT) {
 		c->leader_commit = sl_load_be64(p + 1);
 		c->commit_from = from;
 	} else {
@@ -418,18 +540,13 @@ static void on_app(void *arg, uint64_t from, const void *payload, size_t len)
 int sl_controller_submit(struct sl_controller *c, const uint8_t *cmd, size_t len)
 {
 	uint64_t leader = sl_controller_leader(c);
-	if (leader == 0)
-		return SL_ENOT_CONTROLLER;
 	if (leader == c->self.id)
 		return sl_controller_propose(c, cmd, len, NULL, NULL);
-	uint8_t *frame = malloc(len + 1);
-	if (frame == NULL)
-		return SL_ENOMEM;
-	frame[0] = APP_PROPOSE;
-	memcpy(frame + 1, cmd, len);
-	int rv = sl_pnet_send_app(c->net, leader, frame, len + 1);
-	free(frame);
-	return rv;
+	if (leader == 0 && !c->voter && c->net != NULL)
+		leader = next_voter(c); /* it forwards to the leader it knows */
+	if (leader == 0)
+		return SL_ENOT_CONTROLLER;
+	return send_propose(c, leader, APP_PROPOSE, cmd, len);
 }
 
 /* The leader marks nodes it has not heard from in liveness_ms as not
@@ -437,9 +554,7 @@ int sl_controller_submit(struct sl_controller *c, const uint8_t *cmd, size_t len
  * they come back. */
 static void check_liveness(struct sl_controller *c)
 {
-	struct raft *r = c->reg != NULL ? sl_rreg_raft(c->reg, SL_CONTROLLER_GROUP) : NULL;
-	struct raft_io *io = c->reg != NULL ? sl_rreg_io(c->reg, SL_CONTROLLER_GROUP) : NULL;
-	if (r == NULL || io == NULL || raft_state(r) != RAFT_LEADER || !sl_rio_leader_ready(io)) {
+	if (!leads(c)) {
 		c->lead_since = 0;
 		return;
 	}
@@ -469,6 +584,106 @@ static void check_liveness(struct sl_controller *c)
 	}
 }
 
+/* Runs the controller's group g (from its directory, or created with the
+ * voters). A group past 0 starts with the seed its first entries carry
+ * (or the snapshot that holds it): until that applies, what this node
+ * had counts for nothing. */
+static int run_group(struct sl_controller *c, uint32_t g, char *errmsg)
+{
+	if (g != SL_CONTROLLER_GROUP) {
+		c->meta.ctl_group = g;
+		c->meta.ctl_awaiting_seed = true;
+		if (c->meta.next_group <= g)
+			c->meta.next_group = g + 1;
+	}
+	c->group = g; /* starting may apply entries and restore a snapshot */
+	int rv = sl_rreg_start(c->reg, g, c->voters, c->nvoters, errmsg);
+	if (rv != SL_OK) {
+		c->group = SL_CONTROLLER_NO_GROUP;
+		return rv;
+	}
+	c->floor = g;
+	c->voter = true;
+	c->leader_commit = 0;
+	c->commit_from = 0;
+	return SL_OK;
+}
+
+static void group_deleted(void *arg, uint32_t group)
+{
+	(void)arg;
+	SL_BLOG(SL_BLOG_INFO, "controller", "group=%u deleted", group);
+}
+
+/* The controller group this node should run, as the metadata says, and
+ * the change to it: a configured voter runs the controller's group
+ * unless its disk is not the one the group counts; a move goes to a
+ * newer group only (an older one in the metadata is a copy still
+ * catching up). */
+static void reconcile(struct sl_controller *c)
+{
+	if (c->reg == NULL || c->net == NULL)
+		return;
+	uint32_t want = c->seed_voter && !replaced_in(&c->meta, c->self.id, c->self.uuid)
+				? c->meta.ctl_group
+				: SL_CONTROLLER_NO_GROUP;
+	if (want == c->group ||
+	    (want != SL_CONTROLLER_NO_GROUP &&
+	     (want < c->floor || (c->left != SL_CONTROLLER_NO_GROUP && want <= c->left))) ||
+	    (want == SL_CONTROLLER_NO_GROUP && c->meta.ctl_group != c->group))
+		return;
+	if (want != SL_CONTROLLER_NO_GROUP && c->persist != NULL &&
+	    c->persist(c->persist_arg, want) != SL_OK)
+		return; /* logged; tried again next heartbeat */
+	if (c->voter) {
+		uint32_t old = c->group;
+		c->left = old;
+		c->voter = false;
+		c->group = SL_CONTROLLER_NO_GROUP;
+		int rv = sl_rreg_delete(c->reg, old, group_deleted, c);
+		SL_BLOG(SL_BLOG_WARN, "controller", "leaving the controller's group %u%s%s%s", old,
+			want == SL_CONTROLLER_NO_GROUP
+				? ": this node is back with a new disk and follows the metadata until "
+				  "the controller moves to a group that counts it"
+				: "",
+			rv == SL_OK ? "" : ": ", rv == SL_OK ? "" : sl_strerror(rv));
+	}
+	if (want == SL_CONTROLLER_NO_GROUP)
+		return;
+	char errmsg[SL_ERRMSG_SIZE];
+	int rv = run_group(c, want, errmsg);
+	if (rv != SL_OK)
+		SL_BLOG(SL_BLOG_ERROR, "controller", "group=%u does not start: %s", want, errmsg);
+	else
+		SL_BLOG(SL_BLOG_INFO, "controller", "group=%u: this node votes in the controller's "
+			"group", want);
+}
+
+/* The leader moves the controller to a new group when a voter came back
+ * with a new disk, and seeds the new group with the state the old one
+ * ended with. */
+static int move_duty(struct sl_controller *c, uint8_t **cmd, size_t *len)
+{
+	if (c->meta.ctl_group != c->group)
+		return SL_OK;
+	if (c->meta.ctl_awaiting_seed) {
+		uint8_t *snap;
+		size_t slen;
+		int rv = sl_meta_snapshot(&c->meta, &snap, &slen);
+		if (rv == SL_OK) {
+			rv = sl_meta_cmd_seed_controller(snap, slen, cmd, len);
+			free(snap);
+		}
+		return rv;
+	}
+	if (sl_meta_controller_stale(&c->meta, c->voters, c->nvoters)) {
+		SL_BLOG(SL_BLOG_WARN, "controller", "a voter is back with a new disk: moving the "
+			"controller from group %u to a new group", c->group);
+		return sl_meta_cmd_move_controller(c->group, cmd, len);
+	}
+	return SL_OK;
+}
+
 /* Once a second: what the metadata still lacks from this node, and the
  * leader's duties. */
 static void duties(struct sl_controller *c)
@@ -477,15 +692,17 @@ static void duties(struct sl_controller *c)
 	size_t len;
 	int rv = SL_OK;
 	uint64_t leader = sl_controller_leader(c);
-	if (c->meta.cluster_id[0] == '\0') {
-		if (c->voter && leader == c->self.id) {
-			uuid_t u;
-			char id[37];
-			uuid_generate_random(u);
-			uuid_unparse_lower(u, id);
-			rv = sl_meta_cmd_init_cluster(id, &cmd, &len);
-		}
-	} else if (registration_stale(c)) {
+	if (leads(c))
+		rv = move_duty(c, &cmd, &len);
+	if (rv == SL_OK && cmd == NULL && c->meta.cluster_id[0] == '\0' && leads(c)) {
+		uuid_t u;
+		char id[37];
+		uuid_generate_random(u);
+		uuid_unparse_lower(u, id);
+		rv = sl_meta_cmd_init_cluster(id, &cmd, &len);
+	} else if (rv == SL_OK && cmd == NULL && registration_stale(c)) {
+		/* Also before this node has any metadata: a node the voters
+		 * have never heard of gets none before they know its address. */
 		rv = sl_meta_cmd_register_node(&c->self, &cmd, &len);
 	}
 	if (rv == SL_OK && cmd != NULL)
@@ -496,44 +713,69 @@ static void duties(struct sl_controller *c)
 	check_liveness(c);
 }
 
-/* Every heartbeat: a non-voter asks for the metadata; once a second, the
- * duties. */
+/* Every heartbeat: a non-voter asks for the metadata, and so does a voter
+ * that knows no leader; once a second, the duties. */
 static void on_timer(uv_timer_t *t)
 {
 	struct sl_controller *c = t->data;
 	if (c->damaged)
 		return;
 	uint64_t now = uv_now(c->loop);
-	if (!c->voter && c->nvoters > 0 && snap_get(c) == SL_OK) {
-		if (c->known_leader != 0)
-			send_hello(c, c->known_leader, c->snap_hash);
-		if (!meta_fresh(c)) /* the leader went quiet: ask around */
-			send_hello(c, c->voters[c->ask++ % c->nvoters], c->snap_hash);
+	reconcile(c);
+	uint64_t leader = sl_controller_leader(c);
+	uint64_t hash = 0;
+	if (!c->voter && snap_get(c) == SL_OK)
+		hash = c->snap_hash;
+	if (!c->voter && c->known_leader != 0)
+		send_hello(c, c->known_leader, hash);
+	else if (c->voter && leader != 0 && leader != c->self.id && !caught_up(c))
+		send_hello(c, leader, 0); /* the leader's commit index, every heartbeat */
+	if ((!c->voter && !meta_fresh(c)) || (c->voter && leader == 0)) {
+		uint64_t v = next_voter(c); /* the leader went quiet: ask around */
+		if (v != 0)
+			send_hello(c, v, hash);
 	}
-	/* A voter not caught up asks the leader's commit every heartbeat. */
-	uint64_t leader = c->voter ? sl_controller_leader(c) : 0;
-	if (leader != 0 && leader != c->self.id && !caught_up(c))
-		send_hello(c, leader, 0);
 	if (now - c->duties_at >= 1000) {
 		c->duties_at = now;
 		duties(c);
 	}
 }
 
-void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
-			  const uint64_t *voters, unsigned nvoters)
+int sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
+			 const uint64_t *voters, unsigned nvoters, uint32_t group, char *errmsg)
 {
 	c->reg = reg;
 	c->net = net;
 	c->nvoters = nvoters < 5 ? nvoters : 5;
 	memcpy(c->voters, voters, c->nvoters * sizeof(*voters));
 	for (unsigned i = 0; i < c->nvoters; i++)
-		c->voter = c->voter || voters[i] == c->self.id;
-	if (reg == NULL || net == NULL)
-		return; /* metadata applied by the caller alone */
+		c->seed_voter = c->seed_voter || voters[i] == c->self.id;
+	if (reg == NULL || net == NULL) { /* metadata applied by the caller alone */
+		c->group = group;
+		c->voter = c->seed_voter;
+		return SL_OK;
+	}
+	if (c->seed_voter) {
+		int rv = run_group(c, group, errmsg);
+		if (rv != SL_OK)
+			return rv;
+	}
 	sl_pnet_set_app_handler(net, on_app, c);
 	c->duties_at = uv_now(c->loop) - 800; /* first duties in 200 ms */
 	uv_timer_start(&c->timer, on_timer, c->heartbeat_ms, c->heartbeat_ms);
+	return SL_OK;
+}
+
+void sl_controller_on_group(struct sl_controller *c, int (*persist)(void *arg, uint32_t group),
+			    void *arg)
+{
+	c->persist = persist;
+	c->persist_arg = arg;
+}
+
+uint32_t sl_controller_group(const struct sl_controller *c)
+{
+	return c->group;
 }
 
 void sl_controller_detach(struct sl_controller *c)

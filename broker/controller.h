@@ -1,10 +1,23 @@
 /* broker/: the controller: the metadata state machine (meta.h) applied on
- * Raft group 0, and the duties of the node that leads it.
+ * the controller's Raft group, and the duties of the node that leads it.
  *
- * Every entry of group 0 is a record batch of one record whose value is a
- * meta command (meta.proto); every voter applies them in order, so every
- * voter holds the metadata. Raft snapshots of group 0 carry the meta
+ * Every entry of the group is a record batch of one record whose value is
+ * a meta command (meta.proto); every voter applies them in order, so every
+ * voter holds the metadata. Raft snapshots of the group carry the meta
  * snapshot.
+ *
+ * The group is 0 at first, over the configured voters. Membership is
+ * fixed per group (guard (f) in raft/README.md), so when a voter comes
+ * back with a new disk (a new UUID: it has forgotten its votes and its
+ * log) the controller moves instead: the new disk first follows the
+ * metadata as a non-voter (its peers' transports admit it as a guest,
+ * without Raft, and the voters tell it that the metadata knows its id
+ * with another disk) and registers; the leader then proposes a move to a
+ * new group with the same voters, which counts the new disk, and seeds
+ * that group with the state the old one ended with. Every voter records
+ * the new group in its data directory before it starts it, and leaves
+ * the old one; a voter that missed the move learns it from any voter's
+ * metadata.
  *
  * The leader, once its election barrier committed, sets the cluster id
  * (a random UUID, once for the cluster's life) and registers itself. The
@@ -43,7 +56,8 @@
 #include "pnet.h"
 #include "rreg.h"
 
-#define SL_CONTROLLER_GROUP 0
+#define SL_CONTROLLER_GROUP 0 /* the controller's first group */
+#define SL_CONTROLLER_NO_GROUP UINT32_MAX
 
 struct sl_controller;
 
@@ -60,11 +74,22 @@ void sl_controller_apply(void *arg, uint32_t group, raft_index index, const stru
 int sl_controller_snapshot(void *arg, uint32_t group, void **buf, size_t *len);
 int sl_controller_restore(void *arg, uint32_t group, const void *buf, size_t len);
 
-/* Starts the duties once the registry and the transport run, and group 0
- * when this node is one of the voters. With reg or net NULL (the API
- * fuzzer), no duty runs: the caller alone applies entries. */
-void sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
-			  const uint64_t *voters, unsigned nvoters);
+/* Starts the duties once the registry and the transport run, and on one
+ * of the voters the controller's group: `group` as the data directory
+ * recorded it (SL_CONTROLLER_GROUP at first). Returns SL_OK, or the
+ * group's error with errmsg. With reg or net NULL (the API fuzzer), no
+ * duty runs: the caller alone applies entries, of `group`. */
+int sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl_pnet *net,
+			 const uint64_t *voters, unsigned nvoters, uint32_t group, char *errmsg);
+/* persist(arg, group) records the controller's new group durably before
+ * this node starts it (SL_OK, or it is tried again later). */
+void sl_controller_on_group(struct sl_controller *c, int (*persist)(void *arg, uint32_t group),
+			    void *arg);
+/* The controller group this node runs (SL_CONTROLLER_NO_GROUP: none). */
+uint32_t sl_controller_group(const struct sl_controller *c);
+/* This node is registered with its own disk, taken in at or before
+ * `since` (a meta seq): a replica placed at `since` is this disk's. */
+bool sl_controller_registered(const struct sl_controller *c, uint64_t since);
 
 /* The controller's leader as this node knows it (a non-voter: as the
  * leader's last answer said, if recent); 0: none known. */

@@ -153,7 +153,7 @@ static void on_signal(uv_signal_t *s, int signum)
 }
 
 /* Starts the listeners and the Raft side; SL_OK or an error in errmsg. */
-static int start(struct node *n, const struct sl_config *c, const struct sl_datadir *dd,
+static int start(struct node *n, const struct sl_config *c, struct sl_datadir *dd,
 		 char *errmsg)
 {
 	n->api = (struct sl_api_node){ .node_id = c->node_id,

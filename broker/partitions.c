@@ -98,8 +98,8 @@ static void sweep(struct sl_parts *p, const struct sl_meta *m)
 		if (e->d_name[0] != 'g' || e->d_name[1] < '0' || e->d_name[1] > '9')
 			continue;
 		unsigned long g = strtoul(e->d_name + 1, &end, 10);
-		if (*end != '\0' || g == SL_CONTROLLER_GROUP || g >= m->next_group ||
-		    find(p, (uint32_t)g) != NULL)
+		if (*end != '\0' || g == m->ctl_group || g == sl_controller_group(p->ctl) ||
+		    g >= m->next_group || find(p, (uint32_t)g) != NULL)
 			continue;
 		int rv = sl_rreg_remove(p->reg, (uint32_t)g);
 		SL_BLOG(rv == SL_OK ? SL_BLOG_INFO : SL_BLOG_WARN, "parts",
@@ -124,7 +124,9 @@ static int rebuild(struct sl_parts *p, const struct sl_meta *m)
 			bool mine = false;
 			for (unsigned r = 0; r < pp->nreplicas; r++)
 				mine = mine || pp->replicas[r] == p->node_id;
-			if (!mine)
+			/* A replica placed on this node's old disk is not this
+			 * disk's: it would vote and acknowledge with nothing. */
+			if (!mine || !sl_controller_registered(p->ctl, pp->since))
 				continue;
 			if (n == cap) {
 				struct hosted *nh = realloc(h, 2 * cap * sizeof(*h));

@@ -1109,6 +1109,37 @@ Test(sluiced, a_node_past_the_voters_follows_the_metadata_hosts_partitions_and_i
 	ring_down(&g);
 }
 
+static bool four_registered(void *arg)
+{
+	struct ring *g = arg;
+	return metric(&g->n[0], 1, "sluice_cluster_nodes") == 4;
+}
+
+Test(sluiced, a_node_that_joins_later_registers_follows_and_hosts_partitions, .timeout = 180)
+{
+	static struct ring g;
+	ring_up(&g, 3);
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader all agree on");
+	/* Node 4 lists the voters and itself; they have never heard of it. */
+	setup_node(&g.n[3], "n4");
+	char seeds4[600];
+	snprintf(seeds4, sizeof(seeds4), "%s,4@127.0.0.1:%d", g.seeds, g.n[3].ports[1]);
+	const char *const extra[] = { "--seeds", seeds4, "--heartbeat-ms", "100",
+				      "--election-ms", "500", NULL };
+	start(&g.n[3], 4, extra);
+	g.count = 4;
+	g.up[3] = true;
+	wait_ready(&g.n[3]);
+	cr_assert(tl_wait_until(four_registered, &g, 10000, 100), "node 1 does not list node 4");
+	g.topic = "wide";
+	g.partitions = 8;
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader all agree on");
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "wide", 8, 3), 0);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 15000, 100), "a node lacks leaders");
+	cr_assert_eq(group_dirs(&g, 3), 6, "24 replicas spread over 4 nodes, 6 each");
+	ring_down(&g);
+}
+
 Test(sluiced, five_nodes_place_and_lead_every_partition, .timeout = 180)
 {
 	static struct ring g;
@@ -1145,8 +1176,53 @@ static bool refused_3(void *arg)
 	return false;
 }
 
-Test(sluiced, a_node_back_with_a_wiped_disk_is_refused_even_after_its_peers_restart,
-     .timeout = 180)
+/* Every node up runs the same controller group, past 0, into *group. */
+static bool moved(void *arg)
+{
+	struct ring *g = arg;
+	long long first = -1;
+	for (int i = 0; i < g->count; i++) {
+		if (!g->up[i])
+			continue;
+		long long gr = metric(&g->n[i], i + 1, "sluice_controller_group");
+		if (gr <= 0 || (first != -1 && gr != first))
+			return false;
+		first = gr;
+	}
+	g->leader = first; /* the group, here */
+	return true;
+}
+
+/* Node i's partition groups: its group directories but the controller's. */
+static int partition_dirs(struct ring *g, int i, long long ctl_group)
+{
+	char path[700], ctl[32];
+	snprintf(path, sizeof(path), "%s/raft", g->n[i].dir);
+	snprintf(ctl, sizeof(ctl), "g%lld", ctl_group);
+	DIR *d = opendir(path);
+	cr_assert_not_null(d, "%s", path);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] == 'g' && strcmp(e->d_name, "g0") != 0 &&
+		     strcmp(e->d_name, ctl) != 0;
+	closedir(d);
+	return n;
+}
+
+static bool first_dead(void *arg)
+{
+	return node_alive(arg, 1, 1) == 0;
+}
+
+static bool third_left_group_0(void *arg)
+{
+	struct ring *g = arg;
+	return strstr(slurp(g->n[2].log), "leaving the controller's group 0: this node is back "
+					  "with a new disk") != NULL;
+}
+
+Test(sluiced, a_node_with_a_wiped_disk_rejoins_without_voting_until_promoted, .timeout = 180)
 {
 	static struct ring g;
 	ring_up(&g, 3);
@@ -1158,9 +1234,11 @@ Test(sluiced, a_node_back_with_a_wiped_disk_is_refused_even_after_its_peers_rest
 	snprintf(p1, sizeof(p1), "%s/peers", g.n[0].dir);
 	cr_assert(tl_wait_until(pinned_3, &g, 10000, 100), "node 3's UUID was not pinned: %s",
 		  access(p1, F_OK) == 0 ? slurp(p1) : "(no file)");
+	char id_before[64], id_after[64];
+	cluster_id(&g.n[0], id_before, sizeof(id_before));
 
 	/* Node 3 loses its disk; its peers restart, so only their data
-	 * directories remember its UUID. */
+	 * directories remember its old UUID. */
 	tl_proc_close(&g.n[2].p);
 	g.up[2] = false;
 	tl_rmtree(g.n[2].dir);
@@ -1172,15 +1250,41 @@ Test(sluiced, a_node_back_with_a_wiped_disk_is_refused_even_after_its_peers_rest
 		ring_start_node(&g, i);
 	}
 	ring_start_node(&g, 2);
-	g.up[2] = false; /* not counted: it must not take part */
-	for (int i = 0; i < 2; i++)
+
+	/* Its peers take none of its Raft messages, and it leaves the
+	 * controller's group it would have voted in with nothing... */
+	cr_assert(tl_wait_until(refused_3, &g, 15000, 100), "node 3's new disk was not noticed");
+	cr_assert(tl_wait_until(third_left_group_0, &g, 15000, 100),
+		  "node 3 did not leave group 0: %s", slurp(g.n[2].log));
+	/* ... until the controller moves to a group that counts it. */
+	cr_assert(tl_wait_until(moved, &g, 30000, 100), "the controller did not move");
+	long long ctl_group = g.leader;
+	for (int i = 0; i < 3; i++)
 		wait_ready(&g.n[i]);
-	cr_assert(tl_wait_until(refused_3, &g, 15000, 100), "node 3's new disk was not refused");
-	cr_assert(tl_wait_until(all_see_leaders, &g, 20000, 100), "nodes 1 and 2 lead nothing");
-	int status;
-	char body[512];
-	cr_assert_eq(tl_http_get(g.n[2].ports[2], "/readyz", &status, body, sizeof(body), 5000), 0);
-	cr_assert_eq(status, 503, "node 3 joined with a new disk: %s", body);
-	g.up[2] = true;
+	cluster_id(&g.n[2], id_after, sizeof(id_after));
+	cr_assert_str_eq(id_after, id_before, "node 3 joined another cluster");
+	cr_assert(strstr(slurp(g.n[0].log), "node 3's new disk") != NULL ||
+			  strstr(slurp(g.n[1].log), "node 3's new disk") != NULL,
+		  "no peer took node 3's new disk in");
+	/* The old disk's replicas stay off the new one. */
+	cr_assert(tl_wait_until(all_see_leaders, &g, 20000, 100), "\"kept\" lost its leaders");
+	cr_assert_eq(partition_dirs(&g, 2, ctl_group), 0, "node 3 hosts the old disk's replicas");
+
+	/* A new topic is placed on it too... */
+	g.topic = "after";
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader");
+	wait_ready(&g.n[g.leader - 1]);
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "after", 3, 3), 0);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 20000, 100), "\"after\" lacks leaders");
+	cr_assert_eq(partition_dirs(&g, 2, ctl_group), 3);
+	/* ... and it votes: with node 1 gone, nodes 2 and 3 make the quorum. */
+	tl_proc_close(&g.n[0].p);
+	g.up[0] = false;
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader without node 1");
+	wait_ready(&g.n[g.leader - 1]);
+	cr_assert(tl_wait_until(first_dead, &g, 15000, 100), "node 1 never marked not alive");
+	g.topic = "pair";
+	g.partitions = 2;
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "pair", 2, 2), 0);
 	ring_down(&g);
 }

@@ -84,7 +84,7 @@ static struct sl_controller *joined_controller(void)
 	struct sl_controller *c;
 	CHECK(sl_controller_init(&c, &loop, &n1, 200, 1000) == SL_OK);
 	uint64_t voters[] = { 1 };
-	sl_controller_attach(c, NULL, NULL, voters, 1);
+	CHECK(sl_controller_attach(c, NULL, NULL, voters, 1, SL_CONTROLLER_GROUP, NULL) == SL_OK);
 	uint8_t *cmd;
 	size_t len;
 	uint64_t i = 1;
