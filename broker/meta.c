@@ -362,6 +362,16 @@ int sl_meta_cmd_seed_controller(const uint8_t *snapshot, size_t snap_len, uint8_
 	return pack(&c, buf, len);
 }
 
+bool sl_meta_cmd_registers(const uint8_t *cmd, size_t len, uint64_t id)
+{
+	Sluice__Meta__Command *c = sluice__meta__command__unpack(NULL, len, cmd);
+	bool yes = c != NULL && c->cmd_case == SLUICE__META__COMMAND__CMD_REGISTER_NODE &&
+		   c->register_node->node != NULL && c->register_node->node->id == id;
+	if (c != NULL)
+		sluice__meta__command__free_unpacked(c, NULL);
+	return yes;
+}
+
 bool sl_meta_replaced_after(const struct sl_meta *m, uint64_t id, uint64_t since)
 {
 	const struct sl_meta_node *n = sl_meta_node(m, id);

@@ -134,6 +134,9 @@ int sl_meta_cmd_move_controller(uint32_t from_group, uint8_t **buf, size_t *len)
 int sl_meta_cmd_seed_controller(const uint8_t *snapshot, size_t snap_len, uint8_t **buf,
 				size_t *len);
 
+/* Whether cmd is node id's registration of itself. */
+bool sl_meta_cmd_registers(const uint8_t *cmd, size_t len, uint64_t id);
+
 /* Whether node id's current disk must not vote or replicate in what was
  * formed before it registered: it replaced another disk (replaced_at)
  * after `since`. */

@@ -42,7 +42,8 @@ struct peer {
 	uint8_t uuid[16];
 	bool uuid_known;
 	bool guest;            /* admitted without being a peer: no address */
-	bool stale;            /* its last hello had another UUID: app frames only */
+	bool stale;            /* what answered at its address had another UUID:
+				* app frames only */
 	struct conn *out;      /* the outgoing connection, connecting or ready */
 	struct sl_pbuf q;      /* frames for the next write */
 	struct qent *qe;
@@ -318,14 +319,18 @@ static struct peer *check_hello(struct sl_pnet *net, const struct sl_phello *h, 
 			 guests >= MAX_GUESTS ? " (and the guest table is full)" : "");
 	} else if (p->uuid_known && memcmp(p->uuid, h->node_uuid, 16) != 0) {
 		if (net->cfg.admit_guests) {
+			/* Only what answers at the peer's address makes the peer
+			 * stale: a stray hello cannot cut a peer off. */
 			if (!p->stale)
 				LOG(net, SL_RLOG_WARN,
 				    "node %llu came back with another UUID (a lost disk?): "
 				    "application frames only until it rejoins as a new replica",
 				    (unsigned long long)h->node_id);
-			pthread_mutex_lock(&net->mu);
-			p->stale = true;
-			pthread_mutex_unlock(&net->mu);
+			if (expect != 0) {
+				pthread_mutex_lock(&net->mu);
+				p->stale = true;
+				pthread_mutex_unlock(&net->mu);
+			}
 			*app_only = true;
 			return p;
 		}
@@ -336,15 +341,12 @@ static struct peer *check_hello(struct sl_pnet *net, const struct sl_phello *h, 
 		p = NULL;
 	} else {
 		*app_only = p->guest;
-		if (!p->uuid_known) {
+		if (!p->uuid_known || (p->stale && expect != 0)) {
 			pthread_mutex_lock(&net->mu);
 			memcpy(p->uuid, h->node_uuid, 16);
 			p->uuid_known = true;
-			pthread_mutex_unlock(&net->mu);
-		}
-		if (p->stale) {
-			pthread_mutex_lock(&net->mu);
-			p->stale = false;
+			if (expect != 0)
+				p->stale = false;
 			pthread_mutex_unlock(&net->mu);
 		}
 		return p;

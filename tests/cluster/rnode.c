@@ -7,7 +7,7 @@
  *         [--snapshot-threshold 256] [--snapshot-trailing 64]
  *         [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]
  *         [--hello-timeout-ms N] [--bulk-cut-after BYTES] [--meta-per-group]
- *         [--verbose]
+ *         [--admit-guests] [--verbose]
  *
  * Log lines go to stderr (info and above; --verbose adds debug). SIGTERM
  * hands off every group this node leads, then stops; `quit`, SIGINT and
@@ -75,6 +75,7 @@ struct opts {
 	unsigned hello_timeout_ms;
 	bool verbose;
 	bool meta_per_group;
+	bool admit_guests;
 };
 
 /* A template batch: built once per size, copied for every entry. */
@@ -205,7 +206,7 @@ static void usage(FILE *f)
 		"             [--snapshot-threshold 256] [--snapshot-trailing 64]\n"
 		"             [--max-frame BYTES] [--max-queue BYTES] [--max-append BYTES]\n"
 		"             [--hello-timeout-ms N] [--bulk-cut-after BYTES]\n"
-		"             [--meta-per-group] [--verbose]\n"
+		"             [--meta-per-group] [--admit-guests] [--verbose]\n"
 		"commands on stdin: status | group G | propose G COUNT BYTES [WINDOW] |\n"
 		"  digest G END | load SECONDS BYTES INFLIGHT MAXGROUP | stats |\n"
 		"  transfer G TARGET | handoff | start-from G VOTERS FROM SRC END |\n"
@@ -325,7 +326,7 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 {
 	enum { O_ID = 1, O_DIR, O_PORT, O_CLUSTER, O_PEER, O_GROUPS, O_HB, O_EL, O_ST, O_STR,
 	       O_MAXF, O_MAXQ, O_MAXA, O_HELLO, O_CUT, O_VERBOSE, O_HELP, O_VOTERS,
-	       O_META };
+	       O_META, O_GUESTS };
 	static const struct option longs[] = {
 		{ "id", required_argument, NULL, O_ID },
 		{ "dir", required_argument, NULL, O_DIR },
@@ -344,6 +345,7 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		{ "hello-timeout-ms", required_argument, NULL, O_HELLO },
 		{ "bulk-cut-after", required_argument, NULL, O_CUT },
 		{ "meta-per-group", no_argument, NULL, O_META },
+		{ "admit-guests", no_argument, NULL, O_GUESTS },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -441,6 +443,9 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 			break;
 		case O_META:
 			o->meta_per_group = true;
+			break;
+		case O_GUESTS:
+			o->admit_guests = true;
 			break;
 		case O_HELP:
 			usage(stdout);
@@ -995,13 +1000,14 @@ static void cmd_stats(struct app *app)
 	       " rejected_hello=%" PRIu64 " closed_oversized=%" PRIu64 " closed_garbage=%" PRIu64
 	       " unknown_group=%" PRIu64 " bulk_sessions=%" PRIu64 " bulk_served=%" PRIu64
 	       " bulk_fetched=%" PRIu64 " bulk_retries=%" PRIu64 " peers_connected=%u incoming=%u"
-	       " meta_flushes=%" PRIu64 " meta_records=%" PRIu64,
+	       " meta_flushes=%" PRIu64 " meta_records=%" PRIu64 " guests=%" PRIu64
+	       " guest_dropped=%" PRIu64,
 	       sl_rio_fence_count(), rs.restarts, ns.frames_sent, ns.frames_received, ns.writes,
 	       ns.heartbeats_dropped, ns.messages_refused, ns.connects, ns.accepted,
 	       ns.rejected_hello, ns.closed_oversized, ns.closed_garbage, ns.unknown_group,
 	       ns.bulk_sessions, ns.bulk_bytes_served, ns.bulk_bytes_fetched,
 	       ns.bulk_fetch_retries, ns.peers_connected, ns.incoming, rs.meta_flushes,
-	       rs.meta_records);
+	       rs.meta_records, ns.guests, ns.guest_dropped);
 }
 
 static void shutdown_begin(struct app *app);
@@ -1340,6 +1346,7 @@ static int start(struct app *app)
 		.max_queue = (size_t)o->max_queue,
 		.hello_timeout_ms = o->hello_timeout_ms,
 		.test_cut_bulk_after = o->bulk_cut_after,
+		.admit_guests = o->admit_guests,
 		.log = log_line,
 		.log_arg = app,
 	};

@@ -157,6 +157,12 @@ static void node_extra(struct node *nd, const char *flag, const char *value)
 	snprintf(nd->extra[nd->nextra++], sizeof(nd->extra[0]), "%s", value);
 }
 
+static void node_flag(struct node *nd, const char *flag)
+{
+	cr_assert(nd->nextra + 1 <= 12);
+	snprintf(nd->extra[nd->nextra++], sizeof(nd->extra[0]), "%s", flag);
+}
+
 static void node_spawn(struct node *nd)
 {
 	char a_id[24], a_port[16], a_groups[16], a_hb[16], a_el[16];
@@ -1139,6 +1145,67 @@ Test(cluster, silent_connections_are_closed_after_the_hello_timeout)
 	char line[LINE];
 	cmd(n1, line, "status");
 	must(field(line, "groups") == 1, "status after the timeouts: '%s'", line);
+	cluster_stop();
+}
+
+/* With --admit-guests, a stranger and a peer back with another UUID are
+ * answered, but their Raft messages reach no group: a RequestVote of a
+ * far higher term changes nothing; a bulk request closes the connection. */
+static void expect_guest(struct node *n1, uint64_t id, const uint8_t *uuid, int64_t term_before)
+{
+	char line[LINE];
+	cmd(n1, line, "stats");
+	int64_t guests = field(line, "guests"), dropped = field(line, "guest_dropped");
+	int64_t rejected = field(line, "rejected_hello");
+	int fd = raw_connect(n1->port);
+	send_hello(fd, cluster_id, id, uuid);
+	uint8_t frame[256];
+	size_t n = raw_read_frame(fd, frame, sizeof(frame), 5000);
+	must(sl_pframe_kind(frame, n) == SL_PFRAME_HELLO, "node %llu's hello was not answered",
+	     (unsigned long long)id);
+	struct raft_message m = { .type = RAFT_IO_REQUEST_VOTE };
+	m.request_vote = (struct raft_request_vote){ .term = 1000, .candidate_id = id,
+						     .last_log_index = 1000000, .last_log_term = 999 };
+	struct sl_pbuf b = { 0 };
+	cr_assert_eq(sl_pframe_message(&b, 1, &m), 0);
+	raw_send(fd, b.p, b.len);
+	b.len = 0;
+	struct sl_pbulk_req q = { .group = 1, .offset = 0, .end = 1, .max_bytes = 4096 };
+	cr_assert_eq(sl_pframe_bulk_req(&b, &q), 0);
+	raw_send(fd, b.p, b.len);
+	free(b.p);
+	ssize_t got = raw_wait_closed(fd, 5000);
+	close(fd);
+	must(got >= 0, "node %llu's bulk request: the connection stayed open",
+	     (unsigned long long)id);
+	cmd(n1, line, "stats");
+	must(field(line, "guests") == guests + 1 && field(line, "guest_dropped") == dropped + 1 &&
+		     field(line, "rejected_hello") == rejected + 1,
+	     "node %llu as a guest: '%s'", (unsigned long long)id, line);
+	cmd(n1, line, "group 1");
+	must(field(line, "term") == term_before, "a guest's RequestVote moved the term: '%s'",
+	     line);
+}
+
+Test(cluster, guests_get_application_frames_only)
+{
+	cluster_init(2, 1);
+	node_flag(&nodes[1], "--admit-guests");
+	cluster_start();
+	wait_all_led();
+	wait_connected(); /* node 1 knows node 2's uuid from its hello */
+	uint8_t uuid2[16], other[16];
+	read_uuid(&nodes[2], uuid2);
+	memcpy(other, uuid2, 16);
+	other[0] ^= 0x5a;
+	char line[LINE];
+	cmd(&nodes[1], line, "group 1");
+	int64_t term = field(line, "term");
+	expect_guest(&nodes[1], 9, uuid2, term);  /* not a peer */
+	expect_guest(&nodes[1], 2, other, term); /* node 2 with another disk */
+	/* Node 2's own connections still carry its Raft messages. */
+	propose(1, 5, 4096);
+	wait_caught_up(1, NULL, CATCHUP_MS);
 	cluster_stop();
 }
 

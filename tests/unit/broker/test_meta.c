@@ -561,3 +561,21 @@ Test(meta, a_seed_for_another_group_is_refused_and_changes_nothing)
 	free(s1);
 	free(s2);
 }
+
+Test(meta, a_command_is_a_registration_of_its_sender_only_when_it_registers_that_id)
+{
+	struct sl_meta_node n = { .id = 4, .client_port = 9092, .peer_port = 9093 };
+	snprintf(n.uuid, sizeof(n.uuid), "00000000-0000-4000-8000-000000000004");
+	snprintf(n.host, sizeof(n.host), "node-4");
+	uint8_t *buf;
+	size_t len;
+	cr_assert_eq(sl_meta_cmd_register_node(&n, &buf, &len), SL_OK);
+	cr_assert(sl_meta_cmd_registers(buf, len, 4));
+	cr_assert(!sl_meta_cmd_registers(buf, len, 5));
+	cr_assert(!sl_meta_cmd_registers(buf, len > 3 ? len - 3 : 0, 4));
+	free(buf);
+	cr_assert_eq(sl_meta_cmd_delete_topic("t", &buf, &len), SL_OK);
+	cr_assert(!sl_meta_cmd_registers(buf, len, 4));
+	free(buf);
+}
+
