@@ -80,8 +80,10 @@ struct sl_controller {
 	uint64_t snap_hash;
 	/* Non-voter: the leader the last META named, and when it answered. */
 	uint64_t known_leader, meta_at;
-	/* Voter: the leader's commit index, as its last COMMIT said. */
+	/* Voter: the leader's commit index, as its last COMMIT said; the
+	 * leader and term it caught up with. */
 	uint64_t leader_commit, commit_from;
+	uint64_t caught_leader, caught_term;
 	unsigned ask;
 	/* Leader: since when, and what it heard. */
 	uint64_t lead_since;
@@ -171,7 +173,21 @@ static bool caught_up(const struct sl_controller *c)
 		return false;
 	if (st.leader == c->self.id)
 		return st.ready;
-	return c->commit_from == st.leader && r->last_applied >= c->leader_commit;
+	/* Once caught up, a voter stays so while it follows the same leader
+	 * in the same term: lagging it by the few entries in flight is
+	 * following, not catching up (readiness must not flap). */
+	return (c->caught_leader == st.leader && c->caught_term == st.term) ||
+	       (c->commit_from == st.leader && r->last_applied >= c->leader_commit);
+}
+
+/* Records that this voter caught up with the leader it follows. */
+static void note_caught_up(struct sl_controller *c)
+{
+	struct sl_rgroup_state st;
+	if (c->voter && caught_up(c) && sl_rreg_state(c->reg, c->group, &st) == SL_OK) {
+		c->caught_leader = st.leader;
+		c->caught_term = st.term;
+	}
 }
 
 bool sl_controller_ready(const struct sl_controller *c, const char **why)
@@ -622,6 +638,7 @@ static int run_group(struct sl_controller *c, uint32_t g, char *errmsg)
 	c->voter = true;
 	c->leader_commit = 0;
 	c->commit_from = 0;
+	c->caught_leader = 0;
 	return SL_OK;
 }
 
@@ -738,6 +755,7 @@ static void on_timer(uv_timer_t *t)
 		return;
 	uint64_t now = uv_now(c->loop);
 	reconcile(c);
+	note_caught_up(c);
 	uint64_t leader = sl_controller_leader(c);
 	uint64_t hash = 0;
 	if (!c->voter && snap_get(c) == SL_OK)

@@ -772,6 +772,7 @@ Test(sluiced, topics_are_created_described_and_deleted_through_the_controller)
 	cr_assert_eq(only_result(r)->error_code, SL_EUNKNOWN_TOPIC_OR_PARTITION);
 	sluice__envelope__free_unpacked(r, NULL);
 	r = get_metadata(fd);
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
 	cr_assert_eq(r->metadata_response->n_topics, 0);
 	sluice__envelope__free_unpacked(r, NULL);
 	close(fd);
@@ -1023,6 +1024,7 @@ Test(sluiced, two_hundred_partitions_on_three_nodes_get_leaders_everywhere_and_n
 	int fd = connect_to(g.n[via].ports[0]);
 	Sluice__Envelope *m = get_metadata(fd);
 	close(fd);
+	cr_assert_eq(m->error_code, 0, "%s", m->error_message);
 	int64_t leader0 = m->metadata_response->topics[0]->partitions[0]->leader;
 	sluice__envelope__free_unpacked(m, NULL);
 	Sluice__Envelope *r = list_offsets(&g, (int)leader0 - 1, 0);
@@ -1095,6 +1097,7 @@ Test(sluiced, a_node_past_the_voters_follows_the_metadata_hosts_partitions_and_i
 	int fd = connect_to(g.n[0].ports[0]);
 	Sluice__Envelope *r = get_metadata(fd);
 	close(fd);
+	cr_assert_not_null(r->metadata_response, "Metadata: %s", r->error_message);
 	for (size_t k = 0; k < r->metadata_response->n_topics; k++) {
 		const Sluice__TopicInfo *t = r->metadata_response->topics[k];
 		for (size_t p = 0; strcmp(t->name, "three") == 0 && p < t->n_partitions; p++)
