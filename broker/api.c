@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "controller.h"
+#include "data.h"
 #include "frame.h"
 #include "meta.h"
 #include "partitions.h"
@@ -16,6 +17,9 @@
 
 typedef int (*handler_fn)(const struct sl_api_node *node, const Sluice__Envelope *req,
 			  sl_api_reply_fn reply, void *arg);
+/* A handler of an API whose request carries record data (data.h). */
+typedef int (*data_handler_fn)(const struct sl_api_node *node, const struct sl_frame *f,
+			       sl_api_reply_fn reply, void *arg);
 
 static int api_versions(const struct sl_api_node *node, const Sluice__Envelope *req,
 			sl_api_reply_fn reply, void *arg);
@@ -41,20 +45,25 @@ static const struct {
 	Sluice__Envelope__BodyCase body;
 	bool needs_meta;
 	handler_fn handle;
+	data_handler_fn handle_data; /* instead of handle: the API carries data */
 } served[] = {
 	{ SLUICE__API_KEY__API_VERSIONS, "ApiVersions", 0, 0, SLUICE__ENVELOPE__BODY_API_VERSIONS_REQUEST, false,
-	  api_versions },
-	{ SLUICE__API_KEY__METADATA, "Metadata", 0, 0, SLUICE__ENVELOPE__BODY_METADATA_REQUEST, true, metadata },
+	  api_versions, NULL },
+	{ SLUICE__API_KEY__METADATA, "Metadata", 0, 0, SLUICE__ENVELOPE__BODY_METADATA_REQUEST, true, metadata, NULL },
 	{ SLUICE__API_KEY__CREATE_TOPICS, "CreateTopics", 0, 0, SLUICE__ENVELOPE__BODY_CREATE_TOPICS_REQUEST, true,
-	  create_topics },
+	  create_topics, NULL },
 	{ SLUICE__API_KEY__DELETE_TOPICS, "DeleteTopics", 0, 0, SLUICE__ENVELOPE__BODY_DELETE_TOPICS_REQUEST, true,
-	  delete_topics },
+	  delete_topics, NULL },
 	{ SLUICE__API_KEY__DESCRIBE_TOPICS, "DescribeTopics", 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_TOPICS_REQUEST,
-	  true, describe_topics },
+	  true, describe_topics, NULL },
 	{ SLUICE__API_KEY__DESCRIBE_CLUSTER, "DescribeCluster", 0, 0, SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST,
-	  true, describe_cluster },
+	  true, describe_cluster, NULL },
 	{ SLUICE__API_KEY__LIST_OFFSETS, "ListOffsets", 0, 0, SLUICE__ENVELOPE__BODY_LIST_OFFSETS_REQUEST, true,
-	  list_offsets },
+	  list_offsets, NULL },
+	{ SLUICE__API_KEY__PRODUCE, "Produce", 0, 0, SLUICE__ENVELOPE__BODY_PRODUCE_REQUEST, true, NULL,
+	  sl_data_produce },
+	{ SLUICE__API_KEY__FETCH, "Fetch", 0, 0, SLUICE__ENVELOPE__BODY_FETCH_REQUEST, true, NULL,
+	  sl_data_fetch },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))
@@ -122,24 +131,31 @@ struct timed {
 	uint64_t start;
 };
 
-static void timed_reply(void *arg, uint8_t *head, size_t head_len, const struct iovec *seg,
-			size_t nseg)
+static void timed_reply(void *arg, uint8_t *head, size_t head_len,
+			const struct sl_api_data *data)
 {
 	struct timed *t = arg;
 	observe(t->api, uv_hrtime() - t->start);
-	t->reply(t->arg, head, head_len, seg, nseg);
+	t->reply(t->arg, head, head_len, data);
 	free(t);
+}
+
+int sl_api_send(Sluice__Envelope *env, const struct sl_api_data *data, sl_api_reply_fn reply,
+		void *arg)
+{
+	uint8_t *head;
+	size_t head_len;
+	int rv = sl_frame_encode(env, data != NULL ? data->seg : NULL, data != NULL ? data->nseg : 0,
+				 &head, &head_len);
+	if (rv != SL_OK)
+		return rv;
+	reply(arg, head, head_len, data);
+	return SL_OK;
 }
 
 static int send_env(Sluice__Envelope *env, sl_api_reply_fn reply, void *arg)
 {
-	uint8_t *head;
-	size_t head_len;
-	int rv = sl_frame_encode(env, NULL, 0, &head, &head_len);
-	if (rv != SL_OK)
-		return rv;
-	reply(arg, head, head_len, NULL, 0);
-	return SL_OK;
+	return sl_api_send(env, NULL, reply, arg);
 }
 
 /* A response envelope for req (no body yet). */
@@ -149,6 +165,11 @@ static void response_of(Sluice__Envelope *env, uint32_t corr, Sluice__ApiKey key
 	env->correlation_id = corr;
 	env->api_key = key;
 	env->api_version = version;
+}
+
+void sl_api_response_of(Sluice__Envelope *env, const Sluice__Envelope *req)
+{
+	response_of(env, req->correlation_id, req->api_key, req->api_version);
 }
 
 /* An envelope with only an error. */
@@ -719,6 +740,7 @@ static void write_op_settled(struct write_op *op)
 
 void sl_api_stop_waiting(void)
 {
+	sl_data_stop_waiting();
 	while (waiting != NULL) {
 		leaders_missing(waiting, "the node is stopping");
 		wait_end(waiting);
@@ -956,7 +978,7 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 			 (int)req->api_key, (int)req->body_case);
 		rv = send_error(corr, req->api_key, req->api_version, SL_EINVALID_REQUEST, why, reply,
 				arg);
-	} else if (f->nseg != 0) {
+	} else if (f->nseg != 0 && served[i].handle_data == NULL) {
 		snprintf(why, sizeof(why), "API %d carries no record data (%zu segments found)",
 			 (int)req->api_key, f->nseg);
 		rv = send_error(corr, req->api_key, req->api_version, SL_EINVALID_REQUEST, why, reply,
@@ -964,6 +986,8 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 	} else if (served[i].needs_meta && !joined(node, &not_ready)) {
 		rv = send_error(corr, req->api_key, req->api_version, SL_ENOT_READY, not_ready, reply,
 				arg);
+	} else if (served[i].handle_data != NULL) {
+		rv = served[i].handle_data(node, f, reply, arg);
 	} else {
 		rv = served[i].handle(node, req, reply, arg);
 	}

@@ -20,6 +20,8 @@
 
 #include <uv.h>
 
+#include "sluice.pb-c.h"
+
 struct sl_controller;
 struct sl_parts;
 
@@ -32,16 +34,27 @@ struct sl_api_node {
 	struct sl_parts *parts;    /* NULL: this node leads no partition */
 };
 
+/* A response's data segments (record batches), and what frees them once
+ * the connection wrote them or dropped them. */
+struct sl_api_data {
+	const struct iovec *seg; /* copied by the callee before it returns */
+	size_t nseg;
+	void (*release)(void *arg); /* NULL: nothing to free */
+	void *release_arg;
+};
+
 /* Hands a response frame to the connection: head (malloc'd, now the
- * callee's to free) then segments, which stay valid until the callee's
- * write completes (the caller keeps them; none today). */
+ * callee's to free) then data's segments (data NULL: none). head NULL:
+ * the request gets no response frame (a produce with acks=none); data's
+ * release still runs. */
 typedef void (*sl_api_reply_fn)(void *arg, uint8_t *head, size_t head_len,
-				const struct iovec *seg, size_t nseg);
+				const struct sl_api_data *data);
 
 /* Handles one whole frame (as sl_frame_peek measured it) and replies
  * through reply exactly once: before it returns, or later for a request
- * that waits on the controller (CreateTopics, DeleteTopics); arg must
- * stay valid until then. Returns SL_OK, or SL_ENOMEM when no response
+ * that waits (CreateTopics, DeleteTopics on the controller; Produce on
+ * its acknowledgement; Fetch on data); arg must stay valid until then.
+ * The frame's bytes are needed only during the call. Returns SL_OK, or SL_ENOMEM when no response
  * could be built (reply was not called: the connection must close). */
 int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t len,
 		  sl_api_reply_fn reply, void *arg);
@@ -49,8 +62,16 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 /* Prometheus text: requests and latency per API. Loop thread. */
 void sl_api_metrics(uint64_t node_id, FILE *out);
 
-/* Ends every CreateTopics still waiting for leaders, each answered with
- * what it has (the node is stopping). */
+/* Ends every CreateTopics still waiting for leaders and every Fetch
+ * waiting for data, each answered with what it has (the node is
+ * stopping). */
 void sl_api_stop_waiting(void);
+
+/* For the handlers (api.c, data.c): a response envelope for a request, and
+ * sending one (SL_OK, or SL_ENOMEM and reply was not called; data's
+ * release then has not run either). */
+void sl_api_response_of(Sluice__Envelope *env, const Sluice__Envelope *req);
+int sl_api_send(Sluice__Envelope *env, const struct sl_api_data *data, sl_api_reply_fn reply,
+		void *arg);
 
 #endif

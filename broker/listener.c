@@ -30,6 +30,8 @@ struct conn {
 struct wreq {
 	uv_write_t req;
 	uint8_t *head;
+	void (*release)(void *arg);
+	void *release_arg;
 };
 
 struct sl_listener {
@@ -87,6 +89,8 @@ static void on_write(uv_write_t *req, int status)
 {
 	struct wreq *w = (struct wreq *)req;
 	struct conn *c = req->handle->data;
+	if (w->release != NULL)
+		w->release(w->release_arg);
 	free(w->head);
 	free(w);
 	if (status != 0) {
@@ -101,32 +105,40 @@ static void on_write(uv_write_t *req, int status)
 	}
 }
 
-static void reply(void *arg, uint8_t *head, size_t head_len, const struct iovec *seg, size_t nseg)
+static void reply(void *arg, uint8_t *head, size_t head_len, const struct sl_api_data *data)
 {
 	struct conn *c = arg;
+	size_t nseg = data != NULL ? data->nseg : 0;
 	c->owed--;
-	if (c->closing) {
-		free(head);
-		if (c->handle_closed && c->owed == 0)
-			free(c);
-		return;
+	struct wreq *w = NULL;
+	uv_buf_t *bufs = NULL;
+	if (head != NULL && !c->closing) {
+		w = malloc(sizeof(*w));
+		bufs = malloc((1 + nseg) * sizeof(*bufs));
 	}
-	struct wreq *w = malloc(sizeof(*w));
-	uv_buf_t *bufs = malloc((1 + nseg) * sizeof(*bufs));
-	if (w == NULL || bufs == NULL) {
+	if (w == NULL || bufs == NULL) { /* no frame, closing, or no memory */
+		if (data != NULL && data->release != NULL)
+			data->release(data->release_arg);
+		bool failed = head != NULL && !c->closing;
 		free(w);
 		free(bufs);
 		free(head);
-		conn_close(c);
+		if (failed)
+			conn_close(c);
+		else if (c->closing && c->handle_closed && c->owed == 0)
+			free(c);
 		return;
 	}
-	w->head = head;
+	*w = (struct wreq){ .head = head, .release = data != NULL ? data->release : NULL,
+			    .release_arg = data != NULL ? data->release_arg : NULL };
 	bufs[0] = uv_buf_init((char *)head, (unsigned)head_len);
 	for (size_t i = 0; i < nseg; i++)
-		bufs[1 + i] = uv_buf_init(seg[i].iov_base, (unsigned)seg[i].iov_len);
+		bufs[1 + i] = uv_buf_init(data->seg[i].iov_base, (unsigned)data->seg[i].iov_len);
 	int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)(1 + nseg), on_write);
 	free(bufs); /* libuv copied the array */
 	if (rv != 0) {
+		if (w->release != NULL)
+			w->release(w->release_arg);
 		free(head);
 		free(w);
 		conn_close(c);

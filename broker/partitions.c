@@ -29,7 +29,6 @@ struct hosted {
 	unsigned nrep;
 	uint64_t rep[SL_META_MAX_RF]; /* ascending */
 	bool preferred;               /* this node is the preferred leader */
-	int64_t hw;                   /* high watermark while leading; -1 unknown */
 	/* The last report sent, and when. */
 	uint64_t sent_term, sent_leader;
 	unsigned sent_isr;            /* bit i: rep[i] in sync */
@@ -140,7 +139,6 @@ static int rebuild(struct sl_parts *p, const struct sl_meta *m)
 			struct hosted *x = &h[n++];
 			memset(x, 0, sizeof(*x));
 			x->group = pp->group;
-			x->hw = -1;
 			x->nrep = pp->nreplicas;
 			x->preferred = pp->replicas[0] == p->node_id;
 			memcpy(x->rep, pp->replicas, pp->nreplicas * sizeof(*x->rep));
@@ -274,28 +272,25 @@ void sl_parts_changed(struct sl_parts *p)
 		uv_timer_start(&p->reconcile, on_reconcile, 0, 0);
 }
 
-static void note_hw(struct hosted *x, const struct sl_rgroup_state *st)
+int sl_parts_led(struct sl_parts *p, uint32_t group, struct raft **r, struct raft_io **io)
 {
-	if (st->role != SL_RROLE_LEADER || !st->ready) {
-		x->hw = -1;
-		return;
-	}
-	if (st->commit == st->last)
-		x->hw = st->next_offset;
+	struct hosted *x = find(p, group);
+	*r = x != NULL && x->state == H_RUNNING ? sl_rreg_raft(p->reg, group) : NULL;
+	*io = *r != NULL ? sl_rreg_io(p->reg, group) : NULL;
+	if (*io == NULL || raft_state(*r) != RAFT_LEADER || !sl_rio_leader_ready(*io))
+		return SL_ENOT_LEADER;
+	return SL_OK;
 }
 
 int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t *end)
 {
-	struct hosted *x = find(p, group);
-	struct sl_rgroup_state st;
-	if (x == NULL || sl_rreg_state(p->reg, group, &st) != SL_OK)
-		return SL_ENOT_LEADER;
-	note_hw(x, &st);
-	sl_log *log = sl_rreg_log(p->reg, group);
-	if (x->hw < 0 || log == NULL)
-		return SL_ENOT_LEADER;
-	*start = sl_log_start_offset(log);
-	*end = x->hw;
+	struct raft *r;
+	struct raft_io *io;
+	int rv = sl_parts_led(p, group, &r, &io);
+	if (rv != SL_OK)
+		return rv;
+	*start = sl_log_start_offset(sl_rio_log(io));
+	*end = sl_rio_offset_after(io, r->commit_index);
 	return SL_OK;
 }
 
@@ -332,7 +327,6 @@ static void on_report(uv_timer_t *t)
 		struct sl_rgroup_state st;
 		if (x->state != H_RUNNING || sl_rreg_state(p->reg, x->group, &st) != SL_OK)
 			continue;
-		note_hw(x, &st);
 		if (st.role != SL_RROLE_LEADER || !st.ready)
 			continue;
 		unsigned isr = 0;

@@ -42,9 +42,14 @@ int sl_parts_init(struct sl_parts **out, uv_loop_t *loop, uint64_t node_id, unsi
 /* The applied metadata changed: reconcile on the next loop turn. */
 void sl_parts_changed(struct sl_parts *p);
 
+/* A group this node leads with its election barrier committed (only then
+ * may it acknowledge or expose anything, guard (a)): SL_OK with its
+ * libraft instance and backend, or SL_ENOT_LEADER. */
+int sl_parts_led(struct sl_parts *p, uint32_t group, struct raft **r, struct raft_io **io);
+
 /* A led group's log range: SL_OK with [*start, *end) (end: the high
- * watermark), or SL_ENOT_LEADER when this node does not lead the group
- * (or its election barrier has not committed yet). */
+ * watermark, one past the last committed offset), or SL_ENOT_LEADER as
+ * sl_parts_led. */
 int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t *end);
 
 /* Groups this node hosts (running or starting). */

@@ -1869,6 +1869,19 @@ int64_t sl_rio_next_offset(struct raft_io *io)
 	return rio_of(io)->next_offset;
 }
 
+int64_t sl_rio_offset_after(struct raft_io *io, raft_index index)
+{
+	struct sl_rio *rio = rio_of(io);
+	if (rio->nents == 0 || index >= mirror_last(rio))
+		return rio->next_offset;
+	const struct rent *e = mirror_at(rio, index);
+	if (e != NULL)
+		return e->next;
+	/* Below the mirror: in a snapshot, so committed; the first entry
+	 * the mirror holds starts right after (or past) it. */
+	return mirror_at(rio, rio->first)->base;
+}
+
 raft_index sl_rio_last_stored(struct raft_io *io)
 {
 	return rio_of(io)->last_stored;

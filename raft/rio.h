@@ -113,6 +113,11 @@ sl_log *sl_rio_log(struct raft_io *io);
  * log, durable or not. A leader stamps a COMMAND batch with it before
  * raft_apply. */
 int64_t sl_rio_next_offset(struct raft_io *io);
+/* The offset one past the last offset of entry index (index 0, or one
+ * below every entry this backend still knows: the log's first known
+ * offset). A leader's high watermark is sl_rio_offset_after(commit
+ * index). */
+int64_t sl_rio_offset_after(struct raft_io *io, raft_index index);
 /* Last index made durable. */
 raft_index sl_rio_last_stored(struct raft_io *io);
 /* True once this node leads and the barrier it proposed on election has

@@ -163,8 +163,11 @@ start_node() {
 wait_ready() {
 	local i=$1 deadline=$((SECONDS + READY_TIMEOUT)) pid
 	while ! ready "$i"; do
-		pid=$(running_pid "$i")
-		if [ -z "$pid" ]; then
+		# The process start_node launched, whatever it has exec'd into
+		# yet (setsid, env, then sluiced): a check right after the fork
+		# would not find "sluiced" in its command line.
+		pid=$(cat "$(pidfile "$i")" 2>/dev/null) || pid=
+		if [ -z "$pid" ] || ! alive "$pid"; then
 			tail -n 5 "$dir/node$i.log" >&2 || true
 			die "node $i exited during start-up; see $dir/node$i.log"
 		fi

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "frame.h"
 #include "procs.h"
 #include "testlib.h"
@@ -272,11 +273,15 @@ static void send_all(int fd, const void *buf, size_t len)
 	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
 }
 
+/* The last response read: its data segments point into a buffer that
+ * stays valid until the next read. */
+static struct sl_frame resp_frame;
+
 /* Reads one whole response frame (within 10 s) and decodes it; NULL at
  * end of stream. */
 static Sluice__Envelope *read_response(int fd)
 {
-	static uint8_t buf[1 << 16];
+	static uint8_t buf[1 << 22];
 	size_t len = 0, flen = 0;
 	int64_t deadline = tl_now_ms() + 10000;
 	while (sl_frame_peek(buf, len, sizeof(buf), &flen) != SL_OK) {
@@ -290,20 +295,26 @@ static Sluice__Envelope *read_response(int fd)
 		len += (size_t)n;
 	}
 	cr_assert_eq(len, flen, "more than one frame came back");
-	static struct sl_frame f;
 	uint32_t corr;
 	char why[SL_ERRMSG_SIZE];
-	cr_assert_eq(sl_frame_decode(buf, flen, NULL, &f, &corr, why), SL_OK, "%s", why);
-	return f.env;
+	cr_assert_eq(sl_frame_decode(buf, flen, NULL, &resp_frame, &corr, why), SL_OK, "%s", why);
+	return resp_frame.env;
+}
+
+static void send_env_data(int fd, Sluice__Envelope *env, const struct iovec *seg, size_t nseg)
+{
+	uint8_t *head;
+	size_t len;
+	cr_assert_eq(sl_frame_encode(env, seg, nseg, &head, &len), SL_OK);
+	send_all(fd, head, len);
+	free(head);
+	for (size_t i = 0; i < nseg; i++)
+		send_all(fd, seg[i].iov_base, seg[i].iov_len);
 }
 
 static void send_env(int fd, Sluice__Envelope *env)
 {
-	uint8_t *head;
-	size_t len;
-	cr_assert_eq(sl_frame_encode(env, NULL, 0, &head, &len), SL_OK);
-	send_all(fd, head, len);
-	free(head);
+	send_env_data(fd, env, NULL, 0);
 }
 
 Test(sluiced, the_client_listener_answers_api_versions_and_refuses_bad_frames_precisely)
@@ -1291,3 +1302,295 @@ Test(sluiced, a_node_with_a_wiped_disk_rejoins_without_voting_until_promoted, .t
 	cr_assert_eq(create_led(&g, (int)g.leader - 1, "pair", 2, 2), 0);
 	ring_down(&g);
 }
+
+/* ---- Produce and Fetch ---------------------------------------------- */
+
+/* One batch of n records valued "v<from>".."v<from+n-1>" (plus pad
+ * bytes), as a producer builds it, into out. */
+static size_t make_batch(uint8_t *out, size_t cap, int from, int n, size_t pad)
+{
+	struct sl_batch_opts o;
+	struct sl_batch_builder b;
+	sl_batch_opts_init(&o);
+	sl_batch_builder_init(&b, &o);
+	for (int i = 0; i < n; i++) {
+		char v[4096];
+		int len = snprintf(v, sizeof(v), "v%d", from + i);
+		cr_assert_lt(len + pad, sizeof(v));
+		memset(v + len, '.', pad);
+		cr_assert_eq(sl_batch_builder_add(&b, 1000 + i, "k", 1, v, len + (int32_t)pad, NULL, 0),
+			     SL_OK);
+	}
+	const uint8_t *bytes;
+	size_t blen;
+	cr_assert_eq(sl_batch_builder_finish(&b, &bytes, &blen), SL_OK);
+	cr_assert_leq(blen, cap);
+	memcpy(out, bytes, blen);
+	sl_batch_builder_free(&b);
+	return blen;
+}
+
+static void send_produce(int fd, const char *topic, uint32_t partition, Sluice__Acks acks,
+			 const uint8_t *batch, size_t len)
+{
+	Sluice__ProducePartition pp = SLUICE__PRODUCE_PARTITION__INIT;
+	Sluice__ProducePartition *ppp = &pp;
+	pp.topic = (char *)topic;
+	pp.partition = partition;
+	Sluice__ProduceRequest pr = SLUICE__PRODUCE_REQUEST__INIT;
+	pr.acks = acks;
+	pr.n_partitions = 1;
+	pr.partitions = &ppp;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.correlation_id = ++next_corr;
+	env.api_key = SLUICE__API_KEY__PRODUCE;
+	env.body_case = SLUICE__ENVELOPE__BODY_PRODUCE_REQUEST;
+	env.produce_request = &pr;
+	struct iovec seg = { (void *)batch, len };
+	send_env_data(fd, &env, &seg, 1);
+}
+
+/* Produces one batch through the node on port; its one result (the
+ * caller frees r). */
+static const Sluice__ProducePartitionResult *produce(int port, const char *topic,
+						     uint32_t partition, Sluice__Acks acks,
+						     const uint8_t *batch, size_t len,
+						     Sluice__Envelope **r)
+{
+	int fd = connect_to(port);
+	send_produce(fd, topic, partition, acks, batch, len);
+	*r = read_response(fd);
+	close(fd);
+	cr_assert_not_null(*r, "the connection closed");
+	cr_assert_eq((*r)->error_code, 0, "%s", (*r)->error_message);
+	cr_assert_eq((*r)->produce_response->n_results, 1);
+	return (*r)->produce_response->results[0];
+}
+
+static void send_fetch(int fd, const char *topic, uint32_t partition, int64_t offset,
+		       uint32_t max_wait_ms, uint32_t min_bytes)
+{
+	Sluice__FetchPartition fp = SLUICE__FETCH_PARTITION__INIT;
+	Sluice__FetchPartition *fpp = &fp;
+	fp.topic = (char *)topic;
+	fp.partition = partition;
+	fp.offset = offset;
+	Sluice__FetchRequest fr = SLUICE__FETCH_REQUEST__INIT;
+	fr.max_wait_ms = max_wait_ms;
+	fr.min_bytes = min_bytes;
+	fr.n_partitions = 1;
+	fr.partitions = &fpp;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.correlation_id = ++next_corr;
+	env.api_key = SLUICE__API_KEY__FETCH;
+	env.body_case = SLUICE__ENVELOPE__BODY_FETCH_REQUEST;
+	env.fetch_request = &fr;
+	send_env(fd, &env);
+}
+
+/* The one result of a Fetch response just read, with its batches. */
+static const Sluice__FetchPartitionResult *fetched(Sluice__Envelope *r, struct iovec *data)
+{
+	cr_assert_not_null(r, "the connection closed");
+	cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+	cr_assert_eq(r->fetch_response->n_results, 1);
+	cr_assert_eq(resp_frame.nseg, 1, "a fetch result without its data segment");
+	*data = resp_frame.seg[0];
+	return r->fetch_response->results[0];
+}
+
+/* Appends the values of the data batches' records to vals (n of them). */
+static int64_t collect(const struct iovec *data, char vals[][16], size_t *n, size_t cap)
+{
+	int64_t next = -1;
+	const uint8_t *p = data->iov_base;
+	for (size_t pos = 0; pos < data->iov_len;) {
+		struct sl_batch_header h;
+		cr_assert_eq(sl_batch_check(p + pos, data->iov_len - pos, data->iov_len - pos, &h),
+			     SL_OK, "a fetched batch does not check");
+		next = sl_batch_last_offset(&h) + 1;
+		if (!(h.attributes & SL_ATTR_CONTROL)) {
+			struct sl_record_iter it;
+			struct sl_record rec;
+			cr_assert_eq(sl_record_iter_init(&it, p + pos, sl_batch_total_size(&h)), SL_OK);
+			while (sl_record_iter_next(&it, &rec)) {
+				cr_assert_lt(*n, cap);
+				snprintf(vals[(*n)++], 16, "%.*s", (int)strcspn((const char *)rec.value, "."),
+					 rec.value);
+			}
+			sl_record_iter_free(&it);
+		}
+		pos += sl_batch_total_size(&h);
+	}
+	return next;
+}
+
+/* The partition's leader as node 1's metadata has it, within 10 s. */
+static int64_t leader_of(struct ring *g, const char *topic, uint32_t partition)
+{
+	int64_t leader = -1;
+	for (int64_t deadline = tl_now_ms() + 10000; leader <= 0 && tl_now_ms() < deadline;) {
+		int fd = connect_to(g->n[0].ports[0]);
+		Sluice__Envelope *r = get_metadata(fd);
+		close(fd);
+		for (size_t k = 0; r->metadata_response != NULL && k < r->metadata_response->n_topics;
+		     k++)
+			if (strcmp(r->metadata_response->topics[k]->name, topic) == 0)
+				leader = r->metadata_response->topics[k]->partitions[partition]->leader;
+		sluice__envelope__free_unpacked(r, NULL);
+		if (leader <= 0)
+			poll(NULL, 0, 50);
+	}
+	cr_assert_gt(leader, 0, "%s/%u has no leader", topic, partition);
+	return leader;
+}
+
+Test(sluiced, produced_records_are_read_back_in_order_and_bad_batches_change_nothing,
+     .timeout = 180)
+{
+	static struct ring g;
+	static uint8_t batch[1 << 16];
+	static char vals[128][16];
+	ring_up(&g, 3);
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader");
+	g.topic = "data";
+	g.partitions = 2;
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "data", 2, 3), 0);
+	cr_assert(tl_wait_until(all_see_leaders, &g, 10000, 50), "a node lacks leaders");
+	int fd = connect_to(g.n[g.leader - 1].ports[0]);
+	Sluice__Envelope *r = create_topic_wait(fd, "small", 1, 3, "max.message.bytes", "1024", 30000);
+	close(fd);
+	cr_assert_eq(only_result(r)->error_code, 0, "%s", only_result(r)->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	int64_t l = leader_of(&g, "data", 0);
+	int lp = g.n[l - 1].ports[0], fport = g.n[l % 3].ports[0];
+
+	/* A follower points to the leader. */
+	size_t len = make_batch(batch, sizeof(batch), 0, 10, 0);
+	const Sluice__ProducePartitionResult *pr =
+		produce(fport, "data", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, SL_ENOT_LEADER, "%s", pr->error_message);
+	cr_assert_eq(pr->leader, l);
+	cr_assert_eq(pr->leader_port, (uint32_t)lp);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* acks=all, then leader, then none: offsets follow one another. */
+	int64_t base[5];
+	for (int i = 0; i < 5; i++) {
+		len = make_batch(batch, sizeof(batch), 10 * i, 10, 0);
+		Sluice__Acks acks = i < 3 ? SLUICE__ACKS__ACKS_ALL
+				    : i == 3 ? SLUICE__ACKS__ACKS_LEADER : SLUICE__ACKS__ACKS_NONE;
+		if (acks == SLUICE__ACKS__ACKS_NONE) {
+			fd = connect_to(lp);
+			send_produce(fd, "data", 0, acks, batch, len);
+			close(fd);
+			break;
+		}
+		pr = produce(lp, "data", 0, acks, batch, len, &r);
+		cr_assert_eq(pr->error_code, 0, "batch %d: %s", i, pr->error_message);
+		base[i] = pr->base_offset;
+		cr_assert(i == 0 || base[i] >= base[i - 1] + 10, "batch %d at %lld after %lld", i,
+			  (long long)base[i], (long long)base[i - 1]);
+		sluice__envelope__free_unpacked(r, NULL);
+	}
+
+	/* Read back: every record once, in order (acks=none's too, once it
+	 * commits). */
+	size_t n = 0;
+	int64_t offset = base[0];
+	int64_t deadline = tl_now_ms() + 10000;
+	struct iovec data;
+	while (n < 50 && tl_now_ms() < deadline) {
+		fd = connect_to(lp);
+		send_fetch(fd, "data", 0, offset, 500, 1);
+		r = read_response(fd);
+		close(fd);
+		const Sluice__FetchPartitionResult *fr = fetched(r, &data);
+		cr_assert_eq(fr->error_code, 0, "%s", fr->error_message);
+		int64_t next = collect(&data, vals, &n, 128);
+		if (next > offset)
+			offset = next;
+		sluice__envelope__free_unpacked(r, NULL);
+	}
+	cr_assert_eq(n, 50, "%zu records read back", n);
+	for (size_t i = 0; i < n; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "v%zu", i);
+		cr_assert_str_eq(vals[i], want, "record %zu", i);
+	}
+
+	/* Fetching: from a follower, and outside the log's range. */
+	fd = connect_to(fport);
+	send_fetch(fd, "data", 0, base[0], 0, 0);
+	r = read_response(fd);
+	close(fd);
+	const Sluice__FetchPartitionResult *fr = fetched(r, &data);
+	cr_assert_eq(fr->error_code, SL_ENOT_LEADER, "%s", fr->error_message);
+	cr_assert_eq(fr->leader, l);
+	sluice__envelope__free_unpacked(r, NULL);
+	fd = connect_to(lp);
+	send_fetch(fd, "data", 0, -1, 0, 0);
+	r = read_response(fd);
+	fr = fetched(r, &data);
+	cr_assert_eq(fr->error_code, SL_EOFFSET_OUT_OF_RANGE, "%s", fr->error_message);
+	int64_t hw = fr->high_watermark;
+	cr_assert_eq(hw, offset, "the high watermark is not the end of what was read");
+	sluice__envelope__free_unpacked(r, NULL);
+	send_fetch(fd, "data", 0, hw + 1, 0, 0);
+	r = read_response(fd);
+	fr = fetched(r, &data);
+	cr_assert_eq(fr->error_code, SL_EOFFSET_OUT_OF_RANGE, "%s", fr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+
+	/* Bad batches: each refused precisely, nothing written. */
+	len = make_batch(batch, sizeof(batch), 0, 3, 0);
+	batch[len - 1] ^= 0xff;
+	pr = produce(lp, "data", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, SL_EBATCH_BAD_CRC, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	pr = produce(lp, "data", 0, SLUICE__ACKS__ACKS_ALL, batch, 30, &r);
+	cr_assert_eq(pr->error_code, SL_EBATCH_TRUNCATED, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	pr = produce(lp, "nope", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, SL_EUNKNOWN_TOPIC_OR_PARTITION, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	pr = produce(lp, "data", 7, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, SL_EUNKNOWN_TOPIC_OR_PARTITION, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	int64_t sl = leader_of(&g, "small", 0);
+	len = make_batch(batch, sizeof(batch), 0, 1, 2000);
+	pr = produce(g.n[sl - 1].ports[0], "small", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, SL_EMESSAGE_TOO_LARGE, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	fd = connect_to(lp);
+	send_fetch(fd, "data", 0, hw, 0, 0);
+	r = read_response(fd);
+	close(fd);
+	fr = fetched(r, &data);
+	cr_assert_eq(fr->error_code, 0, "%s", fr->error_message);
+	cr_assert_eq(fr->high_watermark, hw, "a refused batch moved the high watermark");
+	cr_assert_eq(data.iov_len, 0);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* A fetch at the end waits for the next batch. */
+	int wait_fd = connect_to(lp);
+	int64_t t0 = tl_now_ms();
+	send_fetch(wait_fd, "data", 0, hw, 5000, 1);
+	len = make_batch(batch, sizeof(batch), 50, 5, 0);
+	pr = produce(lp, "data", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, 0, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = read_response(wait_fd);
+	close(wait_fd);
+	fr = fetched(r, &data);
+	cr_assert_eq(fr->error_code, 0, "%s", fr->error_message);
+	n = 0;
+	collect(&data, vals, &n, 128);
+	cr_assert_eq(n, 5, "the waiting fetch got %zu records", n);
+	cr_assert_str_eq(vals[0], "v50");
+	cr_assert_lt(tl_now_ms() - t0, 4000, "the waiting fetch waited for its deadline");
+	sluice__envelope__free_unpacked(r, NULL);
+	ring_down(&g);
+}
+

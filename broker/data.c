@@ -1,0 +1,715 @@
+/* The data path: Produce and Fetch. See data.h. */
+#define _GNU_SOURCE
+#include <raft.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "blog.h"
+#include "controller.h"
+#include "data.h"
+#include "meta.h"
+#include "partitions.h"
+#include "rio.h"
+#include "storage.h"
+
+#define PRODUCE_TIMEOUT_MS 30000
+#define FETCH_PART_BYTES (1u << 20)
+#define FETCH_MAX_BYTES (50u << 20)
+#define FETCH_POLL_MS 2
+#define MSG 256
+
+/* Where a partition lives, as the applied metadata says. */
+struct place {
+	uint32_t group;
+	uint32_t max_batch;        /* the topic's max.message.bytes, or the default */
+	int64_t leader;            /* -1: none known */
+	char host[256];
+	uint32_t port;
+};
+
+/* SL_OK with pl, or UNKNOWN_TOPIC_OR_PARTITION with msg. */
+static int locate(const struct sl_api_node *node, const char *topic, uint32_t partition,
+		  struct place *pl, char *msg)
+{
+	const struct sl_meta *m = sl_controller_meta(node->ctl);
+	const struct sl_meta_topic *t = sl_meta_topic(m, topic);
+	if (t == NULL || partition >= t->npartitions) {
+		snprintf(msg, MSG, t == NULL ? "topic '%.200s' does not exist"
+					     : "topic '%.200s' has no partition %u",
+			 topic, partition);
+		return SL_EUNKNOWN_TOPIC_OR_PARTITION;
+	}
+	const struct sl_meta_partition *p = &t->parts[partition];
+	struct sl_log_config d;
+	sl_log_config_init(&d);
+	*pl = (struct place){ .group = p->group, .leader = -1,
+			      .max_batch = t->config.max_message_bytes ? t->config.max_message_bytes
+								       : d.max_batch_bytes };
+	const struct sl_meta_node *n = p->leader != 0 ? sl_meta_node(m, p->leader) : NULL;
+	if (n != NULL && n->alive) {
+		pl->leader = (int64_t)n->id;
+		snprintf(pl->host, sizeof(pl->host), "%s", n->host);
+		pl->port = n->client_port;
+	}
+	return SL_OK;
+}
+
+/* The led group of a partition: SL_OK, or NOT_LEADER with msg. */
+static int led(const struct sl_api_node *node, const struct place *pl, const char *topic,
+	       uint32_t partition, struct raft **r, struct raft_io **io, char *msg)
+{
+	if (node->parts != NULL && sl_parts_led(node->parts, pl->group, r, io) == SL_OK)
+		return SL_OK;
+	if (pl->leader > 0)
+		snprintf(msg, MSG, "%.100s/%u is led by node %lld (%.100s:%u)", topic, partition,
+			 (long long)pl->leader, pl->host, pl->port);
+	else
+		snprintf(msg, MSG, "%.200s/%u has no leader right now", topic, partition);
+	return SL_ENOT_LEADER;
+}
+
+/* ---- Produce -------------------------------------------------------- */
+
+struct prod;
+
+struct pbatch {
+	struct raft_apply req; /* first: the callback gets it */
+	struct prod *pr;
+	size_t part;
+};
+
+struct ppart {
+	int err;
+	char msg[MSG];
+	int64_t base;
+	int64_t log_start;
+	struct place pl;
+	unsigned waiting;   /* batches not yet acknowledged */
+	raft_index last;    /* the index of its last batch (acks=leader) */
+};
+
+struct prod {
+	const struct sl_api_node *node;
+	sl_api_reply_fn reply;
+	void *arg;
+	uint32_t corr, version;
+	Sluice__Acks acks;
+	size_t n;
+	struct ppart *p;
+	char **topics;
+	uint32_t *partitions;
+	unsigned callbacks; /* raft_apply callbacks still to come */
+	bool answered;
+	bool timer_on;      /* timer initialized: closed before the free */
+	uv_timer_t timer;
+	struct prod *prev, *next; /* acks=leader: polled for durability */
+};
+
+static struct prod *durable_waiters;
+static uv_timer_t *durable_timer;
+
+static void prod_closed(uv_handle_t *h)
+{
+	struct prod *pr = h->data;
+	for (size_t i = 0; i < pr->n; i++)
+		free(pr->topics[i]);
+	free(pr->topics);
+	free(pr->partitions);
+	free(pr->p);
+	free(pr);
+}
+
+static void unlist(struct prod *pr)
+{
+	if (pr->prev == NULL && durable_waiters != pr)
+		return;
+	if (pr->prev != NULL)
+		pr->prev->next = pr->next;
+	else
+		durable_waiters = pr->next;
+	if (pr->next != NULL)
+		pr->next->prev = pr->prev;
+	pr->prev = pr->next = NULL;
+}
+
+/* Freed once answered and every Raft callback came back. */
+static void prod_maybe_free(struct prod *pr)
+{
+	if (!pr->answered || pr->callbacks > 0)
+		return;
+	unlist(pr);
+	pr->timer.data = pr;
+	if (pr->timer_on)
+		uv_close((uv_handle_t *)&pr->timer, prod_closed);
+	else
+		prod_closed((uv_handle_t *)&pr->timer);
+}
+
+static void prod_answer(struct prod *pr)
+{
+	if (pr->answered)
+		return;
+	pr->answered = true;
+	if (pr->timer_on)
+		uv_timer_stop(&pr->timer);
+	unlist(pr);
+	if (pr->acks == SLUICE__ACKS__ACKS_NONE) {
+		pr->reply(pr->arg, NULL, 0, NULL);
+		prod_maybe_free(pr);
+		return;
+	}
+	Sluice__ProducePartitionResult *res = calloc(pr->n + 1, sizeof(*res));
+	Sluice__ProducePartitionResult **rp = calloc(pr->n + 1, sizeof(*rp));
+	Sluice__ProduceResponse r = SLUICE__PRODUCE_RESPONSE__INIT;
+	Sluice__Envelope env;
+	sluice__envelope__init(&env);
+	env.correlation_id = pr->corr;
+	env.api_key = SLUICE__API_KEY__PRODUCE;
+	env.api_version = pr->version;
+	if (res == NULL || rp == NULL) {
+		env.error_code = SL_ENOMEM;
+		env.error_message = "out of memory";
+	} else {
+		for (size_t i = 0; i < pr->n; i++) {
+			const struct ppart *pp = &pr->p[i];
+			sluice__produce_partition_result__init(&res[i]);
+			res[i].topic = pr->topics[i];
+			res[i].partition = pr->partitions[i];
+			res[i].error_code = pp->err;
+			res[i].error_message = (char *)pp->msg;
+			res[i].base_offset = pp->err == SL_OK ? pp->base : -1;
+			res[i].log_start = pp->log_start;
+			res[i].leader = pp->err == SL_ENOT_LEADER ? pp->pl.leader : -1;
+			if (pp->err == SL_ENOT_LEADER && pp->pl.leader > 0) {
+				res[i].leader_host = (char *)pp->pl.host;
+				res[i].leader_port = pp->pl.port;
+			}
+			rp[i] = &res[i];
+		}
+		r.n_results = pr->n;
+		r.results = rp;
+		env.body_case = SLUICE__ENVELOPE__BODY_PRODUCE_RESPONSE;
+		env.produce_response = &r;
+	}
+	if (sl_api_send(&env, NULL, pr->reply, pr->arg) != SL_OK) {
+		/* No frame could be built: the client times out. */
+		SL_BLOG(SL_BLOG_ERROR, "data", "produce response not sent: out of memory");
+		pr->reply(pr->arg, NULL, 0, NULL);
+	}
+	free(res);
+	free(rp);
+	prod_maybe_free(pr);
+}
+
+/* Every partition settled (acknowledged or failed). */
+static bool prod_settled(const struct prod *pr)
+{
+	for (size_t i = 0; i < pr->n; i++)
+		if (pr->p[i].err == SL_OK && pr->p[i].waiting > 0)
+			return false;
+	return true;
+}
+
+static void part_fail(struct ppart *pp, int err, const char *why)
+{
+	if (pp->err != SL_OK)
+		return;
+	pp->err = err;
+	snprintf(pp->msg, sizeof(pp->msg), "%s", why);
+}
+
+static void on_applied(struct raft_apply *req, int status, void *result)
+{
+	struct pbatch *b = (struct pbatch *)req;
+	struct prod *pr = b->pr;
+	struct ppart *pp = &pr->p[b->part];
+	(void)result;
+	free(b);
+	pr->callbacks--;
+	if (status != 0)
+		part_fail(pp, SL_ENOT_LEADER,
+			  "leadership was lost before the batch was committed (it may still be)");
+	else if (pp->waiting > 0 && pr->acks == SLUICE__ACKS__ACKS_ALL)
+		pp->waiting--;
+	if (!pr->answered && prod_settled(pr))
+		prod_answer(pr);
+	else
+		prod_maybe_free(pr);
+}
+
+static void on_prod_timeout(uv_timer_t *t)
+{
+	struct prod *pr = t->data;
+	for (size_t i = 0; i < pr->n; i++)
+		if (pr->p[i].waiting > 0)
+			part_fail(&pr->p[i], SL_EREQUEST_TIMED_OUT,
+				  "not acknowledged within the request's timeout (it may still be)");
+	prod_answer(pr);
+}
+
+/* acks=leader: answered once the leader's disk holds every batch. */
+static void on_durable_poll(uv_timer_t *t)
+{
+	struct prod *next;
+	for (struct prod *pr = durable_waiters; pr != NULL; pr = next) {
+		next = pr->next;
+		for (size_t i = 0; i < pr->n; i++) {
+			struct ppart *pp = &pr->p[i];
+			struct raft *r;
+			struct raft_io *io;
+			if (pp->err != SL_OK || pp->waiting == 0)
+				continue;
+			char msg[MSG];
+			if (led(pr->node, &pp->pl, pr->topics[i], pr->partitions[i], &r, &io, msg) !=
+			    SL_OK)
+				part_fail(pp, SL_ENOT_LEADER, msg);
+			else if (sl_rio_last_stored(io) >= pp->last)
+				pp->waiting = 0;
+		}
+		if (prod_settled(pr))
+			prod_answer(pr);
+	}
+	if (durable_waiters == NULL)
+		uv_timer_stop(t);
+}
+
+/* Checks a partition's batches in place: SL_OK with their count, or the
+ * first fault with msg; nothing is written either way. */
+static int check_batches(const uint8_t *p, size_t len, uint32_t max_batch, unsigned *count,
+			 char *msg)
+{
+	*count = 0;
+	if (len == 0) {
+		snprintf(msg, MSG, "no record batch");
+		return SL_EINVALID_REQUEST;
+	}
+	for (size_t pos = 0; pos < len; (*count)++) {
+		struct sl_batch_header h;
+		int rv = sl_batch_parse_header(p + pos, len - pos, len - pos, &h);
+		if (rv == SL_OK && sl_batch_total_size(&h) > max_batch) {
+			snprintf(msg, MSG, "batch %u is %zu bytes, above max.message.bytes %u", *count,
+				 sl_batch_total_size(&h), max_batch);
+			return SL_EMESSAGE_TOO_LARGE;
+		}
+		if (rv == SL_OK)
+			rv = sl_batch_check(p + pos, len - pos, max_batch, &h);
+		if (rv == SL_OK && (h.attributes & SL_ATTR_CONTROL)) {
+			snprintf(msg, MSG, "batch %u is a control batch: only the log writes those",
+				 *count);
+			return SL_EINVALID_RECORD;
+		}
+		if (rv != SL_OK) {
+			snprintf(msg, MSG, "batch %u (at byte %zu): %s", *count, pos, sl_strerror(rv));
+			return rv;
+		}
+		pos += sl_batch_total_size(&h);
+	}
+	return SL_OK;
+}
+
+/* Proposes a partition's checked batches, each as one Raft entry. */
+static void propose(struct prod *pr, size_t i, struct raft *r, struct raft_io *io,
+		    const uint8_t *p, size_t len)
+{
+	struct ppart *pp = &pr->p[i];
+	pp->base = sl_rio_next_offset(io);
+	pp->log_start = sl_log_start_offset(sl_rio_log(io));
+	for (size_t pos = 0; pos < len;) {
+		struct sl_batch_header h;
+		(void)sl_batch_parse_header(p + pos, len - pos, len - pos, &h); /* checked */
+		size_t total = sl_batch_total_size(&h);
+		struct pbatch *b = malloc(sizeof(*b));
+		struct raft_buffer buf = { .base = raft_malloc(total), .len = total };
+		if (b == NULL || buf.base == NULL) {
+			free(b);
+			raft_free(buf.base);
+			part_fail(pp, SL_ENOMEM, "out of memory (batches before it were proposed)");
+			return;
+		}
+		memcpy(buf.base, p + pos, total);
+		sl_batch_stamp(buf.base, sl_rio_next_offset(io), (int32_t)r->current_term);
+		b->pr = pr;
+		b->part = i;
+		int rv = raft_apply(r, &b->req, &buf, 1, on_applied);
+		if (rv != 0) {
+			free(b);
+			raft_free(buf.base);
+			part_fail(pp, rv == RAFT_NOTLEADER ? SL_ENOT_LEADER : SL_ENOMEM,
+				  rv == RAFT_NOTLEADER ? "leadership was lost (batches before it may "
+							 "commit)"
+						       : raft_strerror(rv));
+			return;
+		}
+		pr->callbacks++;
+		pp->waiting++;
+		pp->last = b->req.index;
+		pos += total;
+	}
+}
+
+int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
+		    sl_api_reply_fn reply, void *arg)
+{
+	const Sluice__Envelope *req = f->env;
+	const Sluice__ProduceRequest *q = req->produce_request;
+	Sluice__Envelope env;
+	sl_api_response_of(&env, req);
+	if (q->n_partitions != f->nseg || q->acks > SLUICE__ACKS__ACKS_NONE) {
+		char why[MSG];
+		snprintf(why, sizeof(why),
+			 q->acks > SLUICE__ACKS__ACKS_NONE
+				 ? "acks must be all, leader or none"
+				 : "%zu partitions but %zu data segments: one segment per partition",
+			 q->n_partitions, f->nseg);
+		env.error_code = SL_EINVALID_REQUEST;
+		env.error_message = why;
+		return sl_api_send(&env, NULL, reply, arg);
+	}
+	struct prod *pr = calloc(1, sizeof(*pr));
+	size_t n = q->n_partitions;
+	if (pr == NULL || (pr->p = calloc(n + 1, sizeof(*pr->p))) == NULL ||
+	    (pr->topics = calloc(n + 1, sizeof(*pr->topics))) == NULL ||
+	    (pr->partitions = calloc(n + 1, sizeof(*pr->partitions))) == NULL) {
+		if (pr != NULL) {
+			free(pr->p);
+			free(pr->topics);
+		}
+		free(pr);
+		return SL_ENOMEM;
+	}
+	*pr = (struct prod){ .node = node, .reply = reply, .arg = arg, .corr = req->correlation_id,
+			     .version = req->api_version, .acks = q->acks, .n = n, .p = pr->p,
+			     .topics = pr->topics, .partitions = pr->partitions };
+	for (size_t i = 0; i < n; i++) {
+		pr->topics[i] = strdup(q->partitions[i]->topic);
+		pr->partitions[i] = q->partitions[i]->partition;
+		if (pr->topics[i] == NULL) {
+			pr->answered = true;
+			prod_maybe_free(pr);
+			return SL_ENOMEM;
+		}
+	}
+	/* Check every partition before proposing any. */
+	struct raft **rs = calloc(n + 1, sizeof(*rs));
+	struct raft_io **ios = calloc(n + 1, sizeof(*ios));
+	if (rs == NULL || ios == NULL) {
+		free(rs);
+		free(ios);
+		pr->answered = true;
+		prod_maybe_free(pr);
+		return SL_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct ppart *pp = &pr->p[i];
+		unsigned count;
+		pp->base = -1;
+		pp->err = locate(node, pr->topics[i], pr->partitions[i], &pp->pl, pp->msg);
+		if (pp->err == SL_OK)
+			pp->err = led(node, &pp->pl, pr->topics[i], pr->partitions[i], &rs[i], &ios[i],
+				      pp->msg);
+		if (pp->err == SL_OK)
+			pp->err = check_batches(f->seg[i].iov_base, f->seg[i].iov_len,
+						pp->pl.max_batch, &count, pp->msg);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (pr->p[i].err == SL_OK)
+			propose(pr, i, rs[i], ios[i], f->seg[i].iov_base, f->seg[i].iov_len);
+	free(rs);
+	free(ios);
+	if (pr->acks == SLUICE__ACKS__ACKS_NONE) {
+		prod_answer(pr);
+		return SL_OK;
+	}
+	if (node->loop == NULL) { /* the fuzzer's node: nothing waits */
+		prod_answer(pr);
+		return SL_OK;
+	}
+	if (pr->acks == SLUICE__ACKS__ACKS_LEADER && !prod_settled(pr)) {
+		pr->next = durable_waiters;
+		if (durable_waiters != NULL)
+			durable_waiters->prev = pr;
+		durable_waiters = pr;
+		if (durable_timer == NULL && (durable_timer = malloc(sizeof(*durable_timer))) != NULL)
+			uv_timer_init(node->loop, durable_timer);
+		if (durable_timer != NULL && !uv_is_active((uv_handle_t *)durable_timer))
+			uv_timer_start(durable_timer, on_durable_poll, 1, 1);
+	}
+	if (prod_settled(pr)) {
+		prod_answer(pr);
+		return SL_OK;
+	}
+	uv_timer_init(node->loop, &pr->timer);
+	pr->timer.data = pr;
+	pr->timer_on = true;
+	uv_timer_start(&pr->timer, on_prod_timeout, q->timeout_ms ? q->timeout_ms : PRODUCE_TIMEOUT_MS,
+		       0);
+	return SL_OK;
+}
+
+/* ---- Fetch ---------------------------------------------------------- */
+
+struct fpart {
+	int err;
+	char msg[MSG];
+	struct place pl;
+	int64_t hw, log_start;
+	uint8_t *buf;
+	size_t len;
+};
+
+struct fetch {
+	const struct sl_api_node *node;
+	sl_api_reply_fn reply;
+	void *arg;
+	uint32_t corr, version;
+	Sluice__FetchRequest *q; /* a copy: the frame is gone once parked */
+	size_t n;
+	struct fpart *p;
+	struct iovec *seg;
+	uint64_t deadline;
+	struct fetch *prev, *next;
+};
+
+static struct fetch *parked;
+static uv_timer_t *fetch_timer;
+
+static void fetch_free(void *arg)
+{
+	struct fetch *fe = arg;
+	for (size_t i = 0; i < fe->n; i++)
+		free(fe->p[i].buf);
+	free(fe->p);
+	free(fe->seg);
+	sluice__fetch_request__free_unpacked(fe->q, NULL);
+	free(fe);
+}
+
+/* Reads what partition i has for the fetch, unless it has data or an
+ * error already. *budget: bytes the response may still take. */
+static void fetch_part(struct fetch *fe, size_t i, uint64_t *budget)
+{
+	const Sluice__FetchPartition *fp = fe->q->partitions[i];
+	struct fpart *pp = &fe->p[i];
+	struct raft *r;
+	struct raft_io *io;
+	if (pp->err != SL_OK || pp->len > 0)
+		return;
+	pp->hw = pp->log_start = -1;
+	pp->err = locate(fe->node, fp->topic, fp->partition, &pp->pl, pp->msg);
+	if (pp->err == SL_OK)
+		pp->err = led(fe->node, &pp->pl, fp->topic, fp->partition, &r, &io, pp->msg);
+	if (pp->err != SL_OK)
+		return;
+	sl_log *log = sl_rio_log(io);
+	pp->hw = sl_rio_offset_after(io, r->commit_index);
+	pp->log_start = sl_log_start_offset(log);
+	if (fp->offset < pp->log_start || fp->offset > pp->hw) {
+		pp->err = SL_EOFFSET_OUT_OF_RANGE;
+		snprintf(pp->msg, sizeof(pp->msg), "offset %lld is outside [%lld, %lld]",
+			 (long long)fp->offset, (long long)pp->log_start, (long long)pp->hw);
+		return;
+	}
+	if (fp->offset == pp->hw || *budget == 0)
+		return;
+	uint64_t max = fp->max_bytes ? fp->max_bytes : FETCH_PART_BYTES;
+	struct sl_slice sl;
+	int rv = sl_log_read(log, fp->offset, max < *budget ? max : *budget, &sl);
+	if (rv == SL_OK && sl.len > 0 && (pp->buf = malloc(sl.len)) == NULL)
+		rv = SL_ENOMEM;
+	if (rv == SL_OK && sl.len > 0)
+		rv = sl_slice_read(&sl, pp->buf);
+	if (rv == SL_OK || rv == SL_ELOG_CORRUPT)
+		sl_slice_release(&sl);
+	if (rv != SL_OK) {
+		free(pp->buf);
+		pp->buf = NULL;
+		pp->err = rv == SL_EOFFSET_OUT_OF_RANGE ? rv : rv == SL_ENOMEM ? rv : SL_ESTORAGE;
+		snprintf(pp->msg, sizeof(pp->msg), "reading from %lld: %s", (long long)fp->offset,
+			 rv == SL_ENOMEM ? "out of memory" : sl_log_errmsg(log));
+		return;
+	}
+	/* Whole batches below the high watermark only. */
+	size_t len = 0;
+	while (len < sl.len) {
+		struct sl_batch_header h;
+		if (sl_batch_parse_header(pp->buf + len, sl.len - len, sl.len - len, &h) != SL_OK ||
+		    sl_batch_last_offset(&h) >= pp->hw)
+			break;
+		len += sl_batch_total_size(&h);
+	}
+	pp->len = len;
+	*budget -= len < *budget ? len : *budget;
+}
+
+/* Fills what it can; answers unless it should wait for more. */
+static bool fetch_run(struct fetch *fe, bool last_chance)
+{
+	uint64_t budget = fe->q->max_bytes ? fe->q->max_bytes : FETCH_MAX_BYTES;
+	if (budget > fe->node->max_frame_bytes / 2)
+		budget = fe->node->max_frame_bytes / 2;
+	uint64_t have = 0;
+	bool errors = false;
+	for (size_t i = 0; i < fe->n; i++)
+		budget -= fe->p[i].len < budget ? fe->p[i].len : budget;
+	for (size_t i = 0; i < fe->n; i++) {
+		fetch_part(fe, i, &budget);
+		have += fe->p[i].len;
+		errors = errors || fe->p[i].err != SL_OK;
+	}
+	if (!last_chance && !errors && have < fe->q->min_bytes)
+		return false;
+	Sluice__FetchPartitionResult *res = calloc(fe->n + 1, sizeof(*res));
+	Sluice__FetchPartitionResult **rp = calloc(fe->n + 1, sizeof(*rp));
+	Sluice__FetchResponse r = SLUICE__FETCH_RESPONSE__INIT;
+	Sluice__Envelope env;
+	sluice__envelope__init(&env);
+	env.correlation_id = fe->corr;
+	env.api_key = SLUICE__API_KEY__FETCH;
+	env.api_version = fe->version;
+	struct sl_api_data data = { .seg = fe->seg, .nseg = 0, .release = fetch_free,
+				    .release_arg = fe };
+	if (res == NULL || rp == NULL) {
+		env.error_code = SL_ENOMEM;
+		env.error_message = "out of memory";
+	} else {
+		for (size_t i = 0; i < fe->n; i++) {
+			const struct fpart *pp = &fe->p[i];
+			sluice__fetch_partition_result__init(&res[i]);
+			res[i].topic = fe->q->partitions[i]->topic;
+			res[i].partition = fe->q->partitions[i]->partition;
+			res[i].error_code = pp->err;
+			res[i].error_message = (char *)pp->msg;
+			res[i].high_watermark = pp->hw;
+			res[i].log_start = pp->log_start;
+			res[i].leader = pp->err == SL_ENOT_LEADER ? pp->pl.leader : -1;
+			if (pp->err == SL_ENOT_LEADER && pp->pl.leader > 0) {
+				res[i].leader_host = (char *)pp->pl.host;
+				res[i].leader_port = pp->pl.port;
+			}
+			rp[i] = &res[i];
+			fe->seg[i] = (struct iovec){ .iov_base = pp->buf, .iov_len = pp->len };
+		}
+		data.nseg = fe->n;
+		r.n_results = fe->n;
+		r.results = rp;
+		env.body_case = SLUICE__ENVELOPE__BODY_FETCH_RESPONSE;
+		env.fetch_response = &r;
+	}
+	if (sl_api_send(&env, &data, fe->reply, fe->arg) != SL_OK) {
+		SL_BLOG(SL_BLOG_ERROR, "data", "fetch response not sent: out of memory");
+		fe->reply(fe->arg, NULL, 0, &data); /* frees fe */
+	}
+	free(res);
+	free(rp);
+	return true;
+}
+
+static void unpark(struct fetch *fe)
+{
+	if (fe->prev != NULL)
+		fe->prev->next = fe->next;
+	else
+		parked = fe->next;
+	if (fe->next != NULL)
+		fe->next->prev = fe->prev;
+}
+
+static void on_fetch_poll(uv_timer_t *t)
+{
+	uint64_t now = uv_now(t->loop);
+	struct fetch *next;
+	for (struct fetch *fe = parked; fe != NULL; fe = next) {
+		next = fe->next;
+		unpark(fe);
+		if (!fetch_run(fe, now >= fe->deadline)) { /* back in the list */
+			fe->prev = NULL;
+			fe->next = parked;
+			if (parked != NULL)
+				parked->prev = fe;
+			parked = fe;
+		}
+	}
+	if (parked == NULL)
+		uv_timer_stop(t);
+}
+
+int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_api_reply_fn reply,
+		  void *arg)
+{
+	const Sluice__Envelope *req = f->env;
+	if (f->nseg != 0) {
+		Sluice__Envelope env;
+		sl_api_response_of(&env, req);
+		env.error_code = SL_EINVALID_REQUEST;
+		env.error_message = "a fetch request carries no record data";
+		return sl_api_send(&env, NULL, reply, arg);
+	}
+	/* A copy of the request, which may wait beyond the frame. */
+	size_t plen = sluice__fetch_request__get_packed_size(req->fetch_request);
+	uint8_t *packed = malloc(plen ? plen : 1);
+	struct fetch *fe = calloc(1, sizeof(*fe));
+	if (packed == NULL || fe == NULL) {
+		free(packed);
+		free(fe);
+		return SL_ENOMEM;
+	}
+	sluice__fetch_request__pack(req->fetch_request, packed);
+	fe->q = sluice__fetch_request__unpack(NULL, plen, packed);
+	free(packed);
+	size_t n = fe->q != NULL ? fe->q->n_partitions : 0;
+	if (fe->q == NULL || (fe->p = calloc(n + 1, sizeof(*fe->p))) == NULL ||
+	    (fe->seg = calloc(n + 1, sizeof(*fe->seg))) == NULL) {
+		if (fe->q != NULL)
+			sluice__fetch_request__free_unpacked(fe->q, NULL);
+		free(fe->p);
+		free(fe);
+		return SL_ENOMEM;
+	}
+	fe->node = node;
+	fe->reply = reply;
+	fe->arg = arg;
+	fe->corr = req->correlation_id;
+	fe->version = req->api_version;
+	fe->n = n;
+	if (node->loop == NULL || fetch_run(fe, fe->q->max_wait_ms == 0)) {
+		if (node->loop == NULL) /* the fuzzer's node: nothing waits */
+			fetch_run(fe, true);
+		return SL_OK;
+	}
+	fe->deadline = uv_now(node->loop) + fe->q->max_wait_ms;
+	fe->next = parked;
+	if (parked != NULL)
+		parked->prev = fe;
+	parked = fe;
+	if (fetch_timer == NULL && (fetch_timer = malloc(sizeof(*fetch_timer))) != NULL)
+		uv_timer_init(node->loop, fetch_timer);
+	if (fetch_timer == NULL) {
+		unpark(fe);
+		fetch_run(fe, true);
+	} else if (!uv_is_active((uv_handle_t *)fetch_timer)) {
+		uv_timer_start(fetch_timer, on_fetch_poll, FETCH_POLL_MS, FETCH_POLL_MS);
+	}
+	return SL_OK;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+void sl_data_stop_waiting(void)
+{
+	while (parked != NULL) {
+		struct fetch *fe = parked;
+		unpark(fe);
+		fetch_run(fe, true);
+	}
+	if (fetch_timer != NULL)
+		uv_close((uv_handle_t *)fetch_timer, timer_closed);
+	fetch_timer = NULL;
+	if (durable_timer != NULL)
+		uv_close((uv_handle_t *)durable_timer, timer_closed);
+	durable_timer = NULL;
+}

@@ -1,0 +1,42 @@
+/* broker/: the data path: Produce and Fetch, each served by the leader of
+ * every partition it names (others get NOT_LEADER with the leader as
+ * this node knows it).
+ *
+ * Produce: a partition's batches (one data segment, whole batches) are
+ * checked in place in the receive buffer (size against the topic's
+ * max.message.bytes, magic, CRC; a client may not write control
+ * batches); any fault refuses the whole partition with a precise error
+ * and nothing of it is written. Then each batch is copied once into a
+ * Raft entry, stamped with the next offset and the leader's term, and
+ * proposed. The answer (base offset of the partition's first batch) comes
+ * when every batch is committed (acks=all), durable on the leader's disk
+ * (acks=leader), or never (acks=none: no response frame); or
+ * REQUEST_TIMED_OUT after timeout_ms, or NOT_LEADER when leadership is
+ * lost first (a batch may then still commit: the producer's retry may
+ * duplicate it until idempotence arrives).
+ *
+ * Fetch: whole batches from the batch holding the asked offset up to the
+ * high watermark (one past the last committed offset), within the
+ * partition's and the request's byte limits (at least one batch per
+ * partition); OFFSET_OUT_OF_RANGE with both bounds outside [log start,
+ * high watermark]. Copies: the segment file is read into one buffer per
+ * partition (page cache to user space) and written to the socket with
+ * writev; sendfile would save that copy. A fetch short of min_bytes
+ * waits up to max_wait_ms, looked at again every few milliseconds.
+ *
+ * Threads: the loop thread. */
+#ifndef SL_BROKER_DATA_H
+#define SL_BROKER_DATA_H
+
+#include "api.h"
+#include "frame.h"
+
+int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
+		    sl_api_reply_fn reply, void *arg);
+int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_api_reply_fn reply,
+		  void *arg);
+
+/* Answers every waiting Fetch now (the node is stopping). */
+void sl_data_stop_waiting(void);
+
+#endif
