@@ -451,6 +451,10 @@ int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
 /* ---- Fetch ---------------------------------------------------------- */
 
 struct fpart {
+	char *topic;      /* the request's, copied: a fetch may outlive its frame */
+	uint32_t partition;
+	int64_t offset;
+	uint32_t max_bytes;
 	int err;
 	char msg[MSG];
 	struct place pl;
@@ -464,7 +468,7 @@ struct fetch {
 	sl_api_reply_fn reply;
 	void *arg;
 	uint32_t corr, version;
-	Sluice__FetchRequest *q; /* a copy: the frame is gone once parked */
+	uint32_t min_bytes, max_bytes;
 	size_t n;
 	struct fpart *p;
 	struct iovec *seg;
@@ -478,11 +482,12 @@ static uv_timer_t *fetch_timer;
 static void fetch_free(void *arg)
 {
 	struct fetch *fe = arg;
-	for (size_t i = 0; i < fe->n; i++)
+	for (size_t i = 0; i < fe->n; i++) {
 		free(fe->p[i].buf);
+		free(fe->p[i].topic);
+	}
 	free(fe->p);
 	free(fe->seg);
-	sluice__fetch_request__free_unpacked(fe->q, NULL);
 	free(fe);
 }
 
@@ -490,32 +495,31 @@ static void fetch_free(void *arg)
  * error already. *budget: bytes the response may still take. */
 static void fetch_part(struct fetch *fe, size_t i, uint64_t *budget)
 {
-	const Sluice__FetchPartition *fp = fe->q->partitions[i];
 	struct fpart *pp = &fe->p[i];
 	struct raft *r;
 	struct raft_io *io;
 	if (pp->err != SL_OK || pp->len > 0)
 		return;
 	pp->hw = pp->log_start = -1;
-	pp->err = locate(fe->node, fp->topic, fp->partition, &pp->pl, pp->msg);
+	pp->err = locate(fe->node, pp->topic, pp->partition, &pp->pl, pp->msg);
 	if (pp->err == SL_OK)
-		pp->err = led(fe->node, &pp->pl, fp->topic, fp->partition, &r, &io, pp->msg);
+		pp->err = led(fe->node, &pp->pl, pp->topic, pp->partition, &r, &io, pp->msg);
 	if (pp->err != SL_OK)
 		return;
 	sl_log *log = sl_rio_log(io);
 	pp->hw = sl_rio_offset_after(io, r->commit_index);
 	pp->log_start = sl_log_start_offset(log);
-	if (fp->offset < pp->log_start || fp->offset > pp->hw) {
+	if (pp->offset < pp->log_start || pp->offset > pp->hw) {
 		pp->err = SL_EOFFSET_OUT_OF_RANGE;
 		snprintf(pp->msg, sizeof(pp->msg), "offset %lld is outside [%lld, %lld]",
-			 (long long)fp->offset, (long long)pp->log_start, (long long)pp->hw);
+			 (long long)pp->offset, (long long)pp->log_start, (long long)pp->hw);
 		return;
 	}
-	if (fp->offset == pp->hw || *budget == 0)
+	if (pp->offset == pp->hw || *budget == 0)
 		return;
-	uint64_t max = fp->max_bytes ? fp->max_bytes : FETCH_PART_BYTES;
+	uint64_t max = pp->max_bytes ? pp->max_bytes : FETCH_PART_BYTES;
 	struct sl_slice sl;
-	int rv = sl_log_read(log, fp->offset, max < *budget ? max : *budget, &sl);
+	int rv = sl_log_read(log, pp->offset, max < *budget ? max : *budget, &sl);
 	if (rv == SL_OK && sl.len > 0 && (pp->buf = malloc(sl.len)) == NULL)
 		rv = SL_ENOMEM;
 	if (rv == SL_OK && sl.len > 0)
@@ -526,7 +530,7 @@ static void fetch_part(struct fetch *fe, size_t i, uint64_t *budget)
 		free(pp->buf);
 		pp->buf = NULL;
 		pp->err = rv == SL_EOFFSET_OUT_OF_RANGE ? rv : rv == SL_ENOMEM ? rv : SL_ESTORAGE;
-		snprintf(pp->msg, sizeof(pp->msg), "reading from %lld: %s", (long long)fp->offset,
+		snprintf(pp->msg, sizeof(pp->msg), "reading from %lld: %s", (long long)pp->offset,
 			 rv == SL_ENOMEM ? "out of memory" : sl_log_errmsg(log));
 		return;
 	}
@@ -546,7 +550,7 @@ static void fetch_part(struct fetch *fe, size_t i, uint64_t *budget)
 /* Fills what it can; answers unless it should wait for more. */
 static bool fetch_run(struct fetch *fe, bool last_chance)
 {
-	uint64_t budget = fe->q->max_bytes ? fe->q->max_bytes : FETCH_MAX_BYTES;
+	uint64_t budget = fe->max_bytes ? fe->max_bytes : FETCH_MAX_BYTES;
 	if (budget > fe->node->max_frame_bytes / 2)
 		budget = fe->node->max_frame_bytes / 2;
 	uint64_t have = 0;
@@ -558,7 +562,7 @@ static bool fetch_run(struct fetch *fe, bool last_chance)
 		have += fe->p[i].len;
 		errors = errors || fe->p[i].err != SL_OK;
 	}
-	if (!last_chance && !errors && have < fe->q->min_bytes)
+	if (!last_chance && !errors && have < fe->min_bytes)
 		return false;
 	Sluice__FetchPartitionResult *res = calloc(fe->n + 1, sizeof(*res));
 	Sluice__FetchPartitionResult **rp = calloc(fe->n + 1, sizeof(*rp));
@@ -577,8 +581,8 @@ static bool fetch_run(struct fetch *fe, bool last_chance)
 		for (size_t i = 0; i < fe->n; i++) {
 			const struct fpart *pp = &fe->p[i];
 			sluice__fetch_partition_result__init(&res[i]);
-			res[i].topic = fe->q->partitions[i]->topic;
-			res[i].partition = fe->q->partitions[i]->partition;
+			res[i].topic = pp->topic;
+			res[i].partition = pp->partition;
 			res[i].error_code = pp->err;
 			res[i].error_message = (char *)pp->msg;
 			res[i].high_watermark = pp->hw;
@@ -646,39 +650,41 @@ int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_a
 		env.error_message = "a fetch request carries no record data";
 		return sl_api_send(&env, NULL, reply, arg);
 	}
-	/* A copy of the request, which may wait beyond the frame. */
-	size_t plen = sluice__fetch_request__get_packed_size(req->fetch_request);
-	uint8_t *packed = malloc(plen ? plen : 1);
+	/* What the request asks, copied: it may wait beyond the frame. */
+	const Sluice__FetchRequest *q = req->fetch_request;
+	size_t n = q->n_partitions;
 	struct fetch *fe = calloc(1, sizeof(*fe));
-	if (packed == NULL || fe == NULL) {
-		free(packed);
+	if (fe == NULL || (fe->p = calloc(n + 1, sizeof(*fe->p))) == NULL ||
+	    (fe->seg = calloc(n + 1, sizeof(*fe->seg))) == NULL) {
+		if (fe != NULL)
+			free(fe->p);
 		free(fe);
 		return SL_ENOMEM;
 	}
-	sluice__fetch_request__pack(req->fetch_request, packed);
-	fe->q = sluice__fetch_request__unpack(NULL, plen, packed);
-	free(packed);
-	size_t n = fe->q != NULL ? fe->q->n_partitions : 0;
-	if (fe->q == NULL || (fe->p = calloc(n + 1, sizeof(*fe->p))) == NULL ||
-	    (fe->seg = calloc(n + 1, sizeof(*fe->seg))) == NULL) {
-		if (fe->q != NULL)
-			sluice__fetch_request__free_unpacked(fe->q, NULL);
-		free(fe->p);
-		free(fe);
-		return SL_ENOMEM;
+	fe->n = n;
+	for (size_t i = 0; i < n; i++) {
+		const Sluice__FetchPartition *fp = q->partitions[i];
+		struct fpart *pp = &fe->p[i];
+		*pp = (struct fpart){ .topic = strdup(fp->topic), .partition = fp->partition,
+				      .offset = fp->offset, .max_bytes = fp->max_bytes };
+		if (pp->topic == NULL) {
+			fetch_free(fe);
+			return SL_ENOMEM;
+		}
 	}
 	fe->node = node;
 	fe->reply = reply;
 	fe->arg = arg;
 	fe->corr = req->correlation_id;
 	fe->version = req->api_version;
-	fe->n = n;
-	if (node->loop == NULL || fetch_run(fe, fe->q->max_wait_ms == 0)) {
+	fe->min_bytes = q->min_bytes;
+	fe->max_bytes = q->max_bytes;
+	if (node->loop == NULL || fetch_run(fe, q->max_wait_ms == 0)) {
 		if (node->loop == NULL) /* the fuzzer's node: nothing waits */
 			fetch_run(fe, true);
 		return SL_OK;
 	}
-	fe->deadline = uv_now(node->loop) + fe->q->max_wait_ms;
+	fe->deadline = uv_now(node->loop) + q->max_wait_ms;
 	fe->next = parked;
 	if (parked != NULL)
 		parked->prev = fe;

@@ -278,7 +278,7 @@ static void send_all(int fd, const void *buf, size_t len)
 static struct sl_frame resp_frame;
 
 /* Reads one whole response frame (within 10 s) and decodes it; NULL at
- * end of stream. */
+ * end of stream or when the connection was reset. */
 static Sluice__Envelope *read_response(int fd)
 {
 	static uint8_t buf[1 << 22];
@@ -289,7 +289,7 @@ static Sluice__Envelope *read_response(int fd)
 		int left = (int)(deadline - tl_now_ms());
 		cr_assert(left > 0 && poll(&p, 1, left) == 1, "no response within 10 s");
 		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-		if (n == 0)
+		if (n == 0 || (n < 0 && errno == ECONNRESET)) /* the node went away */
 			return NULL;
 		cr_assert_gt(n, 0, "read: %s", strerror(errno));
 		len += (size_t)n;
@@ -1594,3 +1594,177 @@ Test(sluiced, produced_records_are_read_back_in_order_and_bad_batches_change_not
 	ring_down(&g);
 }
 
+
+/* The node (index) that leads topic/partition: the one whose Fetch is not
+ * refused with NOT_LEADER, within 20 s. */
+static int find_leader(struct ring *g, const char *topic, uint32_t partition)
+{
+	for (int64_t deadline = tl_now_ms() + 20000; tl_now_ms() < deadline; poll(NULL, 0, 50))
+		for (int i = 0; i < g->count; i++) {
+			if (!g->up[i])
+				continue;
+			int fd = connect_to(g->n[i].ports[0]);
+			send_fetch(fd, topic, partition, 0, 0, 0);
+			Sluice__Envelope *r = read_response(fd);
+			close(fd);
+			struct iovec data;
+			int err = fetched(r, &data)->error_code;
+			sluice__envelope__free_unpacked(r, NULL);
+			if (err != SL_ENOT_LEADER && err != SL_ENOT_READY)
+				return i;
+		}
+	cr_assert_fail("no node leads %s/%u", topic, partition);
+	return -1;
+}
+
+/* Every record of the partition, read from its leader (i). */
+static size_t read_all(struct ring *g, int i, const char *topic, char vals[][16], size_t cap)
+{
+	size_t n = 0;
+	int64_t offset = 0;
+	for (;;) {
+		int fd = connect_to(g->n[i].ports[0]);
+		send_fetch(fd, topic, 0, offset, 0, 0);
+		Sluice__Envelope *r = read_response(fd);
+		close(fd);
+		struct iovec data;
+		const Sluice__FetchPartitionResult *fr = fetched(r, &data);
+		cr_assert_eq(fr->error_code, 0, "%s", fr->error_message);
+		int64_t next = collect(&data, vals, &n, cap);
+		sluice__envelope__free_unpacked(r, NULL);
+		if (next < 0)
+			return n;
+		offset = next;
+	}
+}
+
+static bool has_value(char vals[][16], size_t n, const char *v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(vals[i], v) == 0)
+			return true;
+	return false;
+}
+
+/* Produces through node i with acks=leader: the leader's disk has it. */
+static void produce_alone(struct ring *g, int i, const char *topic, int from, uint8_t *batch,
+			  size_t cap)
+{
+	Sluice__Envelope *r;
+	size_t len = make_batch(batch, cap, from, 5, 0);
+	const Sluice__ProducePartitionResult *pr =
+		produce(g->n[i].ports[0], topic, 0, SLUICE__ACKS__ACKS_LEADER, batch, len, &r);
+	cr_assert_eq(pr->error_code, 0, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+}
+
+/* Uncommitted records are never visible: while the followers are stopped
+ * a batch the leader wrote alone stays below no consumer's reach; and a
+ * batch no follower received at all (their processes dead, so no socket
+ * buffer holds it either; a stopped follower's kernel still takes it in,
+ * and reads it once resumed, which lets a new leader commit it) never
+ * appears after the leader dies. */
+Test(sluiced, uncommitted_records_are_never_visible, .timeout = 180)
+{
+	static struct ring g;
+	static uint8_t batch[4096];
+	static char vals[256][16];
+	ring_up(&g, 3);
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader");
+	g.topic = "u";
+	g.partitions = 1;
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "u", 1, 3), 0);
+	int l = find_leader(&g, "u", 0);
+	Sluice__Envelope *r;
+	size_t len = make_batch(batch, sizeof(batch), 0, 5, 0);
+	const Sluice__ProducePartitionResult *pr =
+		produce(g.n[l].ports[0], "u", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, 0, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* Followers stopped: the batch is on the leader's disk, not visible. */
+	for (int i = 0; i < 3; i++)
+		if (i != l)
+			cr_assert_eq(tl_proc_kill(&g.n[i].p, SIGSTOP), 0);
+	produce_alone(&g, l, "u", 100, batch, sizeof(batch));
+	size_t n = read_all(&g, l, "u", vals, 256);
+	cr_assert_eq(n, 5, "a consumer saw %zu records, uncommitted ones among them", n);
+	for (int i = 0; i < 3; i++)
+		if (i != l)
+			cr_assert_eq(tl_proc_kill(&g.n[i].p, SIGCONT), 0);
+
+	/* Followers dead: a batch only the leader has, then the leader dies. */
+	l = find_leader(&g, "u", 0);
+	for (int i = 0; i < 3; i++)
+		if (i != l) {
+			tl_proc_close(&g.n[i].p);
+			g.up[i] = false;
+		}
+	produce_alone(&g, l, "u", 200, batch, sizeof(batch));
+	size_t before = read_all(&g, l, "u", vals, 256);
+	cr_assert(!has_value(vals, before, "v200"), "an uncommitted record was visible");
+	tl_proc_close(&g.n[l].p);
+	g.up[l] = false;
+	for (int i = 0; i < 3; i++)
+		if (i != l)
+			ring_start_node(&g, i);
+	for (int i = 0; i < 3; i++)
+		if (i != l)
+			wait_ready(&g.n[i]);
+	int l2 = find_leader(&g, "u", 0);
+	ring_start_node(&g, l);
+	wait_ready(&g.n[l]);
+	len = make_batch(batch, sizeof(batch), 300, 5, 0);
+	pr = produce(g.n[l2].ports[0], "u", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
+	cr_assert_eq(pr->error_code, 0, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
+	n = read_all(&g, l2, "u", vals, 256);
+	cr_assert(has_value(vals, n, "v0") && has_value(vals, n, "v300"), "committed records lost");
+	cr_assert(!has_value(vals, n, "v200"), "a record only the dead leader had appeared");
+	ring_down(&g);
+}
+
+Test(sluiced, kill_9_of_the_leader_while_producing_loses_no_acknowledged_record,
+     .timeout = 180)
+{
+	static struct ring g;
+	static uint8_t batch[4096];
+	static char vals[1024][16];
+	ring_up(&g, 3);
+	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader");
+	g.topic = "k";
+	g.partitions = 1;
+	cr_assert_eq(create_led(&g, (int)g.leader - 1, "k", 1, 3), 0);
+	int l = find_leader(&g, "k", 0);
+	bool acked[60] = { false };
+	bool killed = false;
+	for (int b = 0; b < 60; b++) {
+		size_t len = make_batch(batch, sizeof(batch), 10 * b, 10, 0);
+		int fd = connect_to(g.n[l].ports[0]);
+		send_produce(fd, "k", 0, SLUICE__ACKS__ACKS_ALL, batch, len);
+		if (b == 20 && !killed) { /* the leader dies with a request in flight */
+			tl_proc_close(&g.n[l].p);
+			g.up[l] = false;
+			killed = true;
+		}
+		Sluice__Envelope *r = read_response(fd);
+		close(fd);
+		if (r != NULL && r->produce_response != NULL &&
+		    r->produce_response->results[0]->error_code == 0)
+			acked[b] = true;
+		if (r != NULL)
+			sluice__envelope__free_unpacked(r, NULL);
+		if (!acked[b]) { /* retried on whoever leads now */
+			l = find_leader(&g, "k", 0);
+			b--;
+		}
+	}
+	size_t n = read_all(&g, l, "k", vals, 1024);
+	for (int b = 0; b < 60; b++)
+		for (int k = 0; k < 10; k++) {
+			char v[16];
+			snprintf(v, sizeof(v), "v%d", 10 * b + k);
+			cr_assert(has_value(vals, n, v), "acknowledged record %s is gone", v);
+		}
+	ring_down(&g);
+}
