@@ -33,6 +33,10 @@ struct place {
 static int locate(const struct sl_api_node *node, const char *topic, uint32_t partition,
 		  struct place *pl, char *msg)
 {
+	if (node->ctl == NULL) {
+		snprintf(msg, MSG, "this node runs no controller state");
+		return SL_ENOT_READY;
+	}
 	const struct sl_meta *m = sl_controller_meta(node->ctl);
 	const struct sl_meta_topic *t = sl_meta_topic(m, topic);
 	if (t == NULL || partition >= t->npartitions) {

@@ -15,6 +15,10 @@
  * lost first (a batch may then still commit: the producer's retry may
  * duplicate it until idempotence arrives).
  *
+ * Neither needs the controller to be caught up (NOT_READY only on a node
+ * without metadata): a partition's leader serves its partition through a
+ * controller failover, from the metadata it applied.
+ *
  * Fetch: whole batches from the batch holding the asked offset up to the
  * high watermark (one past the last committed offset), within the
  * partition's and the request's byte limits (at least one batch per

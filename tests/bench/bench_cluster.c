@@ -6,10 +6,17 @@
  *      metadata has a leader for every partition) and (b) every node's
  *      Metadata shows a leader for every partition (goal (b): under 5 s);
  *   2. idle: CPU per node over a window once the leaders settled (goal:
- *      under 5% of one core per node), resident memory.
+ *      under 5% of one core per node), resident memory;
+ *   3. with --produce-seconds S: a topic of one partition, RF 3, and one
+ *      connection to its leader keeping --inflight Produce requests
+ *      (acks=all) in flight, each one batch of --batch-records records of
+ *      100 random bytes, uncompressed: acknowledged records per second.
+ *      This is the broker's side alone, through the raw protocol
+ *      (libsluice's producer and `sluice perf` come later).
  *
  *   bench_cluster --sluiced build/broker/sluiced --dir DIR [--partitions 1000]
  *                 [--rf 3] [--runs 1] [--idle-seconds 10] [--keep]
+ *                 [--produce-seconds 0] [--inflight 8] [--batch-records 1000]
  *
  * With --runs K, each run on a fresh cluster; the medians come last.
  * Every process it starts is killed by PID at exit (tests/lib/procs.h). */
@@ -29,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "frame.h"
 #include "procs.h"
 
@@ -37,6 +45,7 @@
 static const char *sluiced;
 static char base_dir[512];
 static int partitions = 1000, rf = 3, runs = 1, idle_seconds = 10;
+static int produce_seconds, inflight = 8, batch_records = 1000;
 static bool keep;
 
 struct node {
@@ -187,8 +196,105 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 }
 
 struct result {
-	double answer_ms, all_led_ms, cpu_max, rss_max_mb;
+	double answer_ms, all_led_ms, cpu_max, rss_max_mb, produce_rps;
 };
+
+/* Reads one response frame on fd into buf (blocking, 30 s). */
+static Sluice__Envelope *read_frame(int fd, uint8_t *buf, size_t cap, size_t *have)
+{
+	size_t flen;
+	int64_t deadline = tl_now_ms() + 30000;
+	while (sl_frame_peek(buf, *have, cap, &flen) != SL_OK) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = (int)(deadline - tl_now_ms());
+		if (left <= 0 || poll(&p, 1, left) != 1)
+			die("no produce response within 30 s");
+		ssize_t n = read(fd, buf + *have, cap - *have);
+		if (n <= 0)
+			die("the connection closed");
+		*have += (size_t)n;
+	}
+	static struct sl_frame f;
+	uint32_t c;
+	char why[SL_ERRMSG_SIZE];
+	if (sl_frame_decode(buf, flen, NULL, &f, &c, why) != SL_OK)
+		die(why);
+	memmove(buf, buf + flen, *have - flen);
+	*have -= flen;
+	return f.env;
+}
+
+/* Phase 3: acknowledged records per second into one partition. */
+static double produce_rate(int leader_port)
+{
+	struct sl_batch_opts o;
+	struct sl_batch_builder b;
+	sl_batch_opts_init(&o);
+	sl_batch_builder_init(&b, &o);
+	uint8_t value[100];
+	uint64_t x = 88172645463325252ull;
+	for (int i = 0; i < batch_records; i++) {
+		for (size_t k = 0; k < sizeof(value); k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			value[k] = (uint8_t)x;
+		}
+		if (sl_batch_builder_add(&b, 0, NULL, -1, value, sizeof(value), NULL, 0) != SL_OK)
+			die("batch");
+	}
+	const uint8_t *bytes;
+	size_t blen;
+	if (sl_batch_builder_finish(&b, &bytes, &blen) != SL_OK)
+		die("batch");
+	Sluice__ProducePartition pp = SLUICE__PRODUCE_PARTITION__INIT;
+	Sluice__ProducePartition *ppp = &pp;
+	pp.topic = "p";
+	Sluice__ProduceRequest pr = SLUICE__PRODUCE_REQUEST__INIT;
+	pr.n_partitions = 1;
+	pr.partitions = &ppp;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__PRODUCE;
+	env.body_case = SLUICE__ENVELOPE__BODY_PRODUCE_REQUEST;
+	env.produce_request = &pr;
+	struct iovec seg = { (void *)bytes, blen };
+	uint8_t *head;
+	size_t hlen;
+	if (sl_frame_encode(&env, &seg, 1, &head, &hlen) != SL_OK)
+		die("encode");
+	int fd = connect_to(leader_port);
+	static uint8_t buf[1 << 20];
+	size_t have = 0;
+	int64_t acked = 0, sent = 0, t0 = tl_now_ms(), end = t0 + produce_seconds * 1000;
+	int outstanding = 0;
+	while (tl_now_ms() < end || outstanding > 0) {
+		while (outstanding < inflight && tl_now_ms() < end) {
+			struct iovec iov[2] = { { head, hlen }, { (void *)bytes, blen } };
+			if (writev(fd, iov, 2) != (ssize_t)(hlen + blen))
+				die("send");
+			outstanding++;
+			sent++;
+		}
+		Sluice__Envelope *r = read_frame(fd, buf, sizeof(buf), &have);
+		if (r->produce_response == NULL || r->produce_response->n_results != 1 ||
+		    r->produce_response->results[0]->error_code != 0) {
+			fprintf(stderr, "bench_cluster: produce: %s %s\n", r->error_message,
+				r->produce_response != NULL && r->produce_response->n_results == 1
+					? r->produce_response->results[0]->error_message
+					: "");
+			die("produce failed");
+		}
+		sluice__envelope__free_unpacked(r, NULL);
+		outstanding--;
+		acked++;
+	}
+	double secs = (double)(tl_now_ms() - t0) / 1000.0;
+	close(fd);
+	free(head);
+	sl_batch_builder_free(&b);
+	(void)sent;
+	return (double)acked * batch_records / secs;
+}
 
 static struct result run(int k)
 {
@@ -273,6 +379,30 @@ static struct result run(int k)
 		if (rss > res.rss_max_mb)
 			res.rss_max_mb = rss;
 	}
+	if (produce_seconds > 0) {
+		nt.name = "p";
+		nt.partitions = 1;
+		r = call(nodes[leader - 1].ports[0], &env);
+		if (r->create_topics_response == NULL ||
+		    r->create_topics_response->topics[0]->error_code != 0)
+			die("CreateTopics of p failed");
+		sluice__envelope__free_unpacked(r, NULL);
+		int64_t pl = -1;
+		for (int64_t deadline = tl_now_ms() + 30000; pl < 1 && tl_now_ms() < deadline;) {
+			r = metadata(nodes[0].ports[0]);
+			for (size_t t = 0; r->metadata_response != NULL &&
+					   t < r->metadata_response->n_topics; t++)
+				if (strcmp(r->metadata_response->topics[t]->name, "p") == 0)
+					pl = r->metadata_response->topics[t]->partitions[0]->leader;
+			sluice__envelope__free_unpacked(r, NULL);
+		}
+		if (pl < 1 || pl > NODES)
+			die("p has no leader");
+		res.produce_rps = produce_rate(nodes[pl - 1].ports[0]);
+		printf("run%d produce 1 partition RF %d acks=all: %.0f records/s (%d in flight, "
+		       "%d records of 100 bytes per batch)\n",
+		       k, rf, res.produce_rps, inflight, batch_records);
+	}
 	cluster_down();
 	if (!keep)
 		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -302,7 +432,8 @@ int main(int argc, char **argv)
 		}
 		if (v == NULL)
 			die("usage: bench_cluster --sluiced PATH --dir DIR [--partitions N] [--rf R] "
-			    "[--runs K] [--idle-seconds S] [--keep]");
+			    "[--runs K] [--idle-seconds S] [--keep] [--produce-seconds S] [--inflight N] "
+			    "[--batch-records N]");
 		if (strcmp(a, "--sluiced") == 0)
 			sluiced = v;
 		else if (strcmp(a, "--dir") == 0)
@@ -315,14 +446,22 @@ int main(int argc, char **argv)
 			runs = atoi(v);
 		else if (strcmp(a, "--idle-seconds") == 0)
 			idle_seconds = atoi(v);
+		else if (strcmp(a, "--produce-seconds") == 0)
+			produce_seconds = atoi(v);
+		else if (strcmp(a, "--inflight") == 0)
+			inflight = atoi(v);
+		else if (strcmp(a, "--batch-records") == 0)
+			batch_records = atoi(v);
 		else
 			die("unknown option");
 		i++;
 	}
 	if (sluiced == NULL || dir == NULL || partitions < 1 || rf < 1 || rf > NODES || runs < 1 ||
-	    runs > 99 || idle_seconds < 1)
+	    runs > 99 || idle_seconds < 1 || produce_seconds < 0 || inflight < 1 ||
+	    batch_records < 1 || batch_records > 100000)
 		die("usage: bench_cluster --sluiced PATH --dir DIR [--partitions N] [--rf R] "
-		    "[--runs K] [--idle-seconds S] [--keep]");
+		    "[--runs K] [--idle-seconds S] [--keep] [--produce-seconds S] [--inflight N] "
+		    "[--batch-records N]");
 	snprintf(base_dir, sizeof(base_dir), "%s", dir);
 	for (char *p = base_dir + 1; *p != '\0'; p++) /* mkdir -p */
 		if (*p == '/') {
@@ -336,13 +475,14 @@ int main(int argc, char **argv)
 	       "%d run(s)\n",
 	       NODES, sysconf(_SC_NPROCESSORS_ONLN), partitions, rf, runs);
 	fflush(stdout);
-	double answer[99], led[99], cpu[99], rss[99];
+	double answer[99], led[99], cpu[99], rss[99], rps[99];
 	for (int k = 0; k < runs; k++) {
 		struct result r = run(k + 1);
 		answer[k] = r.answer_ms;
 		led[k] = r.all_led_ms;
 		cpu[k] = r.cpu_max;
 		rss[k] = r.rss_max_mb;
+		rps[k] = r.produce_rps;
 		fflush(stdout);
 	}
 	double l = median(led, runs), c = median(cpu, runs);
@@ -352,5 +492,9 @@ int main(int argc, char **argv)
 	printf("idle_cpu_per_node_max %.1f %% of one core (median of %d; goal < 5) %s\n", c, runs,
 	       c < 5 ? "ok" : "MISSED");
 	printf("rss_per_node_max %.1f MiB (median of %d)\n", median(rss, runs), runs);
+	if (produce_seconds > 0)
+		printf("produce_records_per_s %.0f (median of %d; raw protocol, 1 partition, RF %d, "
+		       "acks=all)\n",
+		       median(rps, runs), runs, rf);
 	return 0;
 }

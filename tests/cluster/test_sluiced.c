@@ -1608,8 +1608,10 @@ static int find_leader(struct ring *g, const char *topic, uint32_t partition)
 			Sluice__Envelope *r = read_response(fd);
 			close(fd);
 			struct iovec data;
-			int err = fetched(r, &data)->error_code;
-			sluice__envelope__free_unpacked(r, NULL);
+			int err = r == NULL || r->error_code != 0 ? SL_ENOT_READY
+								  : fetched(r, &data)->error_code;
+			if (r != NULL)
+				sluice__envelope__free_unpacked(r, NULL);
 			if (err != SL_ENOT_LEADER && err != SL_ENOT_READY)
 				return i;
 		}
