@@ -74,6 +74,21 @@ static int led(const struct sl_api_node *node, const struct place *pl, const cha
 	return SL_ENOT_LEADER;
 }
 
+/* A response envelope for a request answered later; an error only when
+ * the results could not be allocated (nomem). */
+static void later_response(Sluice__Envelope *env, Sluice__ApiKey key, uint32_t corr,
+			   uint32_t version, bool nomem)
+{
+	sluice__envelope__init(env);
+	env->correlation_id = corr;
+	env->api_key = key;
+	env->api_version = version;
+	if (nomem) {
+		env->error_code = SL_ENOMEM;
+		env->error_message = "out of memory";
+	}
+}
+
 /* ---- Produce -------------------------------------------------------- */
 
 struct prod;
@@ -168,14 +183,9 @@ static void prod_answer(struct prod *pr)
 	Sluice__ProducePartitionResult **rp = calloc(pr->n + 1, sizeof(*rp));
 	Sluice__ProduceResponse r = SLUICE__PRODUCE_RESPONSE__INIT;
 	Sluice__Envelope env;
-	sluice__envelope__init(&env);
-	env.correlation_id = pr->corr;
-	env.api_key = SLUICE__API_KEY__PRODUCE;
-	env.api_version = pr->version;
-	if (res == NULL || rp == NULL) {
-		env.error_code = SL_ENOMEM;
-		env.error_message = "out of memory";
-	} else {
+	later_response(&env, SLUICE__API_KEY__PRODUCE, pr->corr, pr->version,
+		       res == NULL || rp == NULL);
+	if (res != NULL && rp != NULL) {
 		for (size_t i = 0; i < pr->n; i++) {
 			const struct ppart *pp = &pr->p[i];
 			sluice__produce_partition_result__init(&res[i]);
@@ -291,7 +301,9 @@ static int check_batches(const uint8_t *p, size_t len, uint32_t max_batch, unsig
 	}
 	for (size_t pos = 0; pos < len; (*count)++) {
 		struct sl_batch_header h;
-		int rv = sl_batch_parse_header(p + pos, len - pos, len - pos, &h);
+		/* The header alone first: its size against the limit, then the
+		 * whole batch (a cut one is BATCH_TRUNCATED) and its CRC. */
+		int rv = sl_batch_parse_header(p + pos, len - pos, (size_t)INT32_MAX + 12, &h);
 		if (rv == SL_OK && sl_batch_total_size(&h) > max_batch) {
 			snprintf(msg, MSG, "batch %u is %zu bytes, above max.message.bytes %u", *count,
 				 sl_batch_total_size(&h), max_batch);
@@ -572,16 +584,11 @@ static bool fetch_run(struct fetch *fe, bool last_chance)
 	Sluice__FetchPartitionResult **rp = calloc(fe->n + 1, sizeof(*rp));
 	Sluice__FetchResponse r = SLUICE__FETCH_RESPONSE__INIT;
 	Sluice__Envelope env;
-	sluice__envelope__init(&env);
-	env.correlation_id = fe->corr;
-	env.api_key = SLUICE__API_KEY__FETCH;
-	env.api_version = fe->version;
+	later_response(&env, SLUICE__API_KEY__FETCH, fe->corr, fe->version,
+		       res == NULL || rp == NULL);
 	struct sl_api_data data = { .seg = fe->seg, .nseg = 0, .release = fetch_free,
 				    .release_arg = fe };
-	if (res == NULL || rp == NULL) {
-		env.error_code = SL_ENOMEM;
-		env.error_message = "out of memory";
-	} else {
+	if (res != NULL && rp != NULL) {
 		for (size_t i = 0; i < fe->n; i++) {
 			const struct fpart *pp = &fe->p[i];
 			sluice__fetch_partition_result__init(&res[i]);

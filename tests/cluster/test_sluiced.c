@@ -1552,6 +1552,9 @@ Test(sluiced, produced_records_are_read_back_in_order_and_bad_batches_change_not
 	pr = produce(lp, "data", 0, SLUICE__ACKS__ACKS_ALL, batch, 30, &r);
 	cr_assert_eq(pr->error_code, SL_EBATCH_TRUNCATED, "%s", pr->error_message);
 	sluice__envelope__free_unpacked(r, NULL);
+	pr = produce(lp, "data", 0, SLUICE__ACKS__ACKS_ALL, batch, len - 5, &r);
+	cr_assert_eq(pr->error_code, SL_EBATCH_TRUNCATED, "%s", pr->error_message);
+	sluice__envelope__free_unpacked(r, NULL);
 	pr = produce(lp, "nope", 0, SLUICE__ACKS__ACKS_ALL, batch, len, &r);
 	cr_assert_eq(pr->error_code, SL_EUNKNOWN_TOPIC_OR_PARTITION, "%s", pr->error_message);
 	sluice__envelope__free_unpacked(r, NULL);
