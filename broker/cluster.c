@@ -9,6 +9,7 @@
 #include "blog.h"
 #include "cluster.h"
 #include "controller.h"
+#include "data.h"
 #include "errors.h"
 #include "meta.h"
 #include "partitions.h"
@@ -40,6 +41,17 @@ struct sl_cluster {
 static size_t voter_count(size_t nseeds)
 {
 	return nseeds >= 5 ? 5 : nseeds >= 3 ? 3 : nseeds >= 1 ? 1 : 0;
+}
+
+/* Every entry a group applies: the controller's are the metadata; a
+ * partition's may be what a waiting Fetch waits for. */
+static void on_apply(void *arg, uint32_t group, raft_index index, const struct raft_buffer *buf)
+{
+	struct sl_controller *ctl = arg;
+	if (group == sl_controller_group(ctl))
+		sl_controller_apply(ctl, group, index, buf);
+	else
+		sl_data_committed(group);
 }
 
 /* Records the controller's new group in the data directory. */
@@ -178,7 +190,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_dat
 		.heartbeat_ms = (unsigned)cfg->heartbeat_ms,
 		.election_ms = (unsigned)cfg->election_ms,
 		.logf = sl_blog_raft,
-		.apply = sl_controller_apply,
+		.apply = on_apply,
 		.snapshot = sl_controller_snapshot,
 		.restore = sl_controller_restore,
 		.apply_arg = c->ctl,

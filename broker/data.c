@@ -17,7 +17,6 @@
 #define PRODUCE_TIMEOUT_MS 30000
 #define FETCH_PART_BYTES (1u << 20)
 #define FETCH_MAX_BYTES (50u << 20)
-#define FETCH_POLL_MS 2
 #define MSG 256
 
 /* Where a partition lives, as the applied metadata says. */
@@ -631,23 +630,45 @@ static void unpark(struct fetch *fe)
 		fe->next->prev = fe->prev;
 }
 
+static void park(struct fetch *fe)
+{
+	fe->prev = NULL;
+	fe->next = parked;
+	if (parked != NULL)
+		parked->prev = fe;
+	parked = fe;
+}
+
+/* Runs every waiting fetch (answering those that have enough or whose
+ * time is up), then sleeps until the earliest deadline or the next
+ * commit. */
 static void on_fetch_poll(uv_timer_t *t)
 {
 	uint64_t now = uv_now(t->loop);
-	struct fetch *next;
+	struct fetch *still = NULL, *next;
 	for (struct fetch *fe = parked; fe != NULL; fe = next) {
 		next = fe->next;
 		unpark(fe);
-		if (!fetch_run(fe, now >= fe->deadline)) { /* back in the list */
-			fe->prev = NULL;
-			fe->next = parked;
-			if (parked != NULL)
-				parked->prev = fe;
-			parked = fe;
+		if (!fetch_run(fe, now >= fe->deadline)) {
+			fe->next = still;
+			still = fe;
 		}
 	}
-	if (parked == NULL)
-		uv_timer_stop(t);
+	uint64_t first = UINT64_MAX;
+	for (struct fetch *fe = still; fe != NULL; fe = next) {
+		next = fe->next;
+		park(fe);
+		first = fe->deadline < first ? fe->deadline : first;
+	}
+	if (parked != NULL)
+		uv_timer_start(t, on_fetch_poll, first > now ? first - now : 0, 0);
+}
+
+void sl_data_committed(uint32_t group)
+{
+	(void)group; /* few fetches wait at once: all look again */
+	if (parked != NULL && fetch_timer != NULL)
+		uv_timer_start(fetch_timer, on_fetch_poll, 0, 0);
 }
 
 int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_api_reply_fn reply,
@@ -696,18 +717,17 @@ int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_a
 		return SL_OK;
 	}
 	fe->deadline = uv_now(node->loop) + q->max_wait_ms;
-	fe->next = parked;
-	if (parked != NULL)
-		parked->prev = fe;
-	parked = fe;
 	if (fetch_timer == NULL && (fetch_timer = malloc(sizeof(*fetch_timer))) != NULL)
 		uv_timer_init(node->loop, fetch_timer);
 	if (fetch_timer == NULL) {
-		unpark(fe);
 		fetch_run(fe, true);
-	} else if (!uv_is_active((uv_handle_t *)fetch_timer)) {
-		uv_timer_start(fetch_timer, on_fetch_poll, FETCH_POLL_MS, FETCH_POLL_MS);
+		return SL_OK;
 	}
+	park(fe);
+	/* Its deadline, unless the timer fires sooner. */
+	uint64_t due = uv_timer_get_due_in(fetch_timer);
+	if (!uv_is_active((uv_handle_t *)fetch_timer) || due > q->max_wait_ms)
+		uv_timer_start(fetch_timer, on_fetch_poll, q->max_wait_ms, 0);
 	return SL_OK;
 }
 

@@ -26,7 +26,7 @@
  * high watermark]. Copies: the segment file is read into one buffer per
  * partition (page cache to user space) and written to the socket with
  * writev; sendfile would save that copy. A fetch short of min_bytes
- * waits up to max_wait_ms, looked at again every few milliseconds.
+ * waits up to max_wait_ms, looked at again whenever a partition commits.
  *
  * Threads: the loop thread. */
 #ifndef SL_BROKER_DATA_H
@@ -39,6 +39,10 @@ int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
 		    sl_api_reply_fn reply, void *arg);
 int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_api_reply_fn reply,
 		  void *arg);
+
+/* A partition's group applied (committed) an entry: waiting Fetches look
+ * again, on the next loop turn. */
+void sl_data_committed(uint32_t group);
 
 /* Answers every waiting Fetch now (the node is stopping). */
 void sl_data_stop_waiting(void);

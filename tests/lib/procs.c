@@ -331,28 +331,65 @@ void tl_proc_close(struct tl_proc *proc)
 	proc->out_fd = -1;
 }
 
+/* The lowest port the kernel hands out for outgoing connections (and for
+ * bind to port 0); 32768 when unknown. */
+static int ephemeral_low(void)
+{
+	int lo = 32768, hi;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+	if (f != NULL) {
+		if (fscanf(f, "%d %d", &lo, &hi) != 2)
+			lo = 32768;
+		fclose(f);
+	}
+	return lo;
+}
+
+/* Binds a listening-style socket to 127.0.0.1:port (0: any); returns the
+ * descriptor with *out the port, or -1. */
+static int bind_port(int port, int *out)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof(sa);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+		close(fd);
+		return -1;
+	}
+	*out = ntohs(sa.sin_port);
+	return fd;
+}
+
 int tl_free_ports(int *ports, int n)
 {
 	int fds[64];
 	int rv = 0, opened = 0;
 	if (n > 64)
 		return -1;
-	for (int i = 0; i < n; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			rv = -1;
-			break;
+	/* Below the ephemeral range, so that no connection's local port (the
+	 * tests open many) takes one before its node binds it; at random, so
+	 * that parallel tests rarely try the same. */
+	int low = 10000, high = ephemeral_low() - 1;
+	uint64_t x = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL) ^
+		     (uint64_t)clock();
+	for (int i = 0; i < n && rv == 0; i++) {
+		int fd = -1;
+		for (int tries = 0; fd < 0 && high - low > 1000 && tries < 500; tries++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			fd = bind_port(low + (int)(x % (uint64_t)(high - low)), &ports[i]);
 		}
-		fds[opened++] = fd;
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t sl = sizeof(sa);
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-		    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+		if (fd < 0)
+			fd = bind_port(0, &ports[i]); /* no room below: the kernel's pick */
+		if (fd < 0)
 			rv = -1;
-			break;
-		}
-		ports[i] = ntohs(sa.sin_port);
+		else
+			fds[opened++] = fd;
 	}
 	for (int i = 0; i < opened; i++)
 		close(fds[i]);

@@ -81,8 +81,10 @@ void tl_proc_close(struct tl_proc *proc);
  * same; call it from a suite's .fini as well). */
 void tl_proc_kill_all(void);
 
-/* Picks n distinct free TCP ports on 127.0.0.1 (binds port 0 n times,
- * reads the ports, then closes them). Returns 0 or -1. */
+/* Picks n distinct free TCP ports on 127.0.0.1: random ports below the
+ * kernel's ephemeral range (where no outgoing connection takes one before
+ * the node binds it), each bound to check it is free, then closed.
+ * Returns 0 or -1. */
 int tl_free_ports(int *ports, int n);
 
 /* GET path from 127.0.0.1:port over HTTP/1.0, within timeout_ms. Returns
