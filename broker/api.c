@@ -498,13 +498,15 @@ static int describe_topics(const struct sl_api_node *node, const Sluice__Envelop
 #define LIST_OFFSETS_MAX 1000000
 
 static void offsets_of(const struct sl_api_node *node, const struct sl_meta *m,
-		       const struct sl_meta_topic *t, uint32_t part, Sluice__PartitionOffsets *po)
+		       const struct sl_meta_topic *t, uint32_t part,
+		       const Sluice__ListOffsetsRequest *lr, Sluice__PartitionOffsets *po)
 {
 	sluice__partition_offsets__init(po);
 	po->partition = part;
 	po->leader = -1;
 	po->log_start = -1;
 	po->log_end = -1;
+	po->offset = -1;
 	if (part >= t->npartitions) {
 		po->error_code = SL_EUNKNOWN_TOPIC_OR_PARTITION;
 		po->error_message = (char *)"no such partition";
@@ -515,6 +517,13 @@ static void offsets_of(const struct sl_api_node *node, const struct sl_meta *m,
 	if (node->parts != NULL &&
 	    sl_parts_offsets(node->parts, p->group, &po->log_start, &po->log_end) == SL_OK) {
 		po->leader = (int64_t)node->node_id;
+		int rv = lr->by_timestamp
+				 ? sl_parts_find_time(node->parts, p->group, lr->timestamp, &po->offset)
+				 : SL_OK;
+		if (rv != SL_OK) {
+			po->error_code = rv == SL_ENOT_LEADER ? rv : SL_ESTORAGE;
+			po->error_message = (char *)sl_strerror(rv);
+		}
 		return;
 	}
 	po->error_code = SL_ENOT_LEADER;
@@ -565,7 +574,7 @@ static int list_offsets(const struct sl_api_node *node, const Sluice__Envelope *
 			to[i].partitions = &pp[k];
 			for (size_t j = 0; j < n; j++, k++) {
 				uint32_t part = want->n_partitions > 0 ? want->partitions[j] : (uint32_t)j;
-				offsets_of(node, m, t, part, &po[k]);
+				offsets_of(node, m, t, part, lr, &po[k]);
 				pp[k] = &po[k];
 			}
 		}

@@ -294,6 +294,18 @@ int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t
 	return SL_OK;
 }
 
+int sl_parts_find_time(struct sl_parts *p, uint32_t group, int64_t ts, int64_t *offset)
+{
+	struct raft *r;
+	struct raft_io *io;
+	int rv = sl_parts_led(p, group, &r, &io);
+	if (rv == SL_OK)
+		rv = sl_log_find_time(sl_rio_log(io), ts, offset);
+	if (rv == SL_OK && *offset >= sl_rio_offset_after(io, r->commit_index))
+		*offset = -1; /* only uncommitted records are that recent */
+	return rv;
+}
+
 size_t sl_parts_count(const struct sl_parts *p)
 {
 	return p->n;

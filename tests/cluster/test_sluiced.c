@@ -1519,6 +1519,36 @@ Test(sluiced, produced_records_are_read_back_in_order_and_bad_batches_change_not
 		cr_assert_str_eq(vals[i], want, "record %zu", i);
 	}
 
+	/* The time index: every batch's records carry timestamps 1000..1009,
+	 * so the first at or after 1005 is the first batch's sixth. */
+	for (int k = 0; k < 2; k++) {
+		uint32_t zero = 0;
+		Sluice__TopicPartitions tpx = SLUICE__TOPIC_PARTITIONS__INIT;
+		Sluice__TopicPartitions *tpxp = &tpx;
+		tpx.name = "data";
+		tpx.n_partitions = 1;
+		tpx.partitions = &zero;
+		Sluice__ListOffsetsRequest lr = SLUICE__LIST_OFFSETS_REQUEST__INIT;
+		lr.n_topics = 1;
+		lr.topics = &tpxp;
+		lr.by_timestamp = true;
+		lr.timestamp = k == 0 ? 1005 : 5000;
+		Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+		env.api_key = SLUICE__API_KEY__LIST_OFFSETS;
+		env.body_case = SLUICE__ENVELOPE__BODY_LIST_OFFSETS_REQUEST;
+		env.list_offsets_request = &lr;
+		fd = connect_to(lp);
+		r = call(fd, &env);
+		close(fd);
+		cr_assert_eq(r->error_code, 0, "%s", r->error_message);
+		const Sluice__PartitionOffsets *po =
+			r->list_offsets_response->topics[0]->partitions[0];
+		cr_assert_eq(po->error_code, 0, "%s", po->error_message);
+		cr_assert_eq(po->offset, k == 0 ? base[0] + 5 : -1, "timestamp %lld: offset %lld",
+			     (long long)lr.timestamp, (long long)po->offset);
+		sluice__envelope__free_unpacked(r, NULL);
+	}
+
 	/* Fetching: from a follower, and outside the log's range. */
 	fd = connect_to(fport);
 	send_fetch(fd, "data", 0, base[0], 0, 0);
