@@ -16,8 +16,6 @@
 #include "pnet.h"
 #include "rreg.h"
 
-#define CONTROLLER_GROUP SL_CONTROLLER_GROUP
-
 struct sl_cluster {
 	uv_loop_t *loop;
 	uint64_t node_id;

@@ -1,13 +1,15 @@
 /* broker/: the node's Raft side: the peer transport (raft/pnet.h) to the
  * seed nodes, the group registry (raft/rreg.h) under <data_dir>/raft, and
- * the controller's group 0 on the controller's voters.
+ * the controller's group on the controller's voters (controller.h: group
+ * 0 at first, a new one after a voter came back with a new disk).
  *
  * Voters: the first 1, 3 or 5 nodes of the seed list (a list of 2 or 4
  * uses its first 1 or 3); every node has the same list, so every voter
  * bootstraps group 0 with the same configuration. Without seeds the node
- * is a cluster of one. Nodes past the voters follow the metadata through
- * the controller's leader (controller.h). Every node runs the groups of
- * its partitions (partitions.h).
+ * is a cluster of one. Nodes past the voters, in the seed list or added
+ * later (listing the voters first, then themselves), follow the metadata
+ * through the controller's leader (controller.h). Every node runs the
+ * groups of its partitions (partitions.h).
  *
  * The peer handshake's cluster id is derived from the voters (XXH3-128 of
  * their "id@host:port" list): nodes configured with other voters are
@@ -28,7 +30,8 @@
 
 struct sl_cluster;
 
-/* Starts the transport and the registry, and group 0 on a voter. Returns
+/* Starts the transport and the registry, and on a voter the controller's
+ * group (the one the data directory recorded, else 0). Returns
  * SL_OK, or an error with the reason in errmsg; then nothing runs. */
 int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_datadir *dd,
 		     struct sl_cluster **out, char *errmsg);
@@ -45,7 +48,10 @@ struct sl_controller *sl_cluster_controller(struct sl_cluster *c);
 /* Pins in the data directory (datadir.h: peers) each seed's UUID, as the
  * transport learned it from the seed's first hello or, before that, as
  * the seed registered it in the metadata, so that it is enforced from
- * then on, across restarts. Called every second. */
+ * then on, across restarts; makes every registered node past the seeds a
+ * peer of the transport; and takes a node's new disk in (the pin
+ * replaced) once nothing this node runs counts the old one. Called every
+ * second. */
 void sl_cluster_pin_peers(struct sl_cluster *c, struct sl_datadir *dd);
 
 /* The partition manager (partitions.h). */
