@@ -52,6 +52,15 @@ static void on_apply(void *arg, uint32_t group, raft_index index, const struct r
 		sl_data_committed(group);
 }
 
+/* A group's entries became durable here: a produce with acks=leader may
+ * be waiting for them. */
+static void on_stored(void *arg, uint32_t group, raft_index last)
+{
+	(void)arg;
+	(void)last;
+	sl_data_stored(group);
+}
+
 /* Records the controller's new group in the data directory. */
 static int persist_group(void *arg, uint32_t group)
 {
@@ -189,6 +198,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_dat
 		.election_ms = (unsigned)cfg->election_ms,
 		.logf = sl_blog_raft,
 		.apply = on_apply,
+		.stored = on_stored,
 		.snapshot = sl_controller_snapshot,
 		.restore = sl_controller_restore,
 		.apply_arg = c->ctl,

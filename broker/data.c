@@ -284,8 +284,14 @@ static void on_durable_poll(uv_timer_t *t)
 		if (prod_settled(pr))
 			prod_answer(pr);
 	}
-	if (durable_waiters == NULL)
-		uv_timer_stop(t);
+	(void)t; /* one-shot: started again by the next sl_data_stored */
+}
+
+void sl_data_stored(uint32_t group)
+{
+	(void)group; /* few produces wait at once: all look again */
+	if (durable_waiters != NULL && durable_timer != NULL)
+		uv_timer_start(durable_timer, on_durable_poll, 0, 0);
 }
 
 /* Checks a partition's batches in place: SL_OK with their count, or the
@@ -448,8 +454,8 @@ int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
 		durable_waiters = pr;
 		if (durable_timer == NULL && (durable_timer = malloc(sizeof(*durable_timer))) != NULL)
 			uv_timer_init(node->loop, durable_timer);
-		if (durable_timer != NULL && !uv_is_active((uv_handle_t *)durable_timer))
-			uv_timer_start(durable_timer, on_durable_poll, 1, 1);
+		if (durable_timer != NULL) /* it may be durable already */
+			uv_timer_start(durable_timer, on_durable_poll, 0, 0);
 	}
 	if (prod_settled(pr)) {
 		prod_answer(pr);

@@ -10,7 +10,8 @@
  * Raft entry, stamped with the next offset and the leader's term, and
  * proposed. The answer (base offset of the partition's first batch) comes
  * when every batch is committed (acks=all), durable on the leader's disk
- * (acks=leader), or never (acks=none: no response frame); or
+ * (acks=leader: looked at whenever a group of this node made entries
+ * durable), or never (acks=none: no response frame); or
  * REQUEST_TIMED_OUT after timeout_ms, or NOT_LEADER when leadership is
  * lost first (a batch may then still commit: the producer's retry may
  * duplicate it until idempotence arrives).
@@ -43,6 +44,10 @@ int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_a
 /* A partition's group applied (committed) an entry: waiting Fetches look
  * again, on the next loop turn. */
 void sl_data_committed(uint32_t group);
+
+/* A partition's group made entries durable on this node: produces with
+ * acks=leader look again, on the next loop turn. */
+void sl_data_stored(uint32_t group);
 
 /* Answers every waiting Fetch now (the node is stopping). */
 void sl_data_stop_waiting(void);

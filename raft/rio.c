@@ -464,6 +464,8 @@ static void work_done(struct sl_rwork *w)
 		rio->last_stored = op->last_index;
 		for (size_t i = 0; i < op->ncbs; i++)
 			op->cbs[i].cb(op->cbs[i].req, 0);
+		if (rio->cfg.stored != NULL)
+			rio->cfg.stored(rio->cfg.stored_arg, rio->cfg.group, op->last_index);
 		break;
 	case OP_TRUNCATE:
 		break;

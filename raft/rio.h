@@ -77,6 +77,10 @@ struct sl_rio_config {
 	struct sl_rmeta *meta;
 	struct sl_log_config log;   /* settings of the partition log */
 	uint64_t max_append_bytes;  /* AppendEntries payload budget; 0: 1 MiB */
+	/* Called on the loop once the entries up to `last` are durable on
+	 * this node (after libraft heard of it); NULL: not called. */
+	void (*stored)(void *arg, uint32_t group, raft_index last);
+	void *stored_arg;
 };
 
 /* Fault report: the group hit a disk error and is fenced (no call into

@@ -264,7 +264,8 @@ static int group_open(struct group *g, const uint64_t *voters, unsigned n, bool 
 	*closing = false;
 	group_dir(reg, g->id, dir, sizeof(dir));
 	struct sl_rio_config rc = { .dir = dir, .group = g->id, .meta = reg->meta,
-				    .log = reg->cfg.log, .max_append_bytes = reg->cfg.max_append_bytes };
+				    .log = reg->cfg.log, .max_append_bytes = reg->cfg.max_append_bytes,
+				    .stored = reg->cfg.stored, .stored_arg = reg->cfg.apply_arg };
 	int rv = sl_rio_init(&g->io, &rc, NULL, &reg->env.base, sl_pnet_rnet(reg->net), on_fault, g);
 	if (rv != SL_OK) {
 		snprintf(errmsg, SL_ERRMSG_SIZE, "group %u: %s", g->id, sl_strerror(rv));

@@ -50,6 +50,9 @@ struct sl_rreg_config {
 	struct sl_log_config log;   /* every group's log settings */
 	sl_rreg_apply_fn apply;
 	void *apply_arg;
+	/* Called (with apply_arg) once a group's entries up to `last` are
+	 * durable on this node (rio.h); may be NULL. */
+	void (*stored)(void *arg, uint32_t group, raft_index last);
 	/* A group's state machine beyond its log, for Raft snapshots (the
 	 * controller's metadata): snapshot returns malloc'd bytes (SL_OK or
 	 * SL_ENOMEM), restore replaces the state with them (SL_OK or an error:
