@@ -502,6 +502,14 @@ static bool ring_agree(void *arg)
 	return first >= 1 && first <= g->count && g->up[first - 1];
 }
 
+/* Node 1's metadata lists all three nodes (ready means a node registered
+ * itself, not that node 1 applied the others' registrations yet). */
+static bool first_knows_three(void *arg)
+{
+	struct ring *g = arg;
+	return metric(&g->n[0], 1, "sluice_cluster_nodes") == 3;
+}
+
 Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 {
 	static struct ring t;
@@ -519,7 +527,7 @@ Test(sluiced, three_nodes_elect_a_controller_join_and_fail_over_after_kill_9)
 	cr_assert(tl_wait_until(ring_agree, &t, 30000, 100), "no controller leader all agree on");
 	for (int i = 0; i < 3; i++)
 		wait_ready(&t.n[i]); /* the followers registered through the leader */
-	cr_assert_eq(metric(&t.n[0], 1, "sluice_cluster_nodes"), 3);
+	cr_assert(tl_wait_until(first_knows_three, &t, 10000, 50), "node 1 lacks a node");
 	char id[3][64];
 	for (int i = 0; i < 3; i++)
 		cluster_id(&t.n[i], id[i], sizeof(id[i]));
@@ -1086,13 +1094,22 @@ static bool fourth_alive(void *arg)
 	return node_alive(arg, 0, 4) == 1;
 }
 
+/* Node 4's metadata lists all four nodes (each registers on its own
+ * time: ready means registered itself, not that it heard of the rest). */
+static bool fourth_knows_four(void *arg)
+{
+	struct ring *g = arg;
+	return metric(&g->n[3], 4, "sluice_cluster_nodes") == 4;
+}
+
 Test(sluiced, a_node_past_the_voters_follows_the_metadata_hosts_partitions_and_is_marked_dead_and_back,
      .timeout = 180)
 {
 	static struct ring g;
 	ring_up(&g, 4); /* the first 3 seeds vote; node 4 follows */
 	cr_assert(tl_wait_until(ring_agree, &g, 30000, 100), "no controller leader all agree on");
-	cr_assert_eq(metric(&g.n[3], 4, "sluice_cluster_nodes"), 4);
+	cr_assert(tl_wait_until(fourth_knows_four, &g, 10000, 50),
+		  "node 4's copy of the metadata lacks a node");
 	g.topic = "four";
 	g.partitions = 8;
 	cr_assert_eq(create_led(&g, (int)g.leader - 1, "four", 8, 3), 0);
