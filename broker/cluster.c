@@ -28,8 +28,6 @@ struct sl_cluster {
 	bool handoff;
 	struct sl_seed *peers; /* the seeds but this node */
 	size_t npeers;
-	uint64_t voters[5];    /* the controller's */
-	size_t nvoters;
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 	bool stopping;
@@ -110,8 +108,6 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_dat
 			voters[j] = voters[j - 1];
 			voters[j - 1] = t;
 		}
-	memcpy(c->voters, voters, nv * sizeof(*voters));
-	c->nvoters = nv;
 	for (size_t i = 0; i < nv; i++) {
 		c->voter = c->voter || voters[i] == cfg->node_id;
 		const struct sl_seed *s = NULL;
@@ -384,14 +380,6 @@ static const struct sl_seed *seed_of(const struct sl_cluster *c, uint64_t id)
 	return NULL;
 }
 
-static bool is_voter(const uint64_t *voters, size_t n, uint64_t id)
-{
-	for (size_t i = 0; i < n; i++)
-		if (voters[i] == id)
-			return true;
-	return false;
-}
-
 static void pin(struct sl_datadir *dd, uint64_t id, const uint8_t u[16], bool replace)
 {
 	char text[37], errmsg[SL_ERRMSG_SIZE];
@@ -432,7 +420,7 @@ void sl_cluster_pin_peers(struct sl_cluster *c, struct sl_datadir *dd)
 		bool same = known && memcmp(pinned, u, 16) == 0;
 		const struct sl_seed *s = seed_of(c, n->id);
 		bool replaced = known && !same;
-		if (replaced && (!moved || (is_voter(c->voters, c->nvoters, n->id) &&
+		if (replaced && (!moved || (sl_controller_is_voter(c->ctl, n->id) &&
 					    sl_meta_replaced_after(m, n->id, m->ctl_since))))
 			continue; /* not yet */
 		if (s != NULL && same)

@@ -402,7 +402,7 @@ static void send_hello(struct sl_controller *c, uint64_t to, uint64_t hash)
 	(void)sl_pnet_send_app(c->net, to, f, sizeof(f)); /* lost: sent again */
 }
 
-static bool is_voter(const struct sl_controller *c, uint64_t id)
+bool sl_controller_is_voter(const struct sl_controller *c, uint64_t id)
 {
 	for (unsigned i = 0; i < c->nvoters; i++)
 		if (c->voters[i] == id)
@@ -544,9 +544,9 @@ static void on_app(void *arg, uint64_t from, const void *payload, size_t len)
 		/* The sender repeats what it does not see applied. A node the
 		 * metadata does not know yet may only register itself. */
 		uint64_t leader = sl_controller_leader(c);
-		if ((p[0] == APP_FORWARD && !is_voter(c, from)) ||
+		if ((p[0] == APP_FORWARD && !sl_controller_is_voter(c, from)) ||
 		    (p[0] == APP_PROPOSE && sl_meta_node(&c->meta, from) == NULL &&
-		     !is_voter(c, from) && !sl_meta_cmd_registers(p + 1, len - 1, from))) {
+		     !sl_controller_is_voter(c, from) && !sl_meta_cmd_registers(p + 1, len - 1, from))) {
 			SL_BLOG(SL_BLOG_WARN, "controller", "node %llu is not registered: its command "
 				"is dropped", (unsigned long long)from);
 			return;

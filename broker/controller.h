@@ -85,6 +85,8 @@ int sl_controller_attach(struct sl_controller *c, struct sl_rreg *reg, struct sl
  * this node starts it (SL_OK, or it is tried again later). */
 void sl_controller_on_group(struct sl_controller *c, int (*persist)(void *arg, uint32_t group),
 			    void *arg);
+/* Whether node id is one of the configured voters. */
+bool sl_controller_is_voter(const struct sl_controller *c, uint64_t id);
 /* The controller group this node runs (SL_CONTROLLER_NO_GROUP: none). */
 uint32_t sl_controller_group(const struct sl_controller *c);
 /* This node is registered with its own disk, taken in at or before

@@ -88,6 +88,18 @@ static void later_response(Sluice__Envelope *env, Sluice__ApiKey key, uint32_t c
 	}
 }
 
+/* A result's leader fields: on NOT_LEADER, the leader as this node knows
+ * it (with its address when known); else -1. */
+static void redirect(int err, const struct place *pl, int64_t *leader, char **host,
+		     uint32_t *port)
+{
+	*leader = err == SL_ENOT_LEADER ? pl->leader : -1;
+	if (err == SL_ENOT_LEADER && pl->leader > 0) {
+		*host = (char *)pl->host;
+		*port = pl->port;
+	}
+}
+
 /* ---- Produce -------------------------------------------------------- */
 
 struct prod;
@@ -194,11 +206,8 @@ static void prod_answer(struct prod *pr)
 			res[i].error_message = (char *)pp->msg;
 			res[i].base_offset = pp->err == SL_OK ? pp->base : -1;
 			res[i].log_start = pp->log_start;
-			res[i].leader = pp->err == SL_ENOT_LEADER ? pp->pl.leader : -1;
-			if (pp->err == SL_ENOT_LEADER && pp->pl.leader > 0) {
-				res[i].leader_host = (char *)pp->pl.host;
-				res[i].leader_port = pp->pl.port;
-			}
+			redirect(pp->err, &pp->pl, &res[i].leader, &res[i].leader_host,
+				 &res[i].leader_port);
 			rp[i] = &res[i];
 		}
 		r.n_results = pr->n;
@@ -603,11 +612,8 @@ static bool fetch_run(struct fetch *fe, bool last_chance)
 			res[i].error_message = (char *)pp->msg;
 			res[i].high_watermark = pp->hw;
 			res[i].log_start = pp->log_start;
-			res[i].leader = pp->err == SL_ENOT_LEADER ? pp->pl.leader : -1;
-			if (pp->err == SL_ENOT_LEADER && pp->pl.leader > 0) {
-				res[i].leader_host = (char *)pp->pl.host;
-				res[i].leader_port = pp->pl.port;
-			}
+			redirect(pp->err, &pp->pl, &res[i].leader, &res[i].leader_host,
+				 &res[i].leader_port);
 			rp[i] = &res[i];
 			fe->seg[i] = (struct iovec){ .iov_base = pp->buf, .iov_len = pp->len };
 		}
