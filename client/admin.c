@@ -20,43 +20,6 @@
 /* How long describe waits for a topic it does not find (it may have just
  * been created through another node). */
 #define UNKNOWN_TOPIC_MS 3000
-#define MAX_RF 16
-
-struct rpart {
-	int32_t leader;
-	unsigned nrep, nisr;
-	int32_t rep[MAX_RF], isr[MAX_RF];
-	int64_t log_start, log_end;
-};
-
-/* An under-replicated partition (fewer in-sync replicas than replicas). */
-struct rurp {
-	char *topic;
-	struct rpart part;
-	int32_t partition;
-};
-
-struct rnode {
-	int32_t id, port, leaders, replicas;
-	char *host, *rack;
-	int alive;
-};
-
-struct sluice_report {
-	int err;
-	char msg[SL_ERRMSG_SIZE];
-	char **names;
-	int32_t nnames;
-	struct rpart *parts;
-	int32_t nparts;
-	char cluster_id[64];
-	int32_t controller, under_replicated;
-	struct rnode *nodes;
-	int32_t nnodes;
-	struct rurp *urp;
-	int32_t nurp;
-};
-
 struct sluice_admin {
 	sluice_client_t *cl;
 };

@@ -26,7 +26,10 @@ enum { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_READY, C_CLOSING };
 struct cl_call {
 	struct cl_call *next;
 	struct cl_op *op;
-	cl_call_fn done;
+	cl_call_fn done;      /* or: */
+	cl_data_fn done_data;
+	void *arg;
+	bool oneway;          /* no response comes: ends once written */
 	uint32_t corr;
 	uint32_t api, version;
 	uint64_t started, deadline; /* loop ms */
@@ -64,13 +67,21 @@ uint64_t cl_now(sluice_client_t *cl)
 	return uv_now(&cl->loop);
 }
 
+static void on_tick(uv_timer_t *t);
+
 /* ---- Calls ----------------------------------------------------------- */
 
-static void call_end(struct cl_call *c, int err, const char *msg, Sluice__Envelope *resp)
+static void call_end(struct cl_call *c, int err, const char *msg, Sluice__Envelope *resp,
+		     const struct sl_frame *f)
 {
 	struct cl_op *op = c->op;
 	op->waiting--;
-	c->done(op, err, msg, resp);
+	op->cl->calls_out--;
+	if (c->done_data != NULL)
+		c->done_data(op, c->arg, err, msg, resp, f != NULL ? f->seg : NULL,
+			     f != NULL ? f->nseg : 0);
+	else
+		c->done(op, err, msg, resp);
 	free(c->frame);
 	free(c);
 }
@@ -103,7 +114,7 @@ static void conn_fail(struct cl_conn *c, int err, const char *fmt, ...)
 	while (c->calls != NULL) {
 		struct cl_call *k = c->calls;
 		c->calls = k->next;
-		call_end(k, err, msg, NULL);
+		call_end(k, err, msg, NULL, NULL);
 	}
 	if (was == C_RESOLVING) {
 		/* Freed by the resolver's callback, which sees C_CLOSING. */
@@ -183,13 +194,17 @@ static void flush(struct cl_conn *c)
 		}
 		if (err != SL_OK) {
 			unlink_call(c, k);
-			call_end(k, err, msg, NULL);
+			call_end(k, err, msg, NULL, NULL);
 			continue;
 		}
 		uint8_t *frame = k->frame;
 		k->frame = NULL;
 		if (!write_frame(c, frame, k->len))
 			return;
+		if (k->oneway) {
+			unlink_call(c, k);
+			call_end(k, SL_OK, "", NULL, NULL);
+		}
 	}
 }
 
@@ -283,8 +298,8 @@ static void take_frame(struct cl_conn *c, const uint8_t *frame, size_t len)
 		return;
 	}
 	Sluice__Envelope *env = f->env;
-	free(f);
 	if (c->state == C_HANDSHAKE) {
+		free(f);
 		if (env->correlation_id == c->hs_corr)
 			handshake_done(c, env);
 		else
@@ -297,13 +312,12 @@ static void take_frame(struct cl_conn *c, const uint8_t *frame, size_t len)
 	struct cl_call **pp = &c->calls;
 	while (*pp != NULL && (*pp)->corr != env->correlation_id)
 		pp = &(*pp)->next;
-	if (*pp == NULL) { /* its call timed out meanwhile */
-		sluice__envelope__free_unpacked(env, NULL);
-		return;
+	if (*pp != NULL) { /* else its call timed out meanwhile */
+		struct cl_call *k = *pp;
+		*pp = k->next;
+		call_end(k, SL_OK, "", env, f);
 	}
-	struct cl_call *k = *pp;
-	*pp = k->next;
-	call_end(k, SL_OK, "", env);
+	free(f);
 	sluice__envelope__free_unpacked(env, NULL);
 }
 
@@ -405,24 +419,65 @@ static struct cl_conn *conn_get(sluice_client_t *cl, const struct cl_addr *a)
 	return c;
 }
 
-void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
-	     unsigned hold_ms, cl_call_fn done)
+/* The frame of env with the data segments after its head, in one buffer:
+ * the one copy of record data the client makes on the way out. */
+static int encode(Sluice__Envelope *env, const struct iovec *seg, size_t nseg, uint8_t **frame,
+		  size_t *len)
+{
+	uint8_t *head;
+	size_t hlen;
+	int rv = sl_frame_encode(env, seg, nseg, &head, &hlen);
+	if (rv != SL_OK || nseg == 0) {
+		*frame = head;
+		*len = hlen;
+		return rv;
+	}
+	size_t total = hlen;
+	for (size_t i = 0; i < nseg; i++)
+		total += seg[i].iov_len;
+	uint8_t *f = realloc(head, total);
+	if (f == NULL) {
+		free(head);
+		return SL_ENOMEM;
+	}
+	size_t at = hlen;
+	for (size_t i = 0; i < nseg; i++) {
+		memcpy(f + at, seg[i].iov_base, seg[i].iov_len);
+		at += seg[i].iov_len;
+	}
+	*frame = f;
+	*len = total;
+	return SL_OK;
+}
+
+static void call_start(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
+		       const struct iovec *seg, size_t nseg, unsigned hold_ms, bool oneway,
+		       cl_call_fn done, cl_data_fn done_data, void *arg)
 {
 	sluice_client_t *cl = op->cl;
 	if (cl->shutting) {
-		done(op, SL_ECANCELED, "the client is closing", NULL);
+		if (done_data != NULL)
+			done_data(op, arg, SL_ECANCELED, "the client is closing", NULL, NULL, 0);
+		else
+			done(op, SL_ECANCELED, "the client is closing", NULL);
 		return;
 	}
 	struct cl_call *k = calloc(1, sizeof(*k));
 	env->correlation_id = k != NULL ? ++cl->next_corr : 0;
-	op->waiting++;
 	if (k == NULL) {
-		op->waiting--;
-		done(op, SL_ENOMEM, "out of memory", NULL);
+		if (done_data != NULL)
+			done_data(op, arg, SL_ENOMEM, "out of memory", NULL, NULL, 0);
+		else
+			done(op, SL_ENOMEM, "out of memory", NULL);
 		return;
 	}
+	op->waiting++;
+	cl->calls_out++;
 	k->op = op;
 	k->done = done;
+	k->done_data = done_data;
+	k->arg = arg;
+	k->oneway = oneway;
 	k->corr = env->correlation_id;
 	k->api = (uint32_t)env->api_key;
 	k->version = env->api_version;
@@ -430,17 +485,36 @@ void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env
 	k->deadline = k->started + cl->conf.socket_timeout_ms + hold_ms;
 	if (k->deadline > op->deadline)
 		k->deadline = op->deadline;
-	int rv = sl_frame_encode(env, NULL, 0, &k->frame, &k->len);
+	int rv = encode(env, seg, nseg, &k->frame, &k->len);
 	struct cl_conn *c = rv == SL_OK ? conn_get(cl, addr) : NULL;
 	if (c == NULL) {
 		call_end(k, rv != SL_OK ? rv : SL_ENOMEM,
-			 rv != SL_OK ? "the request does not encode" : "out of memory", NULL);
+			 rv != SL_OK ? "the request does not encode" : "out of memory", NULL, NULL);
 		return;
 	}
-	k->next = c->calls;
-	c->calls = k;
+	/* In the order of the calls: a producer's requests for one
+	 * partition must go out in the order it made them. */
+	struct cl_call **pp = &c->calls;
+	while (*pp != NULL)
+		pp = &(*pp)->next;
+	*pp = k;
+	if (!uv_is_active((uv_handle_t *)&cl->tick))
+		uv_timer_start(&cl->tick, on_tick, TICK_MS, TICK_MS);
 	if (c->state == C_READY)
 		flush(c);
+}
+
+void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
+	     unsigned hold_ms, cl_call_fn done)
+{
+	call_start(op, addr, env, NULL, 0, hold_ms, false, done, NULL, NULL);
+}
+
+void cl_call_data(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
+		  const struct iovec *seg, size_t nseg, unsigned hold_ms, bool oneway,
+		  cl_data_fn done, void *arg)
+{
+	call_start(op, addr, env, seg, nseg, hold_ms, oneway, NULL, done, arg);
 }
 
 /* ---- Operations -------------------------------------------------------- */
@@ -551,7 +625,7 @@ again:
 			op->step(op);
 		goto again;
 	}
-	if (cl->ops == NULL) /* idle: no wake-ups until the next call */
+	if (cl->ops == NULL && cl->calls_out == 0) /* idle: no wake-ups until the next call */
 		uv_timer_stop(&cl->tick);
 }
 
@@ -563,6 +637,7 @@ static void close_all(sluice_client_t *cl)
 		conn_fail(cl->conns, SL_ECANCELED, "the client is closing");
 	while (cl->ops != NULL)
 		cl_finish(cl->ops, SL_ECANCELED, "the client is closing");
+	cl_meta_close(cl);
 	uv_close((uv_handle_t *)&cl->tick, NULL);
 	uv_close((uv_handle_t *)&cl->wake, NULL);
 }
@@ -600,8 +675,7 @@ int cl_submit(sluice_client_t *cl, struct cl_op *op, sluice_report_t **out)
 	op->cl = cl;
 	op->sync = op->cb == NULL;
 	pthread_cond_init(&op->cond, NULL);
-	uv_thread_t self = uv_thread_self();
-	if (op->sync && uv_thread_equal(&self, &cl->thread)) {
+	if (op->sync && cl_on_loop(cl)) {
 		/* A blocking call from a callback would wait for itself. */
 		sluice_report_destroy(op->rep);
 		op_free(op);
@@ -631,6 +705,46 @@ int cl_submit(sluice_client_t *cl, struct cl_op *op, sluice_report_t **out)
 		sluice_report_destroy(op->rep);
 	op_free(op);
 	return rv;
+}
+
+struct run {
+	void (*fn)(void *arg, struct cl_op *op);
+	void *arg;
+};
+
+static void run_step(struct cl_op *op)
+{
+	struct run *r = op->state;
+	op->deadline = op->next_at = UINT64_MAX;
+	r->fn(r->arg, op);
+}
+
+static void run_free(struct cl_op *op)
+{
+	free(op->state);
+}
+
+int cl_run(sluice_client_t *cl, void (*fn)(void *arg, struct cl_op *op), void *arg)
+{
+	struct cl_op *op = calloc(1, sizeof(*op));
+	struct run *r = malloc(sizeof(*r));
+	if (op == NULL || r == NULL) {
+		free(op);
+		free(r);
+		return SL_ENOMEM;
+	}
+	r->fn = fn;
+	r->arg = arg;
+	op->state = r;
+	op->step = run_step;
+	op->free_state = run_free;
+	return cl_submit(cl, op, NULL);
+}
+
+bool cl_on_loop(sluice_client_t *cl)
+{
+	uv_thread_t self = uv_thread_self();
+	return uv_thread_equal(&self, &cl->thread);
 }
 
 /* ---- The client ---------------------------------------------------------- */
@@ -664,9 +778,15 @@ sluice_client_t *sluice_client_new(sluice_conf_t *conf, char *errbuf, size_t err
 	uv_async_init(&cl->loop, &cl->wake, on_wake);
 	uv_timer_init(&cl->loop, &cl->tick);
 	cl->wake.data = cl->tick.data = cl;
-	rv = uv_thread_create(&cl->thread, io_thread, cl);
+	rv = cl_meta_init(cl);
+	if (rv == SL_OK)
+		rv = uv_thread_create(&cl->thread, io_thread, cl);
+	else
+		rv = UV_ENOMEM;
 	if (rv != 0) {
 		snprintf(errbuf, errlen, "I/O thread: %s", uv_strerror(rv));
+		if (cl->meta != NULL)
+			cl_meta_close(cl);
 		uv_close((uv_handle_t *)&cl->wake, NULL);
 		uv_close((uv_handle_t *)&cl->tick, NULL);
 		uv_run(&cl->loop, UV_RUN_DEFAULT);

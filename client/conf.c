@@ -1,11 +1,13 @@
 /* Configuration properties, checked on set. See sluice.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "internal.h"
 
 static int fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
@@ -89,6 +91,20 @@ sluice_conf_t *sluice_conf_new(void)
 	c->request_timeout_ms = 30000;
 	c->socket_timeout_ms = 5000;
 	c->max_response_bytes = 64u << 20;
+	c->acks = SLUICE__ACKS__ACKS_ALL;
+	c->linger_ms = 0;
+	c->batch_bytes = 256u << 10;
+	c->codec = SL_CODEC_ZSTD;
+	c->level = 1;
+	c->idempotence = true;
+	c->delivery_timeout_ms = 120000;
+	c->buffer_bytes = 64u << 20;
+	c->buffer_block_ms = 60000;
+	c->max_in_flight = 5;
+	c->offset_reset = OFFSET_RESET_LATEST;
+	c->fetch_wait_ms = 500;
+	c->fetch_partition_bytes = 1u << 20;
+	c->fetch_buffer_bytes = 64u << 20;
 	return c;
 }
 
@@ -148,9 +164,95 @@ sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *v
 			conf->max_response_bytes = (uint32_t)v;
 		return rv;
 	}
+	if (strcmp(key, "acks") == 0) {
+		if (strcmp(value, "all") == 0 || strcmp(value, "-1") == 0)
+			conf->acks = SLUICE__ACKS__ACKS_ALL;
+		else if (strcmp(value, "1") == 0)
+			conf->acks = SLUICE__ACKS__ACKS_LEADER;
+		else if (strcmp(value, "0") == 0)
+			conf->acks = SLUICE__ACKS__ACKS_NONE;
+		else
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "acks: '%.32s' is not all, 1 or 0", value);
+		return SL_OK;
+	}
+	if (strcmp(key, "compression") == 0) {
+		if (strcmp(value, "zstd") == 0)
+			conf->codec = SL_CODEC_ZSTD;
+		else if (strcmp(value, "none") == 0)
+			conf->codec = SL_CODEC_NONE;
+		else
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "compression: '%.32s' is not zstd or none", value);
+		return SL_OK;
+	}
+	if (strcmp(key, "enable.idempotence") == 0) {
+		if (strcmp(value, "true") == 0)
+			conf->idempotence = true;
+		else if (strcmp(value, "false") == 0)
+			conf->idempotence = false;
+		else
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "enable.idempotence: '%.32s' is not true or false", value);
+		return SL_OK;
+	}
+	if (strcmp(key, "auto.offset.reset") == 0) {
+		if (strcmp(value, "earliest") == 0)
+			conf->offset_reset = OFFSET_RESET_EARLIEST;
+		else if (strcmp(value, "latest") == 0)
+			conf->offset_reset = OFFSET_RESET_LATEST;
+		else if (strcmp(value, "none") == 0)
+			conf->offset_reset = OFFSET_RESET_NONE;
+		else
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "auto.offset.reset: '%.32s' is not earliest, latest or none",
+				    value);
+		return SL_OK;
+	}
+	/* The numeric keys: name, range, where. */
+	static const struct {
+		const char *key;
+		unsigned long min, max;
+		size_t off;
+		int size; /* 4 or 8 bytes */
+	} nums[] = {
+		{ "linger.ms", 0, 60000, offsetof(struct sluice_conf, linger_ms), 4 },
+		{ "batch.bytes", 1024, 16u << 20, offsetof(struct sluice_conf, batch_bytes), 4 },
+		{ "compression.level", 1, 19, offsetof(struct sluice_conf, level), 4 },
+		{ "delivery.timeout.ms", 1, 86400000,
+		  offsetof(struct sluice_conf, delivery_timeout_ms), 4 },
+		{ "buffer.bytes", 1u << 20, 1ul << 40, offsetof(struct sluice_conf, buffer_bytes),
+		  8 },
+		{ "buffer.block.ms", 0, 3600000, offsetof(struct sluice_conf, buffer_block_ms), 4 },
+		{ "max.in.flight", 1, 5, offsetof(struct sluice_conf, max_in_flight), 4 },
+		{ "fetch.wait.ms", 0, 60000, offsetof(struct sluice_conf, fetch_wait_ms), 4 },
+		{ "fetch.partition.bytes", 1024, 64u << 20,
+		  offsetof(struct sluice_conf, fetch_partition_bytes), 4 },
+		{ "fetch.buffer.bytes", 1u << 20, 1ul << 40,
+		  offsetof(struct sluice_conf, fetch_buffer_bytes), 8 },
+	};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		if (strcmp(key, nums[i].key) != 0)
+			continue;
+		int rv = number(key, value, nums[i].min, nums[i].max, &v, errbuf, errlen);
+		if (rv != SL_OK)
+			return rv;
+		char *at = (char *)conf + nums[i].off;
+		if (nums[i].size == 8) {
+			uint64_t w = v;
+			memcpy(at, &w, 8);
+		} else {
+			uint32_t w = (uint32_t)v;
+			memcpy(at, &w, 4);
+		}
+		return SL_OK;
+	}
 	return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
 		    "unknown property '%.64s' (known: bootstrap.servers, client.id, "
-		    "request.timeout.ms, socket.timeout.ms, max.response.bytes)",
+		    "request.timeout.ms, socket.timeout.ms, max.response.bytes, acks, linger.ms, "
+		    "batch.bytes, compression, compression.level, enable.idempotence, "
+		    "delivery.timeout.ms, buffer.bytes, buffer.block.ms, max.in.flight, "
+		    "auto.offset.reset, fetch.wait.ms, fetch.partition.bytes, fetch.buffer.bytes)",
 		    key);
 }
 

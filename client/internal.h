@@ -32,12 +32,72 @@ struct sluice_conf {
 	unsigned request_timeout_ms;  /* an operation's deadline, retries included */
 	unsigned socket_timeout_ms;   /* one call's answer (past what the server may hold it) */
 	uint32_t max_response_bytes;  /* a bigger response frame closes its connection */
+	/* The producer. */
+	int acks;                     /* SLUICE__ACKS__ACKS_ALL, _LEADER, _NONE */
+	unsigned linger_ms;
+	uint32_t batch_bytes;
+	int codec, level;             /* SL_CODEC_NONE or SL_CODEC_ZSTD; zstd level */
+	bool idempotence;             /* asked for; in effect only with acks=all */
+	unsigned delivery_timeout_ms;
+	uint64_t buffer_bytes;
+	unsigned buffer_block_ms;     /* 0: fail fast when the buffer is full */
+	unsigned max_in_flight;       /* per partition */
+	/* The consumer. */
+	int offset_reset;             /* OFFSET_RESET_* */
+	unsigned fetch_wait_ms;
+	uint32_t fetch_partition_bytes;
+	uint64_t fetch_buffer_bytes;
 };
+
+enum { OFFSET_RESET_EARLIEST, OFFSET_RESET_LATEST, OFFSET_RESET_NONE };
 
 /* Parses "host:port[,host:port...]" into out; SL_OK or
  * SL_EINVALID_ARGUMENT with errmsg. */
 int cl_parse_bootstrap(const char *text, struct cl_addr *out, size_t cap, size_t *n,
 		       char *errmsg, size_t errlen);
+
+/* Reports: an admin call's result (admin.c), or one record's delivery
+ * (producer.c). */
+#define MAX_RF 16
+
+struct rpart {
+	int32_t leader;
+	unsigned nrep, nisr;
+	int32_t rep[MAX_RF], isr[MAX_RF];
+	int64_t log_start, log_end;
+};
+
+/* An under-replicated partition (fewer in-sync replicas than replicas). */
+struct rurp {
+	char *topic;
+	struct rpart part;
+	int32_t partition;
+};
+
+struct rnode {
+	int32_t id, port, leaders, replicas;
+	char *host, *rack;
+	int alive;
+};
+
+struct sluice_report {
+	int err;
+	char msg[SL_ERRMSG_SIZE];
+	char **names;
+	int32_t nnames;
+	struct rpart *parts;
+	int32_t nparts;
+	char cluster_id[64];
+	int32_t controller, under_replicated;
+	struct rnode *nodes;
+	int32_t nnodes;
+	struct rurp *urp;
+	int32_t nurp;
+	/* A delivery report (producer.c). */
+	const char *topic;
+	int32_t partition;
+	int64_t offset;
+};
 
 struct cl_conn;
 struct cl_op;
@@ -45,6 +105,10 @@ struct cl_op;
 /* A response (NULL with err != SL_OK: errmsg says why; the call failed
  * before a response came). resp is freed after the callback returns. */
 typedef void (*cl_call_fn)(struct cl_op *op, int err, const char *errmsg, Sluice__Envelope *resp);
+/* The same with the caller's arg and the response's data segments,
+ * which point into the connection's buffer: valid during the callback. */
+typedef void (*cl_data_fn)(struct cl_op *op, void *arg, int err, const char *errmsg,
+			   Sluice__Envelope *resp, const struct iovec *seg, size_t nseg);
 
 /* An operation: an admin call's state, driven by step() on the loop
  * thread whenever it is due and waits for no response. */
@@ -87,6 +151,8 @@ struct sluice_client {
 	unsigned rotate;      /* the bootstrap address the next op starts at */
 	unsigned tick_no;
 	unsigned admins;      /* (mu) */
+	unsigned calls_out;   /* calls not yet ended: the tick runs while any is */
+	struct cl_meta *meta; /* meta.c */
 };
 
 /* Loop thread: the loop's clock. */
@@ -103,6 +169,65 @@ int cl_submit(sluice_client_t *cl, struct cl_op *op, sluice_report_t **out);
  * timeout_ms), or by the op's deadline, whichever is first. */
 void cl_call(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
 	     unsigned hold_ms, cl_call_fn done);
+
+/* Loop thread: as cl_call, with data segments after the envelope (copied
+ * into the frame), done_data's arg, and oneway: no response is awaited,
+ * and done runs with SL_OK and no response once the frame is written. */
+void cl_call_data(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope *env,
+		  const struct iovec *seg, size_t nseg, unsigned hold_ms, bool oneway,
+		  cl_data_fn done, void *arg);
+
+/* Runs fn(arg, op) on the loop thread and waits (any other thread) until
+ * fn, or something it started, calls cl_ok(op) or cl_finish(op). The op
+ * is never stepped again nor timed out meanwhile. Returns its result,
+ * SL_EBUSY on the loop thread, SL_ECLOSED when the client is closing. */
+int cl_run(sluice_client_t *cl, void (*fn)(void *arg, struct cl_op *op), void *arg);
+
+/* Whether the caller is the client's I/O thread. */
+bool cl_on_loop(sluice_client_t *cl);
+
+/* ---- meta.c: the metadata cache (loop thread) -------------------------- */
+
+/* A topic as the last Metadata answer had it. */
+struct cl_mtopic {
+	struct cl_mtopic *next;
+	char *name;
+	int err;          /* SL_OK, or why the topic is not usable (UNKNOWN_TOPIC...) */
+	char errmsg[SL_ERRMSG_SIZE];
+	bool known;       /* an answer about it came */
+	int32_t nparts;
+	int64_t *leader;  /* per partition; -1: none known */
+};
+
+/* Something that wants to hear when the metadata changed (a producer, a
+ * consumer): kick runs on the loop thread after each answer. */
+struct cl_service {
+	struct cl_service *next;
+	void (*kick)(struct cl_service *svc);
+};
+
+int cl_meta_init(sluice_client_t *cl);
+void cl_meta_close(sluice_client_t *cl);
+void cl_service_add(sluice_client_t *cl, struct cl_service *svc);
+void cl_service_remove(sluice_client_t *cl, struct cl_service *svc);
+/* The cached topic, or NULL (then it is asked for, and the services are
+ * kicked when the answer comes). */
+struct cl_mtopic *cl_meta_topic(sluice_client_t *cl, const char *name);
+/* Asks again for every topic looked up so far (coalesced: at most one
+ * Metadata call in flight, and at most one every 100 ms). */
+void cl_meta_refresh(sluice_client_t *cl);
+/* The address of partition's leader: false when none is known (then a
+ * refresh is asked for). *id gets the leader's node id. */
+bool cl_meta_leader(sluice_client_t *cl, const char *topic, int32_t partition,
+		    struct cl_addr *out, int64_t *id);
+/* A NOT_LEADER answer named the leader: take it without a refresh. */
+void cl_meta_set_leader(sluice_client_t *cl, const char *topic, int32_t partition, int64_t id,
+			const char *host, uint32_t port);
+
+/* producer.c: Kafka's murmur2 (as its clients hash keys), and the
+ * partition of a key among nparts. */
+uint32_t cl_murmur2(const void *key, size_t len);
+int32_t cl_partition_for_key(const void *key, size_t len, int32_t nparts);
 
 /* Loop thread: the op failed in a way worth retrying: step again after a
  * backoff (100 ms doubling to 1 s), or, past the deadline, finish with

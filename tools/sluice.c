@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "sluice.h"
 
 #define MAX_CONFIGS 64
@@ -26,11 +27,17 @@ static void usage(FILE *out)
 		"  topic describe NAME [--json]\n"
 		"  topic delete NAME\n"
 		"  cluster status [--json]\n"
+		"  produce TOPIC [--key-separator SEP] [--acks all|1|0] [--partition P]\n"
+		"          [--header k=v]...\n"
+		"  consume TOPIC [--from-beginning] [--partition P [--offset O]] [--max-messages N]\n"
+		"          [--timeout-ms T] [--print-key] [--print-offset] [--print-headers]\n"
+		"  perf produce --topic T --num-records N --record-size B [--acks all|1|0]\n"
+		"          [--throughput R] [--producers K] [--compression none|zstd]\n"
+		"  perf consume --topic T --num-records N\n"
 		"The bootstrap list defaults to $SLUICE_BOOTSTRAP, then 127.0.0.1:9092.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
+int cli_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -43,9 +50,8 @@ static int usage_error(const char *fmt, ...)
 
 /* The one line a failed call prints: a server's message could hold a
  * line break or a control character, which would make it two. */
-static int failed(sluice_err_t err, const sluice_report_t *r)
+int cli_failed(sluice_err_t err, const char *msg)
 {
-	const char *msg = r != NULL ? sluice_report_errmsg(r) : "";
 	fprintf(stderr, "sluice: %s: ", sluice_err_name(err));
 	for (const unsigned char *p = (const unsigned char *)(msg[0] ? msg : sluice_strerror(err));
 	     *p; p++)
@@ -54,8 +60,12 @@ static int failed(sluice_err_t err, const sluice_report_t *r)
 	return 1;
 }
 
-/* A decimal in [min, max]. */
-static bool parse_int(const char *s, long min, long max, long *out)
+static int failed(sluice_err_t err, const sluice_report_t *r)
+{
+	return cli_failed(err, r != NULL ? sluice_report_errmsg(r) : "");
+}
+
+bool cli_parse_int(const char *s, long min, long max, long *out)
 {
 	char *end;
 	errno = 0;
@@ -225,8 +235,8 @@ static int topic_create(sluice_admin_t *a, int argc, char **argv)
 		if (strcmp(arg, "--partitions") == 0 || strcmp(arg, "--replication-factor") == 0) {
 			bool parts = arg[2] == 'p';
 			long v;
-			if (val == NULL || !parse_int(val, 1, parts ? INT32_MAX : INT16_MAX, &v))
-				rc = usage_error("%s needs a positive number", arg);
+			if (val == NULL || !cli_parse_int(val, 1, parts ? INT32_MAX : INT16_MAX, &v))
+				rc = cli_usage_error("%s needs a positive number", arg);
 			else if (parts)
 				partitions = v;
 			else
@@ -235,24 +245,24 @@ static int topic_create(sluice_admin_t *a, int argc, char **argv)
 		} else if (strcmp(arg, "--config") == 0) {
 			const char *eq = val != NULL ? strchr(val, '=') : NULL;
 			if (eq == NULL || eq == val)
-				rc = usage_error("--config needs key=value");
+				rc = cli_usage_error("--config needs key=value");
 			else if (nowned == MAX_CONFIGS)
-				rc = usage_error("at most %d --config", MAX_CONFIGS);
+				rc = cli_usage_error("at most %d --config", MAX_CONFIGS);
 			else if ((owned[nowned] = strndup(val, (size_t)(eq - val))) == NULL)
-				rc = usage_error("out of memory");
+				rc = cli_usage_error("out of memory");
 			else {
 				kv[nkv++] = owned[nowned++];
 				kv[nkv++] = eq + 1;
 			}
 			i++;
 		} else if (arg[0] == '-' || name != NULL) {
-			rc = usage_error("topic create: unexpected '%s'", arg);
+			rc = cli_usage_error("topic create: unexpected '%s'", arg);
 		} else {
 			name = arg;
 		}
 	}
 	if (rc == 0 && (name == NULL || partitions < 0 || rf < 0))
-		rc = usage_error("topic create NAME --partitions P --replication-factor R");
+		rc = cli_usage_error("topic create NAME --partitions P --replication-factor R");
 	if (rc == 0) {
 		kv[nkv] = NULL;
 		sluice_report_t *r = NULL;
@@ -277,17 +287,17 @@ static int name_and_json(int argc, char **argv, const char **name, bool *json, b
 		if (json_ok && strcmp(argv[i], "--json") == 0)
 			*json = true;
 		else if (argv[i][0] == '-' || *name != NULL)
-			return usage_error("unexpected '%s'", argv[i]);
+			return cli_usage_error("unexpected '%s'", argv[i]);
 		else
 			*name = argv[i];
 	}
-	return *name == NULL ? usage_error("a topic name is required") : 0;
+	return *name == NULL ? cli_usage_error("a topic name is required") : 0;
 }
 
 static int topic(sluice_admin_t *a, int argc, char **argv)
 {
 	if (argc < 1)
-		return usage_error("topic: create, list, describe or delete");
+		return cli_usage_error("topic: create, list, describe or delete");
 	const char *sub = argv[0], *name;
 	bool json;
 	sluice_report_t *r = NULL;
@@ -295,7 +305,7 @@ static int topic(sluice_admin_t *a, int argc, char **argv)
 		return topic_create(a, argc - 1, argv + 1);
 	if (strcmp(sub, "list") == 0) {
 		if (argc > 1)
-			return usage_error("topic list: unexpected '%s'", argv[1]);
+			return cli_usage_error("topic list: unexpected '%s'", argv[1]);
 		sluice_err_t err = sluice_topic_list(a, NULL, NULL, &r);
 		for (int32_t i = 0; err == SLUICE_OK && i < sluice_report_topic_count(r); i++)
 			puts(sluice_report_topic_name(r, i));
@@ -317,22 +327,53 @@ static int topic(sluice_admin_t *a, int argc, char **argv)
 			printf("deleted topic %s\n", name);
 		return outcome(err, r, NULL, false);
 	}
-	return usage_error("topic: unknown subcommand '%s'", sub);
+	return cli_usage_error("topic: unknown subcommand '%s'", sub);
 }
 
 static int cluster(sluice_admin_t *a, int argc, char **argv)
 {
 	if (argc < 1 || strcmp(argv[0], "status") != 0)
-		return usage_error("cluster: status is the subcommand");
+		return cli_usage_error("cluster: status is the subcommand");
 	bool json = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") != 0)
-			return usage_error("cluster status: unexpected '%s'", argv[i]);
+			return cli_usage_error("cluster status: unexpected '%s'", argv[i]);
 		json = true;
 	}
 	sluice_report_t *r = NULL;
 	sluice_err_t err = sluice_cluster_describe(a, NULL, NULL, &r);
 	return outcome(err, r, print_cluster, json);
+}
+
+sluice_client_t *cli_client(const struct cli_opts *o, const char *const kv[], int *rc)
+{
+	char err[512];
+	sluice_conf_t *conf = sluice_conf_new();
+	if (conf == NULL) {
+		fprintf(stderr, "sluice: out of memory\n");
+		*rc = 1;
+		return NULL;
+	}
+	bool ok = (o->bootstrap == NULL || o->bootstrap[0] == '\0' ||
+		   sluice_conf_set(conf, "bootstrap.servers", o->bootstrap, err, sizeof(err)) ==
+			   SLUICE_OK) &&
+		  (o->timeout_ms == NULL ||
+		   sluice_conf_set(conf, "request.timeout.ms", o->timeout_ms, err, sizeof(err)) ==
+			   SLUICE_OK);
+	for (size_t k = 0; ok && kv != NULL && kv[k] != NULL; k += 2)
+		ok = sluice_conf_set(conf, kv[k], kv[k + 1], err, sizeof(err)) == SLUICE_OK;
+	if (!ok) {
+		sluice_conf_destroy(conf);
+		*rc = cli_usage_error("%s", err);
+		return NULL;
+	}
+	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
+	if (cl == NULL) {
+		sluice_conf_destroy(conf);
+		fprintf(stderr, "sluice: %s\n", err);
+		*rc = 1;
+	}
+	return cl;
 }
 
 int main(int argc, char **argv)
@@ -352,9 +393,9 @@ int main(int argc, char **argv)
 				   : strncmp(argv[i], "--timeout-ms", klen) == 0 && klen == 12 ? &timeout
 												 : NULL;
 		if (dst == NULL)
-			return usage_error("unknown option '%s'", argv[i]);
+			return cli_usage_error("unknown option '%s'", argv[i]);
 		if (val == NULL)
-			return usage_error("%s needs a value", argv[i]);
+			return cli_usage_error("%s needs a value", argv[i]);
 		*dst = val;
 		if (eq == NULL)
 			i++;
@@ -364,36 +405,26 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[i];
-	static const char *const later[] = { "produce", "consume", "group", "perf", "log" };
+	struct cli_opts o = { .bootstrap = bootstrap, .timeout_ms = timeout };
+	if (strcmp(cmd, "produce") == 0)
+		return cli_produce(&o, argc - i - 1, argv + i + 1);
+	if (strcmp(cmd, "consume") == 0)
+		return cli_consume(&o, argc - i - 1, argv + i + 1);
+	if (strcmp(cmd, "perf") == 0)
+		return cli_perf(&o, argc - i - 1, argv + i + 1);
+	static const char *const later[] = { "group", "log" };
 	for (size_t k = 0; k < sizeof(later) / sizeof(later[0]); k++)
 		if (strcmp(cmd, later[k]) == 0) {
 			fprintf(stderr, "sluice: '%s' arrives in a later release of sluice\n", cmd);
 			return 2;
 		}
 	if (strcmp(cmd, "topic") != 0 && strcmp(cmd, "cluster") != 0)
-		return usage_error("unknown command '%s'", cmd);
-
-	char err[256];
-	sluice_conf_t *conf = sluice_conf_new();
-	if (conf == NULL) {
-		fprintf(stderr, "sluice: out of memory\n");
-		return 1;
-	}
-	if ((bootstrap != NULL && bootstrap[0] != '\0' &&
-	     sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) != SLUICE_OK) ||
-	    (timeout != NULL &&
-	     sluice_conf_set(conf, "request.timeout.ms", timeout, err, sizeof(err)) != SLUICE_OK)) {
-		sluice_conf_destroy(conf);
-		return usage_error("%s", err);
-	}
-	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
-	if (cl == NULL) {
-		sluice_conf_destroy(conf);
-		fprintf(stderr, "sluice: %s\n", err);
-		return 1;
-	}
-	sluice_admin_t *a = sluice_admin_new(cl);
+		return cli_usage_error("unknown command '%s'", cmd);
 	int rc;
+	sluice_client_t *cl = cli_client(&o, NULL, &rc);
+	if (cl == NULL)
+		return rc;
+	sluice_admin_t *a = sluice_admin_new(cl);
 	if (a == NULL) {
 		fprintf(stderr, "sluice: out of memory\n");
 		rc = 1;

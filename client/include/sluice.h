@@ -8,8 +8,9 @@
  * callback makes the call synchronous (then a report, if any, is the
  * caller's through *out); ownership passes only on success.
  *
- * What exists today: the client and the admin calls for topics and the
- * cluster. The producer and the consumer come with later releases. */
+ * What exists today: the client, the producer, the consumer of assigned
+ * partitions, and the admin calls for topics and the cluster. Consumer
+ * groups come with a later release. */
 #ifndef SLUICE_H
 #define SLUICE_H
 
@@ -25,7 +26,10 @@ extern "C" {
 typedef struct sluice_conf sluice_conf_t;     /* string properties, checked on set */
 typedef struct sluice_client sluice_client_t; /* owns one I/O thread; API thread-safe */
 typedef struct sluice_admin sluice_admin_t;
-typedef struct sluice_report sluice_report_t; /* an admin call's result */
+typedef struct sluice_report sluice_report_t; /* an admin call's result, a delivery */
+typedef struct sluice_producer sluice_producer_t;
+typedef struct sluice_consumer sluice_consumer_t;
+typedef struct sluice_msg sluice_msg_t;        /* a consumed record */
 
 /* SLUICE_OK, or a number from Sluice's error table (proto/errors.def);
  * the names below are those a caller most often tests. */
@@ -45,6 +49,10 @@ typedef int sluice_err_t;
 #define SLUICE_ERR_IO 1004
 #define SLUICE_ERR_MESSAGE_TOO_LARGE 10   /* a response above max.response.bytes */
 #define SLUICE_ERR_UNSUPPORTED_VERSION 35 /* the node does not serve this call */
+#define SLUICE_ERR_OFFSET_OUT_OF_RANGE 1
+#define SLUICE_ERR_NOT_LEADER 6
+#define SLUICE_ERR_CLOSED 1008
+#define SLUICE_ERR_QUEUE_FULL 1010 /* the producer's buffer.bytes are taken */
 
 SLUICE_API const char *sluice_err_name(sluice_err_t err); /* "NOT_LEADER" */
 SLUICE_API const char *sluice_strerror(sluice_err_t err);
@@ -67,6 +75,43 @@ SLUICE_API int sluice_err_is_retriable(sluice_err_t err);
  *   max.response.bytes  the largest response frame taken (memory bound); a
  *                       bigger one closes its connection and fails its
  *                       call with MESSAGE_TOO_LARGE; 256..2^30; default 64 MiB
+ * The producer:
+ *   acks                all (-1), 1 or 0: a record is acknowledged once
+ *                       committed by a quorum, once on the leader's disk,
+ *                       or once sent (offset -1); default all
+ *   linger.ms           how long a partition's batch waits for more records
+ *                       before it is sent, 0..60000; default 0. Past it, a
+ *                       batch still fills while its partition has
+ *                       max.in.flight batches out: batches grow with the
+ *                       load, and a light load sees no added latency
+ *   batch.bytes         a batch is sent once this big, 1024..16 MiB; default
+ *                       256 KiB
+ *   compression         zstd or none, per batch; default zstd
+ *   compression.level   zstd level 1..19; default 1
+ *   enable.idempotence  true or false; with acks=all, retries never write a
+ *                       record twice; default true
+ *   delivery.timeout.ms how long a record is retried before its callback gets
+ *                       the last error, 1..86400000; default 120000
+ *   buffer.bytes        records not yet acknowledged, at most (memory bound),
+ *                       1 MiB..1 TiB; default 64 MiB
+ *   buffer.block.ms     how long sluice_produce waits for buffer space (or
+ *                       for a topic's metadata) before it fails with
+ *                       QUEUE_FULL (or the metadata's error); 0 fails at
+ *                       once; default 60000
+ *   max.in.flight       batches sent and not answered, per partition, 1..5,
+ *                       when idempotent (else 1, to keep the order across
+ *                       retries); default 5
+ * The consumer:
+ *   auto.offset.reset   earliest, latest or none: where an assigned partition
+ *                       starts, and where a position outside the log goes
+ *                       (none: sluice_poll returns OFFSET_OUT_OF_RANGE);
+ *                       default latest
+ *   fetch.wait.ms       how long the leader holds a fetch that has nothing
+ *                       new, 0..60000; default 500
+ *   fetch.partition.bytes  how much one fetch asks of a partition (at least
+ *                       one whole batch comes), 1 KiB..64 MiB; default 1 MiB
+ *   fetch.buffer.bytes  fetched, not yet polled, at most (memory bound), 1 MiB
+ *                       ..1 TiB; default 64 MiB
  * An unknown key or a bad value fails here, with a message naming it. */
 SLUICE_API sluice_conf_t *sluice_conf_new(void);
 SLUICE_API sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *value,
@@ -117,6 +162,118 @@ SLUICE_API sluice_err_t sluice_topic_describe(sluice_admin_t *a, const char *top
  * partitions. */
 SLUICE_API sluice_err_t sluice_cluster_describe(sluice_admin_t *a, sluice_done_cb cb, void *opaque,
 						sluice_report_t **out);
+
+/* ---- producer ------------------------------------------------------------ */
+
+/* Records go to one partition per batch: a key's partition is Kafka's
+ * (murmur2 of the key, positive, modulo the partition count), so keys land
+ * where Kafka's clients put them; a null key goes to one partition until
+ * its batch is sent, then to another at random (sticky). */
+#define SLUICE_PARTITION_ANY (-1)
+
+/* A record's fate, on the I/O thread: err SLUICE_OK and its offset
+ * (sluice_report_offset; -1 with acks=0), or why it was not written. r is
+ * valid during the callback only. */
+typedef void (*sluice_delivery_cb)(void *msg_opaque, sluice_err_t err, const sluice_report_t *r);
+
+/* Settings come from the client's configuration. NULL: out of memory, or
+ * the client is closing. */
+SLUICE_API sluice_producer_t *sluice_producer_new(sluice_client_t *cl);
+/* Copies key and value into the partition's open batch and returns; the
+ * caller keeps its buffers. On SLUICE_OK cb runs exactly once (CANCELED if
+ * the client closes first); on error it never runs. Errors: INVALID_ARGUMENT;
+ * UNKNOWN_TOPIC (no such topic, or a partition beyond its count);
+ * QUEUE_FULL (buffer.bytes taken for buffer.block.ms); TIMED_OUT (no
+ * metadata for the topic within buffer.block.ms); CLOSED; BUSY when called
+ * from a callback for a topic whose metadata is not yet known (a callback
+ * never waits). key may be NULL (null key), value NULL with length 0 (a
+ * null value, a tombstone). */
+SLUICE_API sluice_err_t sluice_produce(sluice_producer_t *p, const char *topic, int32_t partition,
+				       const void *key, size_t key_len, const void *value,
+				       size_t value_len, sluice_delivery_cb cb, void *msg_opaque);
+/* The same, with the caller's value released by free_fn(value, free_arg)
+ * once it is in its batch (before this returns, on SLUICE_OK only): the
+ * batch buffer is the one copy a record takes on its way to the wire. */
+SLUICE_API sluice_err_t sluice_produce_ref(sluice_producer_t *p, const char *topic,
+					   int32_t partition, const void *key, size_t key_len,
+					   const void *value, size_t value_len,
+					   void (*free_fn)(void *value, void *arg), void *free_arg,
+					   sluice_delivery_cb cb, void *msg_opaque);
+/* A record with headers or its own timestamp: a builder whose setters
+ * borrow the caller's bytes until sluice_produce_ex returns (which copies
+ * them like sluice_produce); reusable after sluice_rec_clear. A key or
+ * value set to NULL is null. */
+typedef struct sluice_rec sluice_rec_t;
+SLUICE_API sluice_rec_t *sluice_rec_new(void);
+SLUICE_API sluice_err_t sluice_rec_set_key(sluice_rec_t *r, const void *key, size_t len);
+SLUICE_API sluice_err_t sluice_rec_set_value(sluice_rec_t *r, const void *value, size_t len);
+SLUICE_API sluice_err_t sluice_rec_set_timestamp(sluice_rec_t *r, int64_t ms); /* default: now */
+SLUICE_API sluice_err_t sluice_rec_add_header(sluice_rec_t *r, const void *key, size_t key_len,
+					      const void *value, size_t value_len);
+SLUICE_API void sluice_rec_clear(sluice_rec_t *r);
+SLUICE_API void sluice_rec_destroy(sluice_rec_t *r);
+SLUICE_API sluice_err_t sluice_produce_ex(sluice_producer_t *p, const char *topic, int32_t partition,
+					  const sluice_rec_t *rec, sluice_delivery_cb cb,
+					  void *msg_opaque);
+/* Sends every open batch now and waits until every record produced so far
+ * was reported (timeout_ms < 0: no limit; each record is bounded by
+ * delivery.timeout.ms anyway). TIMED_OUT, BUSY from a callback. */
+SLUICE_API sluice_err_t sluice_producer_flush(sluice_producer_t *p, int timeout_ms);
+/* Flushes, then frees. Not from a callback. */
+SLUICE_API void sluice_producer_close(sluice_producer_t *p);
+
+/* A delivery report: the record's topic, partition and offset. */
+SLUICE_API const char *sluice_report_topic(const sluice_report_t *r);
+SLUICE_API int32_t sluice_report_partition(const sluice_report_t *r);
+SLUICE_API int64_t sluice_report_offset(const sluice_report_t *r);
+
+/* ---- consumer ------------------------------------------------------------ */
+
+/* group_id must be NULL: consumer groups come with a later release (the
+ * argument is there so that this signature stays). cb and opaque are
+ * unused until then. NULL: a group was given, out of memory, or the client
+ * is closing. */
+typedef void (*sluice_assign_cb)(void *opaque, const char *topic, int32_t partition, int assigned);
+SLUICE_API sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id,
+						  sluice_assign_cb cb, void *opaque);
+/* Starts reading a partition (SLUICE_PARTITION_ANY: every partition of the
+ * topic, as its metadata has them; this waits up to request.timeout.ms for
+ * it) at auto.offset.reset's end, unless sluice_seek says otherwise.
+ * UNKNOWN_TOPIC, TIMED_OUT, INVALID_ARGUMENT. */
+SLUICE_API sluice_err_t sluice_assign(sluice_consumer_t *c, const char *topic, int32_t partition);
+typedef enum {
+	SLUICE_EARLIEST,
+	SLUICE_LATEST,
+	SLUICE_OFFSET,    /* value = offset */
+	SLUICE_TIMESTAMP, /* value = ms since the epoch: the first record at or after it */
+	SLUICE_SHIFT      /* value = +/- records from the current position */
+} sluice_whence_t;
+/* Moves an assigned partition's position (records fetched from the old one
+ * are dropped). A negative offset is INVALID_ARGUMENT; a partition not
+ * assigned is UNKNOWN_TOPIC. */
+SLUICE_API sluice_err_t sluice_seek(sluice_consumer_t *c, const char *topic, int32_t partition,
+				    sluice_whence_t whence, int64_t value);
+/* The next record, in offset order per partition: SLUICE_OK with *out
+ * (free with sluice_msg_destroy), or an error and *out NULL: TIMED_OUT
+ * when nothing came within timeout_ms (< 0: no limit); OFFSET_OUT_OF_RANGE
+ * (auto.offset.reset=none) or UNKNOWN_TOPIC for a partition, once per
+ * occurrence. Fetches run ahead of poll on the I/O thread, up to
+ * fetch.buffer.bytes, so a fast poller never waits a round trip. */
+SLUICE_API sluice_err_t sluice_poll(sluice_consumer_t *c, int timeout_ms, sluice_msg_t **out);
+SLUICE_API const void *sluice_msg_value(const sluice_msg_t *m, size_t *len); /* NULL: null */
+SLUICE_API const void *sluice_msg_key(const sluice_msg_t *m, size_t *len);   /* NULL: null */
+SLUICE_API const char *sluice_msg_topic(const sluice_msg_t *m);
+SLUICE_API int32_t sluice_msg_partition(const sluice_msg_t *m);
+SLUICE_API int64_t sluice_msg_offset(const sluice_msg_t *m);
+SLUICE_API int64_t sluice_msg_timestamp(const sluice_msg_t *m); /* ms since the epoch */
+SLUICE_API size_t sluice_msg_header_count(const sluice_msg_t *m);
+/* Header i's key (not NUL-terminated) and value (NULL: null). */
+SLUICE_API int sluice_msg_header(const sluice_msg_t *m, size_t i, const void **key,
+				 size_t *key_len, const void **value, size_t *value_len);
+SLUICE_API void sluice_msg_destroy(sluice_msg_t *m);
+/* Stops fetching and frees (messages polled stay valid until destroyed).
+ * Not from a callback. */
+SLUICE_API void sluice_consumer_close(sluice_consumer_t *c);
 
 /* ---- reports ------------------------------------------------------------ */
 

@@ -204,6 +204,9 @@ try:
   export SLUICE_BOOTSTRAP=$boot
   build/tools/sluice topic create demo --partitions 3 --replication-factor $((nodes < 3 ? nodes : 3))
   build/tools/sluice topic describe demo
+  seq 1 1000 | build/tools/sluice produce demo
+  build/tools/sluice consume demo --from-beginning --max-messages 1000 --print-offset
+  build/tools/sluice perf produce --topic demo --num-records 1000000 --record-size 100
   build/tools/sluice cluster status
   deploy/local/cluster.sh down --dir $dir
 EOF

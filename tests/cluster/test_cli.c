@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "procs.h"
+#include "internal.h"
 #include "sluice.h"
 #include "testlib.h"
 
@@ -102,16 +104,14 @@ struct run {
 };
 
 /* Runs sluice with the words of fmt (split on spaces), bootstrap first
- * when boot is not NULL. */
-static void sluice(struct run *r, const char *boot, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void sluice(struct run *r, const char *boot, const char *fmt, ...)
+ * when boot is not NULL, with input (NULL: none) on its standard input. */
+static void vsluice(struct run *r, const char *boot, const char *input, const char *fmt,
+		    va_list ap) __attribute__((format(printf, 4, 0)));
+static void vsluice(struct run *r, const char *boot, const char *input, const char *fmt,
+		    va_list ap)
 {
 	static char words[4096];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(words, sizeof(words), fmt, ap);
-	va_end(ap);
 	char *argv[64] = { SLUICE_PATH };
 	int n = 1;
 	if (boot != NULL) {
@@ -127,6 +127,17 @@ static void sluice(struct run *r, const char *boot, const char *fmt, ...)
 	unlink(log);
 	struct tl_proc p;
 	cr_assert_eq(tl_proc_spawn(&p, argv, log), 0);
+	if (input != NULL) {
+		size_t left = strlen(input);
+		while (left > 0) {
+			ssize_t w = write(p.in_fd, input, left);
+			cr_assert_gt(w, 0, "writing sluice's input");
+			input += w;
+			left -= (size_t)w;
+		}
+	}
+	close(p.in_fd);
+	p.in_fd = -1;
 	size_t len = 0;
 	r->out[0] = '\0';
 	char line[TL_PROC_LINE_MAX];
@@ -144,6 +155,26 @@ static void sluice(struct run *r, const char *boot, const char *fmt, ...)
 	r->err[el] = '\0';
 	if (f != NULL)
 		fclose(f);
+}
+
+static void sluice(struct run *r, const char *boot, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void sluice(struct run *r, const char *boot, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsluice(r, boot, NULL, fmt, ap);
+	va_end(ap);
+}
+
+static void sluice_in(struct run *r, const char *boot, const char *input, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void sluice_in(struct run *r, const char *boot, const char *input, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsluice(r, boot, input, fmt, ap);
+	va_end(ap);
 }
 
 static void expect_ok(struct run *r)
@@ -291,8 +322,8 @@ Test(cli, topics_on_one_node_through_the_contract)
 	expect_fail(&r, 2, "--partitions needs a positive number");
 	sluice(&r, bootstrap, "topics");
 	expect_fail(&r, 2, "unknown command 'topics'");
-	sluice(&r, bootstrap, "produce orders");
-	expect_fail(&r, 2, "'produce' arrives in a later release");
+	sluice(&r, bootstrap, "group list");
+	expect_fail(&r, 2, "'group' arrives in a later release");
 	sluice(&r, NULL, "--bootstrap nonsense topic list");
 	expect_fail(&r, 2, "bootstrap.servers: 'nonsense' is not host:port");
 
@@ -524,5 +555,163 @@ Test(cli, the_library_calls_back_once_and_checks_its_configuration)
 	sluice_client_destroy(cl);
 	cr_assert(fired(res), "destroy returned before the callback ran");
 	cr_assert_eq(res[0], SLUICE_ERR_CANCELED);
+	cluster_down();
+}
+
+/* A produce that failed: "produced 0 records", then the one error line. */
+static void expect_produce_fail(struct run *r, const char *text)
+{
+	cr_assert_eq(r->status, 1, "exit %d; stderr: %s", r->status, r->err);
+	const char *nl = strchr(r->err, '\n');
+	cr_assert(strncmp(r->err, "produced 0 records\n", 19) == 0 && nl != NULL, "%s", r->err);
+	cr_assert(strstr(nl + 1, text) != NULL, "stderr lacks '%s': %s", text, r->err);
+	cr_assert_eq(strchr(nl + 1, '\n'), r->err + strlen(r->err) - 1, "not one line: %s", r->err);
+}
+
+/* The records `consume --print-offset --print-headers --print-key`
+ * printed: partition, offset, headers, key, value per line. */
+struct crec {
+	int partition;
+	long long offset;
+	char headers[64], key[64], value[64];
+};
+
+static size_t parse_consumed(const char *out, struct crec *recs, size_t cap)
+{
+	size_t n = 0;
+	for (const char *line = out; *line != '\0' && n < cap;) {
+		const char *end = strchr(line, '\n');
+		cr_assert_not_null(end);
+		char buf[512];
+		size_t len = (size_t)(end - line) < sizeof(buf) - 1 ? (size_t)(end - line)
+								     : sizeof(buf) - 1;
+		memcpy(buf, line, len);
+		buf[len] = '\0';
+		char *f[5], *save = NULL;
+		int k = 0;
+		/* strsep keeps empty fields (a null key). */
+		char *rest = buf;
+		while (k < 5 && (f[k] = strsep(&rest, "\t")) != NULL)
+			k++;
+		(void)save;
+		cr_assert_eq(k, 5, "not 5 fields: '%s'", buf);
+		recs[n].partition = atoi(f[0]);
+		recs[n].offset = atoll(f[1]);
+		snprintf(recs[n].headers, sizeof(recs[n].headers), "%s", f[2]);
+		snprintf(recs[n].key, sizeof(recs[n].key), "%s", f[3]);
+		snprintf(recs[n].value, sizeof(recs[n].value), "%s", f[4]);
+		n++;
+		line = end + 1;
+	}
+	return n;
+}
+
+Test(cli, records_produced_are_consumed_once_in_order_where_their_keys_say, .timeout = 240)
+{
+	static struct run r;
+	static char input[65536];
+	static struct crec recs[400];
+	enum { N = 300 };
+	cluster_up(3);
+	sluice(&r, bootstrap, "topic create orders --partitions 3 --replication-factor 3");
+	expect_ok(&r);
+	/* Keyed records, and every 25th with a null key. */
+	size_t len = 0;
+	for (int i = 0; i < N; i++)
+		len += (size_t)snprintf(input + len, sizeof(input) - len,
+					i % 25 == 0 ? "value-%d\n" : "key-%d|value-%d\n", i, i);
+	sluice_in(&r, bootstrap, input,
+		  "produce orders --key-separator | --header src=cli --header n=1");
+	expect_ok(&r);
+	cr_assert_str_eq(r.err, "produced 300 records\n");
+
+	sluice(&r, bootstrap,
+	       "consume orders --from-beginning --max-messages 300 --timeout-ms 20000 "
+	       "--print-offset --print-headers --print-key");
+	expect_ok(&r);
+	cr_assert_str_eq(r.err, "consumed 300 records\n");
+	size_t n = parse_consumed(r.out, recs, 400);
+	cr_assert_eq(n, N);
+	static bool seen[N];
+	int last_value[3] = { -1, -1, -1 };
+	long long last_offset[3] = { -1, -1, -1 };
+	for (size_t i = 0; i < n; i++) {
+		struct crec *c = &recs[i];
+		int v;
+		cr_assert_eq(sscanf(c->value, "value-%d", &v), 1, "%s", c->value);
+		cr_assert(v >= 0 && v < N && !seen[v], "value %d twice or out of range", v);
+		seen[v] = true;
+		cr_assert_str_eq(c->headers, "src=cli,n=1");
+		if (v % 25 == 0) {
+			cr_assert_str_eq(c->key, "", "a null key prints as an empty field");
+		} else {
+			char key[32];
+			snprintf(key, sizeof(key), "key-%d", v);
+			cr_assert_str_eq(c->key, key);
+			cr_assert_eq(c->partition, cl_partition_for_key(key, strlen(key), 3),
+				     "%s in partition %d", key, c->partition);
+		}
+		/* Per partition: offsets increase, and records come in the
+		 * order they were produced. */
+		cr_assert(c->partition >= 0 && c->partition < 3);
+		cr_assert_gt(c->offset, last_offset[c->partition]);
+		cr_assert_gt(v, last_value[c->partition], "partition %d: %d after %d", c->partition,
+			     v, last_value[c->partition]);
+		last_offset[c->partition] = c->offset;
+		last_value[c->partition] = v;
+	}
+
+	/* One partition from an offset: the record there, and nothing else. */
+	long long second = -1;
+	int p0 = recs[0].partition, seen_p0 = 0;
+	char want[80] = "";
+	for (size_t i = 0; i < n && second < 0; i++)
+		if (recs[i].partition == p0 && ++seen_p0 == 2) {
+			second = recs[i].offset;
+			snprintf(want, sizeof(want), "%s\n", recs[i].value);
+		}
+	sluice(&r, bootstrap, "consume orders --partition %d --offset %lld --max-messages 1", p0,
+	       second);
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, want);
+	/* From the end: nothing new within the timeout is a clean exit. */
+	sluice(&r, bootstrap, "consume orders --timeout-ms 300");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "");
+	cr_assert_str_eq(r.err, "consumed 0 records\n");
+
+	/* Refusals: precise, nothing written. */
+	sluice_in(&r, bootstrap, "x\n", "produce orders --partition 7");
+	expect_produce_fail(&r, "UNKNOWN_TOPIC_OR_PARTITION: record 1 of standard input: topic "
+				"'orders' has no partition 7");
+	sluice_in(&r, bootstrap, "x\n", "--timeout-ms 1500 produce nope");
+	expect_produce_fail(&r, "UNKNOWN_TOPIC_OR_PARTITION");
+	sluice_in(&r, bootstrap, "x\n", "produce orders --acks 2");
+	expect_fail(&r, 2, "--acks '2' is not all, 1 or 0");
+	sluice(&r, bootstrap, "consume orders --offset 3");
+	expect_fail(&r, 2, "--offset needs --partition");
+	sluice(&r, bootstrap, "consume orders --partition 0 --offset -1");
+	expect_fail(&r, 2, "--offset '-1' is not an offset");
+	sluice(&r, bootstrap, "consume orders --group g");
+	cr_assert_eq(r.status, 2);
+
+	/* A record above the topic's max.message.bytes: the batch is refused
+	 * whole, and the topic stays empty. */
+	sluice(&r, bootstrap, "topic create small --partitions 1 --replication-factor 3 "
+			      "--config max.message.bytes=1024");
+	expect_ok(&r);
+	len = 0;
+	uint32_t x = 12345;
+	for (int i = 0; i < 4000; i++) {
+		x = x * 1103515245u + 12345u;
+		input[len++] = (char)('!' + (x >> 16) % 90);
+	}
+	input[len++] = '\n';
+	input[len] = '\0';
+	sluice_in(&r, bootstrap, input, "produce small");
+	expect_produce_fail(&r, "MESSAGE_TOO_LARGE");
+	sluice(&r, bootstrap, "consume small --from-beginning --timeout-ms 500");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "");
 	cluster_down();
 }

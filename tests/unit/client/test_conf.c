@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "internal.h"
 #include "sluice.h"
 
 TestSuite(conf, .timeout = 10);
@@ -44,7 +45,95 @@ Test(conf, refuses_unknown_keys_naming_them)
 {
 	refused("bootstrap.server", "x:1", "unknown property 'bootstrap.server'");
 	refused("", "x", "unknown property ''");
-	refused("acks", "all", "unknown property 'acks'");
+	refused("ack", "all", "unknown property 'ack'");
+}
+
+Test(conf, takes_and_checks_the_producer_and_consumer_keys)
+{
+	static const char *const good[][2] = {
+		{ "acks", "all" },		{ "acks", "-1" },
+		{ "acks", "1" },		{ "acks", "0" },
+		{ "linger.ms", "0" },		{ "linger.ms", "60000" },
+		{ "batch.bytes", "1024" },	{ "batch.bytes", "16777216" },
+		{ "compression", "zstd" },	{ "compression", "none" },
+		{ "compression.level", "19" },	{ "enable.idempotence", "false" },
+		{ "delivery.timeout.ms", "1" }, { "buffer.bytes", "1048576" },
+		{ "buffer.block.ms", "0" },	{ "max.in.flight", "5" },
+		{ "auto.offset.reset", "none" }, { "fetch.wait.ms", "0" },
+		{ "fetch.partition.bytes", "1024" }, { "fetch.buffer.bytes", "1099511627776" },
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		cr_assert_eq(set1(good[i][0], good[i][1]), SLUICE_OK, "%s=%s: %s", good[i][0],
+			     good[i][1], err);
+	refused("acks", "2", "acks: '2' is not all, 1 or 0");
+	refused("compression", "gzip", "compression: 'gzip' is not zstd or none");
+	refused("enable.idempotence", "yes", "enable.idempotence: 'yes' is not true or false");
+	refused("auto.offset.reset", "smallest", "is not earliest, latest or none");
+	refused("linger.ms", "60001", "linger.ms: '60001' is not a whole number in 0..60000");
+	refused("batch.bytes", "1023", "batch.bytes");
+	refused("compression.level", "0", "compression.level");
+	refused("max.in.flight", "6", "max.in.flight");
+	refused("buffer.bytes", "-1", "buffer.bytes");
+	refused("fetch.buffer.bytes", "1099511627777", "fetch.buffer.bytes");
+}
+
+/* Kafka's clients/src/test/.../UtilsTest: the same keys must hash the
+ * same, so that a key lands in the partition Kafka's clients pick. */
+Test(conf, keys_hash_as_kafkas_murmur2)
+{
+	static const struct {
+		const char *key;
+		int32_t hash;
+	} v[] = {
+		{ "21", -973932308 },
+		{ "foobar", -790332482 },
+		{ "a-little-bit-long-string", -985981536 },
+		{ "a-little-bit-longer-string", -1486304829 },
+		{ "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971 },
+		{ "abc", 479470107 },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		cr_assert_eq((int32_t)cl_murmur2(v[i].key, strlen(v[i].key)), v[i].hash, "%s",
+			     v[i].key);
+	/* Positive (the sign bit cleared, as Kafka's toPositive), then modulo. */
+	cr_assert_eq(cl_partition_for_key("21", 2, 1000), (int32_t)((uint32_t)-973932308 & 0x7fffffff) % 1000);
+	cr_assert_eq(cl_partition_for_key("abc", 3, 7), 479470107 % 7);
+	for (int n = 1; n < 50; n++)
+		cr_assert_lt(cl_partition_for_key("foobar", 6, n), n);
+}
+
+Test(conf, a_producer_without_a_cluster_fails_on_metadata_within_its_block_time)
+{
+	sluice_conf_t *conf = sluice_conf_new();
+	/* Port 1 refuses: the topic's metadata never comes. */
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", "127.0.0.1:1", err, sizeof(err)),
+		     SLUICE_OK);
+	cr_assert_eq(sluice_conf_set(conf, "buffer.block.ms", "300", err, sizeof(err)), SLUICE_OK);
+	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
+	cr_assert_not_null(cl, "%s", err);
+	sluice_producer_t *p = sluice_producer_new(cl);
+	cr_assert_not_null(p);
+	cr_assert_eq(sluice_produce(p, NULL, 0, NULL, 0, "v", 1, NULL, NULL),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_eq(sluice_produce(p, "t", -2, NULL, 0, "v", 1, NULL, NULL),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_eq(sluice_produce(p, "t", 0, NULL, 0, NULL, 3, NULL, NULL),
+		     SLUICE_ERR_INVALID_ARGUMENT);
+	sluice_err_t rv = sluice_produce(p, "t", SLUICE_PARTITION_ANY, "k", 1, "v", 1, NULL, NULL);
+	cr_assert(rv == SLUICE_ERR_TIMED_OUT || rv == SLUICE_ERR_IO, "%s", sluice_err_name(rv));
+	cr_assert_eq(sluice_producer_flush(p, 0), SLUICE_OK); /* nothing was taken */
+	sluice_producer_close(p);
+	sluice_consumer_t *c = sluice_consumer_new(cl, "group", NULL, NULL);
+	cr_assert_null(c, "groups come later: a group id is refused");
+	c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_not_null(c);
+	sluice_msg_t *m = (sluice_msg_t *)1;
+	cr_assert_eq(sluice_poll(c, 10, &m), SLUICE_ERR_TIMED_OUT);
+	cr_assert_null(m);
+	cr_assert_eq(sluice_seek(c, "t", 0, SLUICE_OFFSET, -1), SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_eq(sluice_seek(c, "t", 0, SLUICE_EARLIEST, 0), SLUICE_ERR_UNKNOWN_TOPIC);
+	sluice_consumer_close(c);
+	sluice_client_destroy(cl);
 }
 
 Test(conf, refuses_bad_bootstrap_lists)
