@@ -27,6 +27,8 @@ static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
 		    sl_api_reply_fn reply, void *arg);
 static int describe_cluster(const struct sl_api_node *node, const Sluice__Envelope *req,
 			    sl_api_reply_fn reply, void *arg);
+static int init_producer_id(const struct sl_api_node *node, const Sluice__Envelope *req,
+			    sl_api_reply_fn reply, void *arg);
 static int create_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
 			 sl_api_reply_fn reply, void *arg);
 static int delete_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
@@ -66,6 +68,8 @@ static const struct {
 	  sl_data_produce },
 	{ SLUICE__API_KEY__FETCH, "Fetch", 0, 0, SLUICE__ENVELOPE__BODY_FETCH_REQUEST, false, NULL,
 	  sl_data_fetch },
+	{ SLUICE__API_KEY__INIT_PRODUCER_ID, "InitProducerId", 0, 0,
+	  SLUICE__ENVELOPE__BODY_INIT_PRODUCER_ID_REQUEST, true, init_producer_id, NULL },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))
@@ -1007,4 +1011,79 @@ int sl_api_handle(const struct sl_api_node *node, const uint8_t *frame, size_t l
 	sluice__envelope__free_unpacked(req, NULL);
 	free(f);
 	return rv;
+}
+
+/* ---- InitProducerId ------------------------------------------------------- */
+
+/* A request waiting for its id to be allocated. */
+struct pid_op {
+	uint32_t corr, version;
+	sl_api_reply_fn reply;
+	void *arg;
+};
+
+static void pid_reply(uint32_t corr, uint32_t version, int err, const char *msg, int64_t id,
+		      sl_api_reply_fn reply, void *arg)
+{
+	Sluice__Envelope env;
+	response_of(&env, corr, SLUICE__API_KEY__INIT_PRODUCER_ID, version);
+	Sluice__InitProducerIdResponse r = SLUICE__INIT_PRODUCER_ID_RESPONSE__INIT;
+	r.error_code = err;
+	r.error_message = (char *)msg;
+	r.producer_id = err == SL_OK ? id : -1;
+	r.producer_epoch = err == SL_OK ? 0 : -1;
+	env.body_case = SLUICE__ENVELOPE__BODY_INIT_PRODUCER_ID_RESPONSE;
+	env.init_producer_id_response = &r;
+	if (send_env(&env, reply, arg) != SL_OK)
+		send_error(corr, SLUICE__API_KEY__INIT_PRODUCER_ID, version, SL_ENOMEM,
+			   "out of memory", reply, arg);
+}
+
+static void pid_allocated(void *arg, int status, const struct sl_meta_result *res)
+{
+	struct pid_op *op = arg;
+	int err = status != SL_OK ? status : res->err;
+	const char *msg = status != SL_OK ? "the controller's leadership changed before the id "
+					    "was allocated"
+					  : res->errmsg;
+	pid_reply(op->corr, op->version, err, err == SL_OK ? "" : msg,
+		  err == SL_OK ? (int64_t)res->first_producer_id : -1, op->reply, op->arg);
+	free(op);
+}
+
+/* One id per producer, allocated through the controller's log: every
+ * id is handed out once even across controller failovers. */
+static int init_producer_id(const struct sl_api_node *node, const Sluice__Envelope *req,
+			    sl_api_reply_fn reply, void *arg)
+{
+	uint64_t leader = sl_controller_leader(node->ctl);
+	if (leader != node->node_id) {
+		const struct sl_meta_node *ln = sl_meta_node(sl_controller_meta(node->ctl), leader);
+		char msg[SL_ERRMSG_SIZE];
+		if (ln != NULL)
+			snprintf(msg, sizeof(msg), "node %llu leads the controller (%.200s:%u)",
+				 (unsigned long long)leader, ln->host, ln->client_port);
+		else
+			snprintf(msg, sizeof(msg), "no controller leader is known yet");
+		pid_reply(req->correlation_id, req->api_version, SL_ENOT_CONTROLLER, msg, -1,
+			  reply, arg);
+		return SL_OK;
+	}
+	uint8_t *cmd = NULL;
+	size_t len;
+	struct pid_op *op = malloc(sizeof(*op));
+	int rv = op == NULL ? SL_ENOMEM : sl_meta_cmd_alloc_producer_ids(1, &cmd, &len);
+	if (rv == SL_OK) {
+		*op = (struct pid_op){ req->correlation_id, req->api_version, reply, arg };
+		rv = sl_controller_propose(node->ctl, cmd, len, pid_allocated, op);
+	}
+	free(cmd);
+	if (rv == SL_OK)
+		return SL_OK;
+	free(op);
+	pid_reply(req->correlation_id, req->api_version, rv,
+		  rv == SL_ENOT_CONTROLLER ? "this node's controller leadership is not ready"
+					   : sl_strerror(rv),
+		  -1, reply, arg);
+	return SL_OK;
 }

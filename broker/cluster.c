@@ -47,7 +47,7 @@ static void on_apply(void *arg, uint32_t group, raft_index index, const struct r
 	if (group == sl_controller_group(ctl))
 		sl_controller_apply(ctl, group, index, buf);
 	else
-		sl_data_committed(group);
+		sl_data_applied(group, buf != NULL ? buf->base : NULL, buf != NULL ? buf->len : 0);
 }
 
 /* A group's entries became durable here: a produce with acks=leader may

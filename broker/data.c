@@ -11,6 +11,7 @@
 #include "data.h"
 #include "meta.h"
 #include "partitions.h"
+#include "pstate.h"
 #include "rio.h"
 #include "storage.h"
 
@@ -18,6 +19,9 @@
 #define FETCH_PART_BYTES (1u << 20)
 #define FETCH_MAX_BYTES (50u << 20)
 #define MSG 256
+/* Idempotent producers remembered per partition (pstate.h). */
+#define MAX_PRODUCERS 4096
+#define PSTATE_BUCKETS 256
 
 /* Where a partition lives, as the applied metadata says. */
 struct place {
@@ -100,9 +104,63 @@ static void redirect(int err, const struct place *pl, int64_t *leader, char **ho
 	}
 }
 
+/* ---- Idempotent producers, per partition ------------------------------ */
+
+struct pgroup {
+	struct pgroup *next;
+	uint32_t group;
+	struct sl_pstate *st;
+};
+
+static struct pgroup *pgroups[PSTATE_BUCKETS];
+
+/* The group's producer state; NULL when out of memory (create false:
+ * when it has none). */
+static struct sl_pstate *pstate_of(uint32_t group, bool create)
+{
+	struct pgroup **b = &pgroups[group % PSTATE_BUCKETS];
+	for (struct pgroup *g = *b; g != NULL; g = g->next)
+		if (g->group == group)
+			return g->st;
+	if (!create)
+		return NULL;
+	struct pgroup *g = malloc(sizeof(*g));
+	if (g == NULL || (g->st = sl_pstate_new(MAX_PRODUCERS)) == NULL) {
+		free(g);
+		return NULL;
+	}
+	g->group = group;
+	g->next = *b;
+	*b = g;
+	return g->st;
+}
+
+void sl_data_forget(uint32_t group)
+{
+	for (struct pgroup **pp = &pgroups[group % PSTATE_BUCKETS]; *pp != NULL; pp = &(*pp)->next)
+		if ((*pp)->group == group) {
+			struct pgroup *g = *pp;
+			*pp = g->next;
+			sl_pstate_free(g->st);
+			free(g);
+			return;
+		}
+}
+
 /* ---- Produce -------------------------------------------------------- */
 
 struct prod;
+
+/* A produce waiting for a duplicate's first copy to commit. */
+struct dupwait {
+	struct dupwait *next;
+	struct prod *pr;
+	size_t part;
+	uint32_t group;
+	int64_t last; /* committed once the high watermark passes it */
+};
+
+static struct dupwait *dupwaits;
 
 struct pbatch {
 	struct raft_apply req; /* first: the callback gets it */
@@ -177,11 +235,26 @@ static void prod_maybe_free(struct prod *pr)
 		prod_closed((uv_handle_t *)&pr->timer);
 }
 
+static void drop_dupwaits(struct prod *pr)
+{
+	for (struct dupwait **pp = &dupwaits; *pp != NULL;) {
+		struct dupwait *w = *pp;
+		if (w->pr != pr) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		pr->callbacks--;
+		free(w);
+	}
+}
+
 static void prod_answer(struct prod *pr)
 {
 	if (pr->answered)
 		return;
 	pr->answered = true;
+	drop_dupwaits(pr);
 	if (pr->timer_on)
 		uv_timer_stop(&pr->timer);
 	unlist(pr);
@@ -339,17 +412,69 @@ static int check_batches(const uint8_t *p, size_t len, uint32_t max_batch, unsig
 	return SL_OK;
 }
 
-/* Proposes a partition's checked batches, each as one Raft entry. */
+/* A duplicate's first copy is not committed yet: the partition's answer
+ * waits for it (or the request's timeout). */
+static void wait_dup(struct prod *pr, size_t i, uint32_t group, int64_t last)
+{
+	struct dupwait *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		part_fail(&pr->p[i], SL_ENOMEM, "out of memory");
+		return;
+	}
+	*w = (struct dupwait){ .next = dupwaits, .pr = pr, .part = i, .group = group, .last = last };
+	dupwaits = w;
+	pr->callbacks++;
+	pr->p[i].waiting++;
+}
+
+/* Proposes a partition's checked batches, each as one Raft entry. With
+ * acks=all, a batch from an idempotent producer is checked against the
+ * partition's producer state first: a duplicate is not written again
+ * (its first copy's offset is the answer, once committed). */
 static void propose(struct prod *pr, size_t i, struct raft *r, struct raft_io *io,
 		    const uint8_t *p, size_t len)
 {
 	struct ppart *pp = &pr->p[i];
-	pp->base = sl_rio_next_offset(io);
+	pp->base = -1;
 	pp->log_start = sl_log_start_offset(sl_rio_log(io));
+	bool idem = pr->acks == SLUICE__ACKS__ACKS_ALL;
 	for (size_t pos = 0; pos < len;) {
 		struct sl_batch_header h;
 		(void)sl_batch_parse_header(p + pos, len - pos, len - pos, &h); /* checked */
 		size_t total = sl_batch_total_size(&h);
+		struct sl_pstate *st = NULL;
+		if (idem && h.producer_id >= 0) {
+			/* The state must hold every committed batch: nothing
+			 * committed may still wait to be applied. */
+			if (r->last_applied < r->commit_index) {
+				part_fail(pp, SL_ENOT_READY,
+					  "the partition's leader is still applying committed entries");
+				return;
+			}
+			st = pstate_of(pp->pl.group, true);
+			if (st == NULL) {
+				part_fail(pp, SL_ENOMEM, "out of memory");
+				return;
+			}
+			sl_pstate_term(st, r->current_term);
+			int64_t dup_base, dup_last;
+			bool tentative;
+			char msg[MSG];
+			int rv = sl_pstate_check(st, &h, &dup_base, &dup_last, &tentative, msg,
+						 sizeof(msg));
+			if (rv != SL_OK) {
+				part_fail(pp, rv, msg);
+				return;
+			}
+			if (dup_base >= 0) {
+				if (pp->base < 0)
+					pp->base = dup_base;
+				if (dup_last >= sl_rio_offset_after(io, r->commit_index))
+					wait_dup(pr, i, pp->pl.group, dup_last);
+				pos += total;
+				continue;
+			}
+		}
 		struct pbatch *b = malloc(sizeof(*b));
 		struct raft_buffer buf = { .base = raft_malloc(total), .len = total };
 		if (b == NULL || buf.base == NULL) {
@@ -359,7 +484,8 @@ static void propose(struct prod *pr, size_t i, struct raft *r, struct raft_io *i
 			return;
 		}
 		memcpy(buf.base, p + pos, total);
-		sl_batch_stamp(buf.base, sl_rio_next_offset(io), (int32_t)r->current_term);
+		int64_t offset = sl_rio_next_offset(io);
+		sl_batch_stamp(buf.base, offset, (int32_t)r->current_term);
 		b->pr = pr;
 		b->part = i;
 		int rv = raft_apply(r, &b->req, &buf, 1, on_applied);
@@ -371,6 +497,15 @@ static void propose(struct prod *pr, size_t i, struct raft *r, struct raft_io *i
 							 "commit)"
 						       : raft_strerror(rv));
 			return;
+		}
+		if (pp->base < 0)
+			pp->base = offset;
+		if (st != NULL) {
+			h.base_offset = offset;
+			if (sl_pstate_proposed(st, &h) != SL_OK)
+				SL_BLOG(SL_BLOG_WARN, "data",
+					"group %u: producer %lld not remembered (out of memory)",
+					pp->pl.group, (long long)h.producer_id);
 		}
 		pr->callbacks++;
 		pp->waiting++;
@@ -434,7 +569,6 @@ int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
 	for (size_t i = 0; i < n; i++) {
 		struct ppart *pp = &pr->p[i];
 		unsigned count;
-		pp->base = -1;
 		pp->err = locate(node, pr->topics[i], pr->partitions[i], &pp->pl, pp->msg);
 		if (pp->err == SL_OK)
 			pp->err = led(node, &pp->pl, pr->topics[i], pr->partitions[i], &rs[i], &ios[i],
@@ -676,10 +810,40 @@ static void on_fetch_poll(uv_timer_t *t)
 		uv_timer_start(t, on_fetch_poll, first > now ? first - now : 0, 0);
 }
 
-void sl_data_committed(uint32_t group)
+void sl_data_applied(uint32_t group, const void *entry, size_t len)
 {
-	(void)group; /* few fetches wait at once: all look again */
-	if (parked != NULL && fetch_timer != NULL)
+	struct sl_batch_header h;
+	if (entry != NULL && sl_batch_parse_header(entry, len, len, &h) == SL_OK &&
+	    h.producer_id >= 0) {
+		struct sl_pstate *st = pstate_of(group, true);
+		if (st != NULL)
+			sl_pstate_applied(st, &h);
+	}
+	/* Produces waiting for a duplicate's first copy. */
+	struct raft *r;
+	struct raft_io *io;
+	for (struct dupwait **pp = &dupwaits; *pp != NULL;) {
+		struct dupwait *w = *pp;
+		const struct sl_api_node *node = w->pr->node;
+		if (w->group != group || node->parts == NULL ||
+		    sl_parts_led(node->parts, group, &r, &io) != SL_OK ||
+		    w->last >= sl_rio_offset_after(io, r->commit_index)) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		struct prod *pr = w->pr;
+		pr->callbacks--;
+		if (pr->p[w->part].waiting > 0)
+			pr->p[w->part].waiting--;
+		free(w);
+		if (!pr->answered && prod_settled(pr))
+			prod_answer(pr);
+		else
+			prod_maybe_free(pr);
+		pp = &dupwaits; /* the list may have changed */
+	}
+	if (parked != NULL && fetch_timer != NULL) /* few fetches wait: all look again */
 		uv_timer_start(fetch_timer, on_fetch_poll, 0, 0);
 }
 

@@ -13,8 +13,14 @@
  * (acks=leader: looked at whenever a group of this node made entries
  * durable), or never (acks=none: no response frame); or
  * REQUEST_TIMED_OUT after timeout_ms, or NOT_LEADER when leadership is
- * lost first (a batch may then still commit: the producer's retry may
- * duplicate it until idempotence arrives).
+ * lost first (a batch may then still commit).
+ *
+ * Idempotence (acks=all, batches with a producer id): each partition's
+ * producer state (pstate.h) is fed every batch its group applies, on
+ * every replica, and checked by the leader before it proposes: a retried
+ * batch is not written again and is answered with its first copy's
+ * offset once that is committed; a gap in the sequence is
+ * OUT_OF_ORDER_SEQUENCE, an older epoch INVALID_PRODUCER_EPOCH.
  *
  * Neither needs the controller to be caught up (NOT_READY only on a node
  * without metadata): a partition's leader serves its partition through a
@@ -41,9 +47,14 @@ int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
 int sl_data_fetch(const struct sl_api_node *node, const struct sl_frame *f, sl_api_reply_fn reply,
 		  void *arg);
 
-/* A partition's group applied (committed) an entry: waiting Fetches look
- * again, on the next loop turn. */
-void sl_data_committed(uint32_t group);
+/* A partition's group applied (committed) an entry (entry: its payload,
+ * a record batch, or NULL): the partition's producer state takes it,
+ * produces waiting for a duplicate's first copy are answered, waiting
+ * Fetches look again on the next loop turn. */
+void sl_data_applied(uint32_t group, const void *entry, size_t len);
+
+/* The group is gone from this node: its producer state goes too. */
+void sl_data_forget(uint32_t group);
 
 /* A partition's group made entries durable on this node: produces with
  * acks=leader look again, on the next loop turn. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "blog.h"
+#include "data.h"
 #include "errors.h"
 #include "meta.h"
 #include "partitions.h"
@@ -155,6 +156,7 @@ static int rebuild(struct sl_parts *p, const struct sl_meta *m)
 			h[j] = p->h[i];
 			continue;
 		}
+		sl_data_forget(p->h[i].group);
 		if (p->h[i].state == H_RUNNING &&
 		    sl_rreg_delete(p->reg, p->h[i].group, deleted, p) == SL_OK)
 			SL_BLOG(SL_BLOG_INFO, "parts", "group=%u deleting: no partition of this node",

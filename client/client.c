@@ -312,7 +312,11 @@ static void take_frame(struct cl_conn *c, const uint8_t *frame, size_t len)
 	struct cl_call **pp = &c->calls;
 	while (*pp != NULL && (*pp)->corr != env->correlation_id)
 		pp = &(*pp)->next;
-	if (*pp != NULL) { /* else its call timed out meanwhile */
+	if (*pp != NULL && atomic_load(&c->cl->drop_count) > 0 &&
+	    (*pp)->api == atomic_load(&c->cl->drop_api)) {
+		/* Test hook: the answer is lost; the call times out. */
+		atomic_fetch_sub(&c->cl->drop_count, 1);
+	} else if (*pp != NULL) { /* else its call timed out meanwhile */
 		struct cl_call *k = *pp;
 		*pp = k->next;
 		call_end(k, SL_OK, "", env, f);
@@ -811,4 +815,10 @@ void sluice_client_destroy(sluice_client_t *cl)
 	uv_loop_close(&cl->loop);
 	pthread_mutex_destroy(&cl->mu);
 	free(cl);
+}
+
+void cl_test_drop_responses(sluice_client_t *cl, uint32_t api, unsigned count)
+{
+	atomic_store(&cl->drop_api, api);
+	atomic_store(&cl->drop_count, count);
 }

@@ -9,6 +9,7 @@
 #define SL_CLIENT_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -153,6 +154,8 @@ struct sluice_client {
 	unsigned admins;      /* (mu) */
 	unsigned calls_out;   /* calls not yet ended: the tick runs while any is */
 	struct cl_meta *meta; /* meta.c */
+	/* Test hook: responses to drop (cl_test_drop_responses). */
+	atomic_uint drop_api, drop_count;
 };
 
 /* Loop thread: the loop's clock. */
@@ -182,6 +185,11 @@ void cl_call_data(struct cl_op *op, const struct cl_addr *addr, Sluice__Envelope
  * is never stepped again nor timed out meanwhile. Returns its result,
  * SL_EBUSY on the loop thread, SL_ECLOSED when the client is closing. */
 int cl_run(sluice_client_t *cl, void (*fn)(void *arg, struct cl_op *op), void *arg);
+
+/* Tests only (not exported): the next count responses to API api are
+ * lost on arrival, as if the network dropped them; their calls time out
+ * after socket.timeout.ms, which closes the connection, and are retried. */
+void cl_test_drop_responses(sluice_client_t *cl, uint32_t api, unsigned count);
 
 /* Whether the caller is the client's I/O thread. */
 bool cl_on_loop(sluice_client_t *cl);
@@ -220,6 +228,11 @@ void cl_meta_refresh(sluice_client_t *cl);
  * refresh is asked for). *id gets the leader's node id. */
 bool cl_meta_leader(sluice_client_t *cl, const char *topic, int32_t partition,
 		    struct cl_addr *out, int64_t *id);
+/* The address of the controller's leader (InitProducerId goes there):
+ * false when none is known (a refresh is asked for). Forget: it answered
+ * NOT_CONTROLLER. */
+bool cl_meta_controller(sluice_client_t *cl, struct cl_addr *out);
+void cl_meta_forget_controller(sluice_client_t *cl);
 /* A NOT_LEADER answer named the leader: take it without a refresh. */
 void cl_meta_set_leader(sluice_client_t *cl, const char *topic, int32_t partition, int64_t id,
 			const char *host, uint32_t port);

@@ -25,6 +25,7 @@ struct cl_meta {
 	size_t nnodes;
 	struct cl_service *services;
 	bool inflight, again;
+	int64_t controller; /* the controller's leader; -1: not known */
 	uint64_t last_at;
 	unsigned rotate;
 };
@@ -57,6 +58,7 @@ int cl_meta_init(sluice_client_t *cl)
 		return SL_ENOMEM;
 	m->op.cl = cl;
 	m->op.deadline = m->op.next_at = UINT64_MAX;
+	m->controller = -1;
 	uv_timer_init(&cl->loop, &m->timer);
 	m->timer.data = m;
 	cl->meta = m;
@@ -166,6 +168,7 @@ static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Enve
 			m->nodes = nodes;
 			m->nnodes = k;
 		}
+		m->controller = r->controller_id;
 		for (size_t i = 0; i < r->n_topics; i++) {
 			struct cl_mtopic *t = find(m, r->topics[i]->name);
 			if (t != NULL)
@@ -302,4 +305,23 @@ void cl_meta_set_leader(sluice_client_t *cl, const char *topic, int32_t partitio
 				m->nodes[i].addr.port = (int)port;
 			}
 	}
+}
+
+bool cl_meta_controller(sluice_client_t *cl, struct cl_addr *out)
+{
+	struct cl_meta *m = cl->meta;
+	const struct cl_mnode *n = m != NULL && m->controller >= 1 ? node(m, m->controller) : NULL;
+	if (n != NULL) {
+		*out = n->addr;
+		return true;
+	}
+	cl_meta_refresh(cl);
+	return false;
+}
+
+void cl_meta_forget_controller(sluice_client_t *cl)
+{
+	if (cl->meta != NULL)
+		cl->meta->controller = -1;
+	cl_meta_refresh(cl);
 }

@@ -49,6 +49,7 @@ struct pbatch {
 	const uint8_t *wire; /* finished (loop thread): the bytes sent */
 	size_t wire_len;
 	int32_t base_seq;
+	bool refinish;      /* base_seq changed since wire was made */
 };
 
 struct ptopic;
@@ -101,6 +102,11 @@ struct sluice_producer {
 	/* Loop thread. */
 	int64_t producer_id;
 	int16_t producer_epoch;
+	int pid_err;          /* why the last InitProducerId failed */
+	char pid_msg[SL_ERRMSG_SIZE];
+	bool pid_busy;        /* InitProducerId in flight */
+	uint64_t pid_retry_at;
+	unsigned pid_backoff;
 	struct cl_op op; /* carries the Produce calls */
 	struct cl_op *close_op;
 	uint64_t timer_at;
@@ -173,6 +179,21 @@ static void batch_free(struct pbatch *b)
 	sl_batch_builder_free(&b->b);
 	free(b->recs);
 	free(b);
+}
+
+static int32_t seq_add(int32_t seq, int64_t n)
+{
+	return (int32_t)(((int64_t)seq + n) & 0x7fffffff);
+}
+
+/* Writes the batch's producer fields and makes its wire bytes. */
+static int finish(sluice_producer_t *p, struct pbatch *b)
+{
+	b->b.opts.producer_id = p->producer_id;
+	b->b.opts.producer_epoch = p->producer_id >= 0 ? p->producer_epoch : -1;
+	b->b.opts.base_sequence = p->producer_id >= 0 ? b->base_seq : -1;
+	b->refinish = false;
+	return sl_batch_builder_finish(&b->b, &b->wire, &b->wire_len);
 }
 
 /* Runs every record's callback with err (or its offset), then gives its
@@ -593,6 +614,20 @@ static void on_produce(struct cl_op *op, void *arg, int err, const char *msg,
 				cl_meta_set_leader(p->cl, pp->topic->name, pp->partition,
 						   pr->leader, pr->leader_host, pr->leader_port);
 		}
+		if (e != SL_OK && !is_retriable(e) && p->producer_id >= 0) {
+			/* The leader never took this batch's sequences: every
+			 * later batch of the partition moves down by its count,
+			 * or it would be out of order for good. */
+			for (struct pbatch *x = b->next; x != NULL; x = x->next) {
+				x->base_seq = seq_add(x->base_seq, -(int64_t)b->n);
+				x->refinish = true;
+			}
+			for (struct pbatch *x = pp->queue; x != NULL; x = x->next) {
+				x->base_seq = seq_add(x->base_seq, -(int64_t)b->n);
+				x->refinish = true;
+			}
+			pp->next_seq = seq_add(pp->next_seq, -(int64_t)b->n);
+		}
 		if (e == SL_OK || !is_retriable(e)) {
 			struct pbatch **q = &pp->flight;
 			while (*q != b)
@@ -652,12 +687,19 @@ static void send_ready(sluice_producer_t *p, struct ready *rd, size_t n)
 		}
 		rq->p = p;
 		rq->n = 0;
-		uint64_t timeout = 30000;
+		/* How long the leader may hold the request for its
+		 * acknowledgement: request.timeout.ms, within every batch's
+		 * delivery deadline. */
+		uint64_t timeout = cl->conf.request_timeout_ms;
 		for (size_t j = i; j < n; j++) {
 			if (rd[j].taken || rd[j].leader != rd[i].leader)
 				continue;
 			struct ppart *pp = rd[j].pp;
 			struct pbatch *b = pp->queue;
+			if (b->refinish && finish(p, b) != SL_OK) {
+				rd[j].taken = true; /* out of memory: a later turn */
+				continue;
+			}
 			if (rq->n > 0 && bytes + b->wire_len > MAX_REQUEST_BYTES)
 				continue; /* the next request takes it */
 			rd[j].taken = true;
@@ -697,6 +739,63 @@ static void send_ready(sluice_producer_t *p, struct ready *rd, size_t n)
 		free(seg);
 		i--; /* partitions of this leader left for the next request */
 	}
+}
+
+static void on_pid(struct cl_op *op, void *arg, int err, const char *msg, Sluice__Envelope *resp,
+		   const struct iovec *seg, size_t nseg)
+{
+	sluice_producer_t *p = arg;
+	(void)op;
+	(void)seg;
+	(void)nseg;
+	p->pid_busy = false;
+	if (err == SL_ECANCELED)
+		return;
+	const Sluice__InitProducerIdResponse *r =
+		resp != NULL ? resp->init_producer_id_response : NULL;
+	if (err == SL_OK && resp->error_code != 0) {
+		err = resp->error_code;
+		msg = resp->error_message;
+	} else if (err == SL_OK && r == NULL) {
+		err = SL_EIO;
+		msg = "the node answered InitProducerId with another API";
+	} else if (err == SL_OK && r->error_code != 0) {
+		err = r->error_code;
+		msg = r->error_message;
+	}
+	if (err == SL_OK && r->producer_id >= 0) {
+		p->producer_id = r->producer_id;
+		p->producer_epoch = (int16_t)r->producer_epoch;
+		p->pid_backoff = 0;
+	} else if (err == SL_EUNSUPPORTED_VERSION) {
+		p->idempotent = false; /* a broker without idempotence */
+	} else {
+		p->pid_err = err != SL_OK ? err : SL_EIO;
+		snprintf(p->pid_msg, sizeof(p->pid_msg), "%s",
+			 err != SL_OK ? msg : "no producer id in the answer");
+		if (err == SL_ENOT_CONTROLLER)
+			cl_meta_forget_controller(p->cl);
+		p->pid_backoff = p->pid_backoff == 0 ? BACKOFF_MIN_MS : p->pid_backoff * 2;
+		if (p->pid_backoff > BACKOFF_MAX_MS)
+			p->pid_backoff = BACKOFF_MAX_MS;
+		p->pid_retry_at = now_ms() + p->pid_backoff;
+	}
+	work(p);
+}
+
+/* Asks the controller's leader for a producer id. */
+static void init_pid(sluice_producer_t *p)
+{
+	struct cl_addr addr;
+	if (!cl_meta_controller(p->cl, &addr))
+		return; /* the metadata's answer kicks work() again */
+	Sluice__InitProducerIdRequest req = SLUICE__INIT_PRODUCER_ID_REQUEST__INIT;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__INIT_PRODUCER_ID;
+	env.body_case = SLUICE__ENVELOPE__BODY_INIT_PRODUCER_ID_REQUEST;
+	env.init_producer_id_request = &req;
+	p->pid_busy = true;
+	cl_call_data(&p->op, &addr, &env, NULL, 0, 0, false, on_pid, p);
 }
 
 /* Everything the loop does for the producer: takes sealed batches (and
@@ -777,26 +876,45 @@ static void work(sluice_producer_t *p)
 	p->kicked = false;
 	pthread_mutex_unlock(&p->mu);
 
+	/* An idempotent producer's batches wait for its id: their
+	 * sequences are the id's. */
+	bool no_pid = p->idempotent && p->producer_id < 0;
+	if (no_pid && n > 0) {
+		if (!p->pid_busy && now >= p->pid_retry_at)
+			init_pid(p);
+		if (!p->pid_busy && p->pid_retry_at < due)
+			due = p->pid_retry_at;
+	}
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct ppart *pp = rd[i].pp;
-		while (pp->fresh != NULL) {
+		while (no_pid && pp->fresh != NULL && now >= pp->fresh->deadline) {
+			struct pbatch *b = pp->fresh;
+			pp->fresh = b->next;
+			if (pp->fresh == NULL)
+				pp->fresh_tail = &pp->fresh;
+			char why[SL_ERRMSG_SIZE];
+			snprintf(why, sizeof(why),
+				 "no producer id within delivery.timeout.ms (%u ms): %.160s",
+				 cf->delivery_timeout_ms, p->pid_msg);
+			deliver(p, pp, b, p->pid_err != SL_OK ? p->pid_err : SL_EREQUEST_TIMED_OUT,
+				-1, why);
+		}
+		if (no_pid && pp->fresh != NULL && pp->fresh->deadline < due)
+			due = pp->fresh->deadline;
+		while (!no_pid && pp->fresh != NULL) {
 			struct pbatch *b = pp->fresh;
 			pp->fresh = b->next;
 			if (pp->fresh == NULL)
 				pp->fresh_tail = &pp->fresh;
 			b->next = NULL;
-			b->b.opts.producer_id = p->producer_id;
-			b->b.opts.producer_epoch = p->producer_id >= 0 ? p->producer_epoch : -1;
-			b->b.opts.base_sequence = p->producer_id >= 0 ? pp->next_seq : -1;
 			b->base_seq = pp->next_seq;
-			int rv = sl_batch_builder_finish(&b->b, &b->wire, &b->wire_len);
+			int rv = finish(p, b);
 			if (rv != SL_OK) {
 				deliver(p, pp, b, rv, -1, "the batch could not be built");
 				continue;
 			}
-			pp->next_seq = (int32_t)(((uint32_t)pp->next_seq + (uint32_t)b->n) &
-						 0x7fffffffu);
+			pp->next_seq = seq_add(pp->next_seq, b->n);
 			*pp->queue_tail = b;
 			pp->queue_tail = &b->next;
 		}

@@ -65,8 +65,11 @@ SLUICE_API int sluice_err_is_retriable(sluice_err_t err);
  *                       call starts at another one; default 127.0.0.1:9092
  *   client.id           text sent to the brokers; default "libsluice"
  *   request.timeout.ms  how long an admin call keeps trying (retriable
- *                       errors are retried with backoff until then),
- *                       1..3600000; default 30000
+ *                       errors are retried with backoff until then), how
+ *                       long a partition's leader may hold one Produce for
+ *                       its acknowledgement, and how long sluice_assign
+ *                       waits for a topic's metadata; 1..3600000; default
+ *                       30000
  *   socket.timeout.ms   how long one request waits for its answer (beyond
  *                       what the server may hold it on purpose) before its
  *                       connection is closed and the call retried on
@@ -89,7 +92,9 @@ SLUICE_API int sluice_err_is_retriable(sluice_err_t err);
  *   compression         zstd or none, per batch; default zstd
  *   compression.level   zstd level 1..19; default 1
  *   enable.idempotence  true or false; with acks=all, retries never write a
- *                       record twice; default true
+ *                       record twice: the producer takes an id from the
+ *                       controller (InitProducerId) and numbers its batches
+ *                       per partition; default true
  *   delivery.timeout.ms how long a record is retried before its callback gets
  *                       the last error, 1..86400000; default 120000
  *   buffer.bytes        records not yet acknowledged, at most (memory bound),
@@ -100,7 +105,8 @@ SLUICE_API int sluice_err_is_retriable(sluice_err_t err);
  *                       once; default 60000
  *   max.in.flight       batches sent and not answered, per partition, 1..5,
  *                       when idempotent (else 1, to keep the order across
- *                       retries); default 5
+ *                       retries: the leader refuses an idempotent batch
+ *                       whose predecessor is missing); default 5
  * The consumer:
  *   auto.offset.reset   earliest, latest or none: where an assigned partition
  *                       starts, and where a position outside the log goes

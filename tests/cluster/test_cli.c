@@ -5,6 +5,7 @@
  * statuses, forwarding to the controller's leader, refusals. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -713,5 +714,112 @@ Test(cli, records_produced_are_consumed_once_in_order_where_their_keys_say, .tim
 	sluice(&r, bootstrap, "consume small --from-beginning --timeout-ms 500");
 	expect_ok(&r);
 	cr_assert_str_eq(r.out, "");
+	cluster_down();
+}
+
+/* ---- The producer's retries ---------------------------------------------- */
+
+struct deliveries {
+	pthread_mutex_t mu;
+	int ok, failed;
+	sluice_err_t last_err;
+	int64_t offset[64];
+};
+
+static void on_delivered(void *opaque, sluice_err_t err, const sluice_report_t *r)
+{
+	struct deliveries *d = opaque;
+	pthread_mutex_lock(&d->mu);
+	if (err == SLUICE_OK && d->ok < 64)
+		d->offset[d->ok] = sluice_report_offset(r);
+	if (err == SLUICE_OK)
+		d->ok++;
+	else
+		d->failed++, d->last_err = err;
+	pthread_mutex_unlock(&d->mu);
+}
+
+static sluice_client_t *data_client(const char *idempotence)
+{
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)), 0);
+	/* A lost answer costs request.timeout.ms + socket.timeout.ms. */
+	cr_assert_eq(sluice_conf_set(conf, "request.timeout.ms", "1000", err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "socket.timeout.ms", "500", err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "enable.idempotence", idempotence, err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)), 0);
+	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
+	cr_assert_not_null(cl, "%s", err);
+	return cl;
+}
+
+/* Produces "<tag>-0".."<tag>-9" one by one (each flushed), the answer to
+ * the 6th request lost; returns how often each value is in the topic. */
+static void produce_losing_an_answer(const char *topic, const char *idempotence, const char *tag,
+				     int counts[10])
+{
+	sluice_client_t *cl = data_client(idempotence);
+	sluice_producer_t *p = sluice_producer_new(cl);
+	cr_assert_not_null(p);
+	struct deliveries d = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	for (int i = 0; i < 10; i++) {
+		char v[32];
+		int n = snprintf(v, sizeof(v), "%s-%d", tag, i);
+		if (i == 5)
+			cl_test_drop_responses(cl, SLUICE__API_KEY__PRODUCE, 1);
+		cr_assert_eq(sluice_produce(p, topic, 0, NULL, 0, v, (size_t)n, on_delivered, &d),
+			     SLUICE_OK);
+		cr_assert_eq(sluice_producer_flush(p, 30000), SLUICE_OK);
+	}
+	sluice_producer_close(p);
+	cr_assert_eq(d.failed, 0, "%d failed, the last with %s", d.failed,
+		     sluice_err_name(d.last_err));
+	cr_assert_eq(d.ok, 10);
+	for (int i = 1; i < 10; i++)
+		cr_assert_gt(d.offset[i], d.offset[i - 1], "offsets in order");
+
+	/* Everything in the partition, counted per value of this run. */
+	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_not_null(c);
+	cr_assert_eq(sluice_assign(c, topic, 0), SLUICE_OK);
+	memset(counts, 0, 10 * sizeof(int));
+	sluice_msg_t *m;
+	int64_t last = -1;
+	while (sluice_poll(c, 1500, &m) == SLUICE_OK) {
+		size_t len;
+		const char *v = sluice_msg_value(m, &len);
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%.*s", (int)len, v);
+		int i;
+		size_t tl = strlen(tag);
+		if (strncmp(buf, tag, tl) == 0 && buf[tl] == '-' && sscanf(buf + tl + 1, "%d", &i) == 1 &&
+		    i >= 0 && i < 10)
+			counts[i]++;
+		cr_assert_gt(sluice_msg_offset(m), last);
+		last = sluice_msg_offset(m);
+		sluice_msg_destroy(m);
+	}
+	sluice_consumer_close(c);
+	sluice_client_destroy(cl);
+}
+
+Test(cli, an_idempotent_retry_after_a_lost_answer_is_written_once, .timeout = 180)
+{
+	static struct run r;
+	cluster_up(3);
+	sluice(&r, bootstrap, "topic create retried --partitions 1 --replication-factor 3");
+	expect_ok(&r);
+	int counts[10];
+	produce_losing_an_answer("retried", "true", "idem", counts);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(counts[i], 1, "idem-%d is in the log %d times", i, counts[i]);
+	/* The same without idempotence writes the retried batch twice: the
+	 * loss was real, and only the producer id kept it out. */
+	produce_losing_an_answer("retried", "false", "plain", counts);
+	cr_assert_eq(counts[5], 2, "plain-5 is in the log %d times", counts[5]);
+	for (int i = 0; i < 10; i++)
+		if (i != 5)
+			cr_assert_eq(counts[i], 1, "plain-%d is in the log %d times", i, counts[i]);
 	cluster_down();
 }
