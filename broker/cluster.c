@@ -224,6 +224,8 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_dat
 		sl_cluster_stop(c, false, NULL, NULL);
 		return rv;
 	}
+	sl_parts_set_retention(c->parts, (unsigned)cfg->retention_check_ms, rc.log.retention_bytes,
+			       rc.log.retention_ms);
 	SL_BLOG(SL_BLOG_INFO, "cluster", "peer transport listening addr=%s:%llu voters=%s%s",
 		cfg->listen_host, (unsigned long long)cfg->peer_port, idtext,
 		c->voter ? " (this node votes)" : "");

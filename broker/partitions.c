@@ -3,12 +3,15 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blog.h"
 #include "data.h"
 #include "errors.h"
 #include "meta.h"
 #include "partitions.h"
+#include "rio.h"
+#include "storage.h"
 
 /* Groups started per loop turn. */
 #define STARTS_PER_TURN 64
@@ -30,15 +33,21 @@ struct hosted {
 	unsigned nrep;
 	uint64_t rep[SL_META_MAX_RF]; /* ascending */
 	bool preferred;               /* this node is the preferred leader */
+	bool retaining;               /* a retention run is queued or running */
+	bool limits_set;              /* one ran since the group started */
 	/* The last report sent, and when. */
 	uint64_t sent_term, sent_leader;
 	unsigned sent_isr;            /* bit i: rep[i] in sync */
 	int64_t sent_ms;
 };
 
+struct retain_req;
+
 struct sl_parts {
 	uv_loop_t *loop;
-	uv_timer_t reconcile, report;
+	uv_timer_t reconcile, report, retain;
+	struct retain_req *retains; /* in flight; detached at close */
+	int64_t default_retention_bytes, default_retention_ms;
 	uint64_t node_id;
 	char *raft_dir;
 	struct sl_rreg *reg;
@@ -328,7 +337,12 @@ static void send_reports(struct sl_parts *p, struct sl_meta_leader_report *r, si
 	*n = 0;
 }
 
-/* Every heartbeat: leadership that the metadata does not show yet. */
+static void retain_one(struct sl_parts *p, struct hosted *x, const struct sl_meta *m,
+		       int64_t now_ms);
+static int64_t wall_ms(void);
+
+/* Every heartbeat: leadership that the metadata does not show yet (and
+ * a group just started gets its topic's limits). */
 static void on_report(uv_timer_t *t)
 {
 	struct sl_parts *p = t->data;
@@ -339,6 +353,8 @@ static void on_report(uv_timer_t *t)
 	for (size_t i = 0; i < p->n; i++) {
 		struct hosted *x = &p->h[i];
 		struct sl_rgroup_state st;
+		if (x->state == H_RUNNING && !x->limits_set) /* its topic's segment size */
+			retain_one(p, x, m, wall_ms());
 		if (x->state != H_RUNNING || sl_rreg_state(p->reg, x->group, &st) != SL_OK)
 			continue;
 		if (st.role != SL_RROLE_LEADER || !st.ready)
@@ -387,6 +403,100 @@ static void on_change(void *arg)
 	sl_parts_changed(arg);
 }
 
+/* ---- Retention -------------------------------------------------------- */
+
+/* A retention run in flight; p is NULL once the manager closed. */
+struct retain_req {
+	struct retain_req *next;
+	struct sl_parts *p;
+	uint32_t group;
+};
+
+static void retained(void *arg, int rv, size_t deleted)
+{
+	struct retain_req *q = arg;
+	struct sl_parts *p = q->p;
+	if (p != NULL) {
+		for (struct retain_req **pp = &p->retains; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == q) {
+				*pp = q->next;
+				break;
+			}
+		struct hosted *x = find(p, q->group);
+		if (x != NULL)
+			x->retaining = false;
+		sl_log *log = sl_rreg_log(p->reg, q->group);
+		if (rv != SL_OK && rv != SL_ECANCELED)
+			SL_BLOG(SL_BLOG_WARN, "parts", "group=%u retention: %s (tried again later)",
+				q->group, sl_strerror(rv));
+		else if (deleted > 0)
+			SL_BLOG(SL_BLOG_INFO, "parts",
+				"group=%u retention deleted %zu segments; the log starts at %lld",
+				q->group, deleted, log != NULL ? (long long)sl_log_start_offset(log) : -1LL);
+	}
+	free(q);
+}
+
+/* A topic's limit: 0 is the broker's default, UINT64_MAX none (-1). */
+static int64_t limit(uint64_t v, int64_t dflt)
+{
+	return v == 0 ? dflt : v >= (uint64_t)INT64_MAX ? -1 : (int64_t)v;
+}
+
+/* Queues the topic's limits and retention for group x, below its high
+ * watermark. */
+static void retain_one(struct sl_parts *p, struct hosted *x, const struct sl_meta *m,
+		       int64_t now_ms)
+{
+	const struct sl_meta_topic *tp;
+	uint32_t part;
+	if (x->state != H_RUNNING || x->retaining || !sl_meta_group(m, x->group, &tp, &part))
+		return;
+	struct raft *r = sl_rreg_raft(p->reg, x->group);
+	struct raft_io *io = sl_rreg_io(p->reg, x->group);
+	struct retain_req *q = r != NULL && io != NULL ? malloc(sizeof(*q)) : NULL;
+	if (q == NULL)
+		return;
+	*q = (struct retain_req){ .next = p->retains, .p = p, .group = x->group };
+	int64_t hw = sl_rio_offset_after(io, r->commit_index);
+	int rv = sl_rio_retain(io, hw, tp->config.segment_bytes,
+			       limit(tp->config.retention_bytes, p->default_retention_bytes),
+			       limit(tp->config.retention_ms, p->default_retention_ms), now_ms,
+			       retained, q);
+	if (rv != SL_OK) {
+		free(q);
+		return;
+	}
+	p->retains = q;
+	x->retaining = x->limits_set = true;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Every retention_check_ms: each replica of this node runs its topic's
+ * retention on the group's disk worker. */
+static void on_retain(uv_timer_t *t)
+{
+	struct sl_parts *p = t->data;
+	const struct sl_meta *m = sl_controller_meta(p->ctl);
+	int64_t now_ms = wall_ms();
+	for (size_t i = 0; i < p->n; i++)
+		retain_one(p, &p->h[i], m, now_ms);
+}
+
+void sl_parts_set_retention(struct sl_parts *p, unsigned check_ms, int64_t default_bytes,
+			    int64_t default_ms)
+{
+	p->default_retention_bytes = default_bytes;
+	p->default_retention_ms = default_ms;
+	uv_timer_start(&p->retain, on_retain, check_ms, check_ms);
+}
+
 int sl_parts_init(struct sl_parts **out, uv_loop_t *loop, uint64_t node_id, unsigned heartbeat_ms,
 		  const char *raft_dir, struct sl_rreg *reg, struct sl_controller *ctl)
 {
@@ -401,8 +511,14 @@ int sl_parts_init(struct sl_parts **out, uv_loop_t *loop, uint64_t node_id, unsi
 	p->ctl = ctl;
 	uv_timer_init(loop, &p->reconcile);
 	uv_timer_init(loop, &p->report);
+	uv_timer_init(loop, &p->retain);
 	p->reconcile.data = p;
 	p->report.data = p;
+	p->retain.data = p;
+	struct sl_log_config d;
+	sl_log_config_init(&d);
+	p->default_retention_bytes = d.retention_bytes;
+	p->default_retention_ms = d.retention_ms;
 	uv_timer_start(&p->report, on_report, heartbeat_ms, heartbeat_ms);
 	sl_controller_on_change(ctl, on_change, p);
 	sl_parts_changed(p);
@@ -437,7 +553,11 @@ void sl_parts_close(struct sl_parts *p, void (*cb)(void *arg), void *arg)
 	p->close_cb = cb;
 	p->close_arg = arg;
 	p->stopping = true;
-	p->closing = 2;
+	p->closing = 3;
+	for (struct retain_req *q = p->retains; q != NULL; q = q->next)
+		q->p = NULL; /* their callbacks come when the groups close */
+	p->retains = NULL;
 	uv_close((uv_handle_t *)&p->reconcile, on_timer_closed);
 	uv_close((uv_handle_t *)&p->report, on_timer_closed);
+	uv_close((uv_handle_t *)&p->retain, on_timer_closed);
 }

@@ -34,7 +34,7 @@ struct rcb {
 	raft_io_append_cb cb;
 };
 
-enum op_kind { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT };
+enum op_kind { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT, OP_RETAIN };
 
 /* Disk work, queued in the order libraft asked for it. Consecutive
  * appends share one op: one write and one fdatasync for all of them. */
@@ -59,6 +59,14 @@ struct rop {
 	size_t mlen;
 	unsigned trailing;
 	struct sl_rmanifest m; /* conf unused */
+	/* OP_RETAIN (offset: the floor). Its failure is its own, never the
+	 * group's: a segment left behind is deleted by a later run. */
+	uint64_t seg_bytes;
+	int64_t ret_bytes, ret_ms, now_ms;
+	int ret_rv;
+	size_t deleted;
+	sl_rio_retain_cb rcb;
+	void *rarg;
 	int rv;
 };
 
@@ -434,6 +442,11 @@ static void work_run(struct sl_rwork *w)
 	case OP_SNAPSHOT:
 		op->rv = apply_snapshot_disk(rio, op);
 		break;
+	case OP_RETAIN:
+		op->ret_rv = sl_log_set_limits(rio->log, op->seg_bytes, op->ret_bytes, op->ret_ms);
+		if (op->ret_rv == SL_OK)
+			op->ret_rv = sl_log_retain(rio->log, op->offset, op->now_ms, &op->deleted);
+		break;
 	}
 }
 
@@ -485,6 +498,9 @@ static void work_done(struct sl_rwork *w)
 			verified_up_to(rio, op->m.index);
 		}
 		op->scb(op->sreq, 0);
+		break;
+	case OP_RETAIN:
+		op->rcb(op->rarg, op->ret_rv, op->deleted);
 		break;
 	}
 	op_free(op);
@@ -1101,6 +1117,30 @@ static int rio_append(struct raft_io *io, struct raft_io_append *req,
 	return 0;
 }
 
+int sl_rio_retain(struct raft_io *io, int64_t floor, uint64_t segment_bytes,
+		  int64_t retention_bytes, int64_t retention_ms, int64_t now_ms,
+		  sl_rio_retain_cb cb, void *arg)
+{
+	struct sl_rio *rio = rio_of(io);
+	if (rio->fenced || rio->closing || rio->log == NULL)
+		return SL_ECLOSED;
+	/* libraft's entries since its last snapshot are read back from the
+	 * log at load: nothing past the snapshot's anchor may go. */
+	int64_t anchor = rio->snap != NULL ? rio->snap_anchor : 0;
+	struct rop *op = op_new(rio, OP_RETAIN);
+	if (op == NULL)
+		return SL_ENOMEM;
+	op->offset = floor < anchor ? floor : anchor;
+	op->seg_bytes = segment_bytes;
+	op->ret_bytes = retention_bytes;
+	op->ret_ms = retention_ms;
+	op->now_ms = now_ms;
+	op->rcb = cb;
+	op->rarg = arg;
+	kick(rio);
+	return SL_OK;
+}
+
 static int rio_truncate(struct raft_io *io, raft_index index)
 {
 	struct sl_rio *rio = rio_of(io);
@@ -1477,6 +1517,8 @@ static void cancel_op(struct sl_rio *rio, struct rop *op)
 		op->scb(op->sreq, RAFT_CANCELED);
 		if (op->trailing == 0 && op->install_bufs != NULL)
 			raft_free(op->install_bufs);
+	} else if (op->kind == OP_RETAIN) {
+		op->rcb(op->rarg, SL_ECANCELED, 0);
 	}
 	op_free(op);
 }

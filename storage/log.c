@@ -1106,6 +1106,20 @@ int sl_log_reset(sl_log *log, int64_t start_offset)
 
 /* ---- Retention ------------------------------------------------------ */
 
+int sl_log_set_limits(sl_log *log, uint64_t segment_bytes, int64_t retention_bytes,
+		      int64_t retention_ms)
+{
+	if (segment_bytes != 0 && (segment_bytes < 4096 || segment_bytes > SEG_MAX_BYTES))
+		return SL_EINVALID_ARGUMENT;
+	pthread_mutex_lock(&log->mu);
+	if (segment_bytes != 0)
+		log->cfg.segment_bytes = segment_bytes;
+	log->cfg.retention_bytes = retention_bytes;
+	log->cfg.retention_ms = retention_ms;
+	pthread_mutex_unlock(&log->mu);
+	return SL_OK;
+}
+
 int sl_log_retain(sl_log *log, int64_t floor, int64_t now_ms, size_t *deleted)
 {
 	size_t n = 0;

@@ -189,6 +189,11 @@ int sl_log_reset(sl_log *log, int64_t start_offset);
  * than retention_bytes without them, and never one that holds an offset
  * >= floor. *deleted (may be NULL) gets the number removed. */
 int sl_log_retain(sl_log *log, int64_t floor, int64_t now_ms, size_t *deleted);
+/* A topic's limits, from its configuration: the size at which the active
+ * segment rolls (0: unchanged; else 4 KiB..1 GiB, or INVALID_ARGUMENT)
+ * and what the next sl_log_retain keeps (-1: unlimited). Writer thread. */
+int sl_log_set_limits(sl_log *log, uint64_t segment_bytes, int64_t retention_bytes,
+		      int64_t retention_ms);
 
 /* ---- Compaction (cleanup policy compact) ------------------------------ */
 

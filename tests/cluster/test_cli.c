@@ -5,6 +5,7 @@
  * statuses, forwarding to the controller's leader, refusals. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,6 +42,8 @@ struct node {
 
 static struct node nodes[3];
 static int nnodes;
+/* Every node's --retention-check-ms (a test may shorten it). */
+static const char *retention_check_ms = "60000";
 static char bootstrap[256];
 
 static bool ready(void *arg)
@@ -79,7 +82,8 @@ static void cluster_up(int count)
 		snprintf(hp, sizeof(hp), "%d", n->ports[2]);
 		char *argv[] = { SLUICED_PATH, "--node-id", id, "--data-dir", n->dir, "--client-port",
 				 cp, "--peer-port", pp, "--http-port", hp, "--seeds", seeds,
-				 "--heartbeat-ms", "100", "--election-ms", "500", NULL };
+				 "--heartbeat-ms", "100", "--election-ms", "500",
+				 "--retention-check-ms", (char *)retention_check_ms, NULL };
 		cr_assert_eq(tl_proc_spawn(&n->p, argv, n->log), 0);
 	}
 	for (int i = 0; i < count; i++)
@@ -739,7 +743,7 @@ static void on_delivered(void *opaque, sluice_err_t err, const sluice_report_t *
 	pthread_mutex_unlock(&d->mu);
 }
 
-static sluice_client_t *data_client(const char *idempotence)
+static sluice_client_t *data_client(const char *idempotence, const char *compression)
 {
 	char err[256];
 	sluice_conf_t *conf = sluice_conf_new();
@@ -749,6 +753,7 @@ static sluice_client_t *data_client(const char *idempotence)
 	cr_assert_eq(sluice_conf_set(conf, "socket.timeout.ms", "500", err, sizeof(err)), 0);
 	cr_assert_eq(sluice_conf_set(conf, "enable.idempotence", idempotence, err, sizeof(err)), 0);
 	cr_assert_eq(sluice_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "compression", compression, err, sizeof(err)), 0);
 	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
 	cr_assert_not_null(cl, "%s", err);
 	return cl;
@@ -759,7 +764,7 @@ static sluice_client_t *data_client(const char *idempotence)
 static void produce_losing_an_answer(const char *topic, const char *idempotence, const char *tag,
 				     int counts[10])
 {
-	sluice_client_t *cl = data_client(idempotence);
+	sluice_client_t *cl = data_client(idempotence, "zstd");
 	sluice_producer_t *p = sluice_producer_new(cl);
 	cr_assert_not_null(p);
 	struct deliveries d = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -821,5 +826,132 @@ Test(cli, an_idempotent_retry_after_a_lost_answer_is_written_once, .timeout = 18
 	for (int i = 0; i < 10; i++)
 		if (i != 5)
 			cr_assert_eq(counts[i], 1, "plain-%d is in the log %d times", i, counts[i]);
+	cluster_down();
+}
+
+/* ---- Retention --------------------------------------------------------- */
+
+/* Segment files of partition groups (every group but the controller's)
+ * in node i's data directory. */
+static int segment_files(int i)
+{
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/raft", nodes[i].dir);
+	DIR *d = opendir(path);
+	cr_assert_not_null(d, "%s", path);
+	int count = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] != 'g' || strcmp(e->d_name, "g0") == 0)
+			continue;
+		char lp[1600];
+		snprintf(lp, sizeof(lp), "%s/%s/log", path, e->d_name);
+		DIR *l = opendir(lp);
+		if (l == NULL)
+			continue;
+		struct dirent *f;
+		while ((f = readdir(l)) != NULL) {
+			size_t len = strlen(f->d_name);
+			count += len > 4 && strcmp(f->d_name + len - 4, ".log") == 0;
+		}
+		closedir(l);
+	}
+	closedir(d);
+	return count;
+}
+
+struct log_range {
+	sluice_admin_t *a;
+	int64_t start, end;
+};
+
+static bool log_start_moved(void *arg)
+{
+	struct log_range *lr = arg;
+	sluice_report_t *r = NULL;
+	if (sluice_topic_describe(lr->a, "short", NULL, NULL, &r) != SLUICE_OK) {
+		sluice_report_destroy(r);
+		return false;
+	}
+	lr->start = sluice_report_log_start(r, 0);
+	lr->end = sluice_report_log_end(r, 0);
+	sluice_report_destroy(r);
+	return lr->start > 0;
+}
+
+static bool every_replica_retained(void *arg)
+{
+	int *before = arg;
+	for (int i = 0; i < nnodes; i++)
+		if (segment_files(i) * 3 > before[i])
+			return false;
+	return true;
+}
+
+Test(cli, retention_deletes_whole_segments_below_the_floor_on_every_replica, .timeout = 180)
+{
+	static struct run r;
+	enum { N = 600 };
+	retention_check_ms = "200";
+	cluster_up(3);
+	/* 4 KiB segments, and a byte of retention: everything retention
+	 * may delete goes. */
+	sluice(&r, bootstrap, "topic create short --partitions 1 --replication-factor 3 "
+			      "--config segment.bytes=4096 --config retention.bytes=1");
+	expect_ok(&r);
+	/* Uncompressed: 1 KB records, four to a segment. */
+	sluice_client_t *cl = data_client("true", "none");
+	sluice_producer_t *p = sluice_producer_new(cl);
+	struct deliveries d = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	static char value[1000];
+	for (int i = 0; i < N; i++) {
+		memset(value, 'x', sizeof(value));
+		int n = snprintf(value, sizeof(value), "%05d", i);
+		value[n] = 'x';
+		cr_assert_eq(sluice_produce(p, "short", 0, NULL, 0, value, sizeof(value), on_delivered,
+					    &d),
+			     SLUICE_OK);
+		/* One batch, so one Raft entry, per record: snapshots come
+		 * every 256 entries. */
+		cr_assert_eq(sluice_producer_flush(p, 30000), SLUICE_OK);
+	}
+	sluice_producer_close(p);
+	cr_assert_eq(d.ok, N);
+
+	/* The leader's log start moves; every replica deletes most of its
+	 * segments (the ones at or after the last snapshot stay). */
+	sluice_admin_t *a = sluice_admin_new(cl);
+	struct log_range lr = { .a = a };
+	cr_assert(tl_wait_until(log_start_moved, &lr, 30000, 100), "the log start stayed at 0");
+	int before[3];
+	for (int i = 0; i < nnodes; i++)
+		before[i] = N / 4; /* 4 KiB segments of 1 KiB records */
+	cr_assert(tl_wait_until(every_replica_retained, before, 30000, 100),
+		  "segments left: %d, %d, %d", segment_files(0), segment_files(1), segment_files(2));
+	cr_assert_leq(lr.start, lr.end);
+
+	/* Below the floor only: from the new start on, every record is there,
+	 * in order, up to the last one produced. */
+	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_eq(sluice_assign(c, "short", 0), SLUICE_OK);
+	sluice_msg_t *m;
+	int first = -1, next = -1;
+	while (next < N && sluice_poll(c, 3000, &m) == SLUICE_OK) {
+		size_t len;
+		const char *v = sluice_msg_value(m, &len);
+		int i = atoi(v);
+		if (first < 0) {
+			first = next = i;
+			cr_assert_geq(sluice_msg_offset(m), lr.start);
+		}
+		cr_assert_eq(i, next, "record %d after %d", i, next - 1);
+		next++;
+		sluice_msg_destroy(m);
+	}
+	sluice_consumer_close(c);
+	cr_assert_eq(next, N, "records %d.. read, the last %d", first, next - 1);
+	cr_assert_gt(first, 0, "nothing was deleted");
+	sluice_admin_destroy(a);
+	sluice_client_destroy(cl);
 	cluster_down();
 }
