@@ -412,7 +412,7 @@ struct retain_req {
 	uint32_t group;
 };
 
-static void retained(void *arg, int rv, size_t deleted)
+static void retained(void *arg, int rv, const struct sl_rio_cleaned *done)
 {
 	struct retain_req *q = arg;
 	struct sl_parts *p = q->p;
@@ -427,12 +427,21 @@ static void retained(void *arg, int rv, size_t deleted)
 			x->retaining = false;
 		sl_log *log = sl_rreg_log(p->reg, q->group);
 		if (rv != SL_OK && rv != SL_ECANCELED)
-			SL_BLOG(SL_BLOG_WARN, "parts", "group=%u retention: %s (tried again later)",
+			SL_BLOG(SL_BLOG_WARN, "parts", "group=%u cleaning: %s (tried again later)",
 				q->group, sl_strerror(rv));
-		else if (deleted > 0)
+		if (done->segments_deleted > 0)
 			SL_BLOG(SL_BLOG_INFO, "parts",
 				"group=%u retention deleted %zu segments; the log starts at %lld",
-				q->group, deleted, log != NULL ? (long long)sl_log_start_offset(log) : -1LL);
+				q->group, done->segments_deleted,
+				log != NULL ? (long long)sl_log_start_offset(log) : -1LL);
+		if (done->compaction.segments_rewritten > 0)
+			SL_BLOG(SL_BLOG_INFO, "parts",
+				"group=%u compaction rewrote %zu segments: %llu records removed, "
+				"%llu -> %llu bytes",
+				q->group, done->compaction.segments_rewritten,
+				(unsigned long long)done->compaction.records_removed,
+				(unsigned long long)done->compaction.bytes_before,
+				(unsigned long long)done->compaction.bytes_after);
 	}
 	free(q);
 }
@@ -443,8 +452,8 @@ static int64_t limit(uint64_t v, int64_t dflt)
 	return v == 0 ? dflt : v >= (uint64_t)INT64_MAX ? -1 : (int64_t)v;
 }
 
-/* Queues the topic's limits and retention for group x, below its high
- * watermark. */
+/* Queues the topic's limits, retention and compaction for group x, below
+ * its high watermark. */
 static void retain_one(struct sl_parts *p, struct hosted *x, const struct sl_meta *m,
 		       int64_t now_ms)
 {
@@ -458,11 +467,19 @@ static void retain_one(struct sl_parts *p, struct hosted *x, const struct sl_met
 	if (q == NULL)
 		return;
 	*q = (struct retain_req){ .next = p->retains, .p = p, .group = x->group };
-	int64_t hw = sl_rio_offset_after(io, r->commit_index);
-	int rv = sl_rio_retain(io, hw, tp->config.segment_bytes,
-			       limit(tp->config.retention_bytes, p->default_retention_bytes),
-			       limit(tp->config.retention_ms, p->default_retention_ms), now_ms,
-			       retained, q);
+	/* A compacted topic keeps every key's last record: only the limits
+	 * it sets itself delete by age or size. */
+	bool compact = tp->config.cleanup_policy == SL_CLEANUP_POLICY_COMPACT;
+	struct sl_rio_cleaning what = {
+		.segment_bytes = tp->config.segment_bytes,
+		.retention_bytes = limit(tp->config.retention_bytes,
+					 compact ? -1 : p->default_retention_bytes),
+		.retention_ms = limit(tp->config.retention_ms,
+				      compact ? -1 : p->default_retention_ms),
+		.compact = compact,
+		.now_ms = now_ms,
+	};
+	int rv = sl_rio_clean(io, sl_rio_offset_after(io, r->commit_index), &what, retained, q);
 	if (rv != SL_OK) {
 		free(q);
 		return;
@@ -479,7 +496,7 @@ static int64_t wall_ms(void)
 }
 
 /* Every retention_check_ms: each replica of this node runs its topic's
- * retention on the group's disk worker. */
+ * retention and compaction on the group's disk worker. */
 static void on_retain(uv_timer_t *t)
 {
 	struct sl_parts *p = t->data;

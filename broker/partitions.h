@@ -57,11 +57,13 @@ int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t
  * is older. SL_OK, SL_ENOT_LEADER as sl_parts_led, or the log's error. */
 int sl_parts_find_time(struct sl_parts *p, uint32_t group, int64_t ts, int64_t *offset);
 
-/* Runs retention every check_ms on every replica this node hosts: each
- * group's disk worker deletes whole sealed segments past its topic's
- * retention.bytes / retention.ms (0 in the topic: these defaults; -1:
- * none), never at or above min(high watermark, the last Raft snapshot's
- * offset) (rio.h sl_rio_retain). Until called: not at all. */
+/* Cleans every replica this node hosts every check_ms: each group's disk
+ * worker applies its topic's segment.bytes, deletes whole sealed segments
+ * past its retention.bytes / retention.ms (0 in the topic: these
+ * defaults, or none for a compacted topic; -1: none) and, with
+ * cleanup.policy=compact, compacts; never at or above min(high watermark,
+ * the last Raft snapshot's offset) (rio.h sl_rio_clean). Until called:
+ * not at all. */
 void sl_parts_set_retention(struct sl_parts *p, unsigned check_ms, int64_t default_bytes,
 			    int64_t default_ms);
 

@@ -34,7 +34,7 @@ struct rcb {
 	raft_io_append_cb cb;
 };
 
-enum op_kind { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT, OP_RETAIN };
+enum op_kind { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT, OP_CLEAN };
 
 /* Disk work, queued in the order libraft asked for it. Consecutive
  * appends share one op: one write and one fdatasync for all of them. */
@@ -59,14 +59,13 @@ struct rop {
 	size_t mlen;
 	unsigned trailing;
 	struct sl_rmanifest m; /* conf unused */
-	/* OP_RETAIN (offset: the floor). Its failure is its own, never the
-	 * group's: a segment left behind is deleted by a later run. */
-	uint64_t seg_bytes;
-	int64_t ret_bytes, ret_ms, now_ms;
-	int ret_rv;
-	size_t deleted;
-	sl_rio_retain_cb rcb;
-	void *rarg;
+	/* OP_CLEAN (offset: the floor). Its failure is its own, never the
+	 * group's: what is left behind goes in a later run. */
+	struct sl_rio_cleaning clean;
+	struct sl_rio_cleaned cleaned;
+	int clean_rv;
+	sl_rio_clean_cb ccb;
+	void *carg;
 	int rv;
 };
 
@@ -426,6 +425,24 @@ static int apply_snapshot_disk(struct sl_rio *rio, struct rop *op)
 	return rv;
 }
 
+static int clean_disk(struct sl_rio *rio, struct rop *op)
+{
+	const struct sl_rio_cleaning *c = &op->clean;
+	int rv = sl_log_set_limits(rio->log, c->segment_bytes, c->retention_bytes,
+				   c->retention_ms);
+	if (rv == SL_OK)
+		rv = sl_log_retain(rio->log, op->offset, c->now_ms, &op->cleaned.segments_deleted);
+	if (rv != SL_OK || !c->compact)
+		return rv;
+	sl_compaction *k = NULL;
+	rv = sl_log_compact_begin(rio->log, op->offset, c->now_ms, &k);
+	if (rv != SL_OK || k == NULL)
+		return rv;
+	int run = sl_compaction_run(k);
+	rv = sl_log_compact_finish(rio->log, k, &op->cleaned.compaction);
+	return run != SL_OK ? run : rv;
+}
+
 static void work_run(struct sl_rwork *w)
 {
 	struct sl_rio *rio = (struct sl_rio *)((char *)w - offsetof(struct sl_rio, work));
@@ -442,10 +459,8 @@ static void work_run(struct sl_rwork *w)
 	case OP_SNAPSHOT:
 		op->rv = apply_snapshot_disk(rio, op);
 		break;
-	case OP_RETAIN:
-		op->ret_rv = sl_log_set_limits(rio->log, op->seg_bytes, op->ret_bytes, op->ret_ms);
-		if (op->ret_rv == SL_OK)
-			op->ret_rv = sl_log_retain(rio->log, op->offset, op->now_ms, &op->deleted);
+	case OP_CLEAN:
+		op->clean_rv = clean_disk(rio, op);
 		break;
 	}
 }
@@ -499,8 +514,8 @@ static void work_done(struct sl_rwork *w)
 		}
 		op->scb(op->sreq, 0);
 		break;
-	case OP_RETAIN:
-		op->rcb(op->rarg, op->ret_rv, op->deleted);
+	case OP_CLEAN:
+		op->ccb(op->carg, op->clean_rv, &op->cleaned);
 		break;
 	}
 	op_free(op);
@@ -1117,26 +1132,22 @@ static int rio_append(struct raft_io *io, struct raft_io_append *req,
 	return 0;
 }
 
-int sl_rio_retain(struct raft_io *io, int64_t floor, uint64_t segment_bytes,
-		  int64_t retention_bytes, int64_t retention_ms, int64_t now_ms,
-		  sl_rio_retain_cb cb, void *arg)
+int sl_rio_clean(struct raft_io *io, int64_t floor, const struct sl_rio_cleaning *what,
+		 sl_rio_clean_cb cb, void *arg)
 {
 	struct sl_rio *rio = rio_of(io);
 	if (rio->fenced || rio->closing || rio->log == NULL)
 		return SL_ECLOSED;
 	/* libraft's entries since its last snapshot are read back from the
-	 * log at load: nothing past the snapshot's anchor may go. */
+	 * log at load: nothing past the snapshot's anchor may change. */
 	int64_t anchor = rio->snap != NULL ? rio->snap_anchor : 0;
-	struct rop *op = op_new(rio, OP_RETAIN);
+	struct rop *op = op_new(rio, OP_CLEAN);
 	if (op == NULL)
 		return SL_ENOMEM;
 	op->offset = floor < anchor ? floor : anchor;
-	op->seg_bytes = segment_bytes;
-	op->ret_bytes = retention_bytes;
-	op->ret_ms = retention_ms;
-	op->now_ms = now_ms;
-	op->rcb = cb;
-	op->rarg = arg;
+	op->clean = *what;
+	op->ccb = cb;
+	op->carg = arg;
 	kick(rio);
 	return SL_OK;
 }
@@ -1517,8 +1528,8 @@ static void cancel_op(struct sl_rio *rio, struct rop *op)
 		op->scb(op->sreq, RAFT_CANCELED);
 		if (op->trailing == 0 && op->install_bufs != NULL)
 			raft_free(op->install_bufs);
-	} else if (op->kind == OP_RETAIN) {
-		op->rcb(op->rarg, SL_ECANCELED, 0);
+	} else if (op->kind == OP_CLEAN) {
+		op->ccb(op->carg, SL_ECANCELED, &op->cleaned);
 	}
 	op_free(op);
 }

@@ -103,24 +103,38 @@ int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs
 
 /* libraft's io->close frees the backend (after its close callback). */
 
-/* A topic's limits and its retention, queued behind the group's earlier
- * disk work and run where its appends run (the log's writer): the
- * segment size and retention limits are set (storage.h
- * sl_log_set_limits; segment_bytes 0: unchanged), then whole sealed
- * segments go from the
- * log's front while they are past retention_bytes or retention_ms (-1:
- * unlimited; storage.h sl_log_retain), never one holding an offset at or
- * above floor (the caller's: the high watermark) nor at or above the last
- * snapshot's anchor (libraft reads its entries since the snapshot back
- * from the log; no snapshot yet: nothing goes). cb runs on the loop with
- * SL_OK or the log's error (the group carries on: a later run retries)
- * and the segments deleted, or SL_ECANCELED when the group closed first.
- * Returns SL_OK, SL_ENOMEM, or SL_ECLOSED (fenced or closing: cb never
- * runs). Loop thread. */
-typedef void (*sl_rio_retain_cb)(void *arg, int rv, size_t deleted);
-int sl_rio_retain(struct raft_io *io, int64_t floor, uint64_t segment_bytes,
-		  int64_t retention_bytes, int64_t retention_ms, int64_t now_ms,
-		  sl_rio_retain_cb cb, void *arg);
+/* What a cleaning run applies: a topic's configuration. */
+struct sl_rio_cleaning {
+	uint64_t segment_bytes;  /* the active segment's roll size; 0: unchanged */
+	int64_t retention_bytes; /* -1: unlimited */
+	int64_t retention_ms;    /* -1: unlimited */
+	bool compact;            /* cleanup.policy=compact: compaction runs too */
+	int64_t now_ms;          /* wall clock */
+};
+
+/* What it did. */
+struct sl_rio_cleaned {
+	size_t segments_deleted;        /* by retention */
+	struct sl_compaction_stats compaction;
+};
+
+/* A topic's limits, retention and (compact) compaction, queued behind
+ * the group's earlier disk work and run where its appends run (the log's
+ * writer, off the loop): the segment size and retention limits are set
+ * (storage.h sl_log_set_limits), then whole sealed segments go from the
+ * log's front while past retention_bytes or retention_ms (sl_log_retain),
+ * then compaction rewrites sealed segments (sl_log_compact_*; the
+ * group's appends wait while it runs, a pass bounded by the log's
+ * compact_map_bytes). Neither goes at or above floor (the caller's: the
+ * high watermark) nor the last snapshot's anchor (libraft reads its
+ * entries since the snapshot back from the log; no snapshot yet: nothing
+ * is cleaned). cb runs on the loop with SL_OK or the log's error (the
+ * group carries on: a later run retries) and what was done, or
+ * SL_ECANCELED when the group closed first. Returns SL_OK, SL_ENOMEM, or
+ * SL_ECLOSED (fenced or closing: cb never runs). Loop thread. */
+typedef void (*sl_rio_clean_cb)(void *arg, int rv, const struct sl_rio_cleaned *done);
+int sl_rio_clean(struct raft_io *io, int64_t floor, const struct sl_rio_cleaning *what,
+		 sl_rio_clean_cb cb, void *arg);
 
 /* Drives the group: call every heartbeat interval (raft's tick) and for
  * every message received for it. Loop thread. Delivery takes ownership of

@@ -955,3 +955,79 @@ Test(cli, retention_deletes_whole_segments_below_the_floor_on_every_replica, .ti
 	sluice_client_destroy(cl);
 	cluster_down();
 }
+
+/* Whether every node's log says compaction rewrote segments. */
+static bool every_node_compacted(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < nnodes; i++) {
+		FILE *f = fopen(nodes[i].log, "r");
+		if (f == NULL)
+			return false;
+		char line[1024];
+		bool found = false;
+		while (!found && fgets(line, sizeof(line), f) != NULL)
+			found = strstr(line, "compaction rewrote") != NULL;
+		fclose(f);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+Test(cli, compaction_keeps_every_keys_last_record_on_every_replica, .timeout = 180)
+{
+	static struct run r;
+	enum { N = 600, KEYS = 10 };
+	retention_check_ms = "200";
+	cluster_up(3);
+	sluice(&r, bootstrap, "topic create table --partitions 1 --replication-factor 3 "
+			      "--config segment.bytes=4096 --config cleanup.policy=compact");
+	expect_ok(&r);
+	sluice_client_t *cl = data_client("true", "none");
+	sluice_producer_t *p = sluice_producer_new(cl);
+	struct deliveries d = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	static char value[512];
+	for (int i = 0; i < N; i++) {
+		char key[16];
+		int kl = snprintf(key, sizeof(key), "k%d", i % KEYS);
+		memset(value, 'v', sizeof(value));
+		int n = snprintf(value, sizeof(value), "%05d", i);
+		value[n] = 'v';
+		cr_assert_eq(sluice_produce(p, "table", 0, key, (size_t)kl, value, sizeof(value),
+					    on_delivered, &d),
+			     SLUICE_OK);
+		cr_assert_eq(sluice_producer_flush(p, 30000), SLUICE_OK); /* an entry each */
+	}
+	sluice_producer_close(p);
+	cr_assert_eq(d.ok, N);
+	cr_assert(tl_wait_until(every_node_compacted, NULL, 30000, 100),
+		  "no compaction on every node");
+
+	/* What is left: fewer records, each key's in the order produced,
+	 * and every key's last record. */
+	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_eq(sluice_assign(c, "table", 0), SLUICE_OK);
+	sluice_msg_t *m;
+	int last[KEYS], count = 0;
+	for (int k = 0; k < KEYS; k++)
+		last[k] = -1;
+	while (sluice_poll(c, 2000, &m) == SLUICE_OK) {
+		size_t kl, vl;
+		const char *key = sluice_msg_key(m, &kl);
+		const char *v = sluice_msg_value(m, &vl);
+		cr_assert_not_null(key);
+		int k = atoi(key + 1), i = atoi(v);
+		cr_assert(k >= 0 && k < KEYS && i % KEYS == k, "k%d holds %d", k, i);
+		cr_assert_gt(i, last[k], "k%d: %d after %d", k, i, last[k]);
+		last[k] = i;
+		count++;
+		sluice_msg_destroy(m);
+	}
+	sluice_consumer_close(c);
+	cr_assert_lt(count, N, "nothing compacted away");
+	for (int k = 0; k < KEYS; k++)
+		cr_assert_eq(last[k], N - KEYS + k, "k%d's last record is %d", k, last[k]);
+	sluice_client_destroy(cl);
+	cluster_down();
+}
