@@ -42,7 +42,8 @@ struct cpart {
 	int64_t reset_value; /* R_TIMESTAMP: ms; R_SHIFT: the offset wanted */
 	int64_t next_poll;   /* the offset after the last record polled; -1: none */
 	/* Loop thread. */
-	bool busy;           /* a Fetch or ListOffsets is in flight */
+	bool busy;           /* a Fetch or ListOffsets of busy_epoch is in flight */
+	uint32_t busy_epoch; /* a seek need not wait for an older one's answer */
 	uint64_t retry_at;
 	unsigned backoff_ms;
 };
@@ -245,7 +246,8 @@ static void on_fetch(struct cl_op *op, void *arg, int err, const char *msg,
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < rq->n; i++) {
 		struct cpart *cp = rq->e[i].cp;
-		cp->busy = false;
+		if (cp->busy_epoch == rq->e[i].epoch)
+			cp->busy = false;
 		if (rq->e[i].epoch != cp->epoch || c->stopping)
 			continue; /* sought elsewhere meanwhile */
 		const Sluice__FetchPartitionResult *pr = err == SL_OK ? r->results[i] : NULL;
@@ -331,7 +333,8 @@ static void on_offsets(struct cl_op *op, void *arg, int err, const char *msg,
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < rq->n; i++) {
 		struct cpart *cp = rq->e[i].cp;
-		cp->busy = false;
+		if (cp->busy_epoch == rq->e[i].epoch)
+			cp->busy = false;
 		if (rq->e[i].epoch != cp->epoch || c->stopping)
 			continue;
 		const Sluice__PartitionOffsets *po = NULL;
@@ -394,7 +397,7 @@ enum { N_NOTHING, N_FETCH, N_LIST };
 
 static int need(sluice_consumer_t *c, struct cpart *cp, uint64_t now)
 {
-	if (cp->busy || now < cp->retry_at)
+	if ((cp->busy && cp->busy_epoch == cp->epoch) || now < cp->retry_at)
 		return N_NOTHING;
 	if (cp->position < 0)
 		return cp->reset != R_NONE ? N_LIST : N_NOTHING;
@@ -511,6 +514,7 @@ static void work(sluice_consumer_t *c)
 			rq->e[e].epoch = cp->epoch;
 			rq->e[e].offset = cp->position;
 			cp->busy = true;
+			cp->busy_epoch = cp->epoch;
 			if (kind == N_FETCH) {
 				Sluice__FetchPartition *fp = (Sluice__FetchPartition *)structs + e;
 				sluice__fetch_partition__init(fp);

@@ -773,8 +773,9 @@ static void on_pid(struct cl_op *op, void *arg, int err, const char *msg, Sluice
 		p->pid_err = err != SL_OK ? err : SL_EIO;
 		snprintf(p->pid_msg, sizeof(p->pid_msg), "%s",
 			 err != SL_OK ? msg : "no producer id in the answer");
-		if (err == SL_ENOT_CONTROLLER)
-			cl_meta_forget_controller(p->cl);
+		/* Not the controller's leader (any more), or not reachable:
+		 * ask the metadata who leads it now. */
+		cl_meta_forget_controller(p->cl);
 		p->pid_backoff = p->pid_backoff == 0 ? BACKOFF_MIN_MS : p->pid_backoff * 2;
 		if (p->pid_backoff > BACKOFF_MAX_MS)
 			p->pid_backoff = BACKOFF_MAX_MS;

@@ -1031,3 +1031,198 @@ Test(cli, compaction_keeps_every_keys_last_record_on_every_replica, .timeout = 1
 	sluice_client_destroy(cl);
 	cluster_down();
 }
+
+/* ---- The consumer's positions ------------------------------------------- */
+
+/* The value (a decimal) of the next record, or -1 when none came. */
+static int next_value(sluice_consumer_t *c, int timeout_ms, int64_t *offset)
+{
+	sluice_msg_t *m;
+	sluice_err_t err = sluice_poll(c, timeout_ms, &m);
+	if (err != SLUICE_OK)
+		return -1;
+	size_t len;
+	char buf[32];
+	const char *v = sluice_msg_value(m, &len);
+	snprintf(buf, sizeof(buf), "%.*s", (int)len, v);
+	if (offset != NULL)
+		*offset = sluice_msg_offset(m);
+	sluice_msg_destroy(m);
+	return atoi(buf);
+}
+
+Test(cli, the_consumer_seeks_to_ends_offsets_timestamps_and_shifts, .timeout = 120)
+{
+	static struct run r;
+	enum { N = 100 };
+	const int64_t t0 = 1700000000000;
+	cluster_up(1);
+	sluice(&r, bootstrap, "topic create seek --partitions 1 --replication-factor 1");
+	expect_ok(&r);
+	sluice_client_t *cl = data_client("true", "zstd");
+	sluice_producer_t *p = sluice_producer_new(cl);
+	sluice_rec_t *rec = sluice_rec_new();
+	struct deliveries d = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	for (int i = 0; i < N; i++) {
+		char v[16];
+		int n = snprintf(v, sizeof(v), "%d", i);
+		sluice_rec_clear(rec);
+		cr_assert_eq(sluice_rec_set_value(rec, v, (size_t)n), SLUICE_OK);
+		cr_assert_eq(sluice_rec_set_timestamp(rec, t0 + i * 1000), SLUICE_OK);
+		cr_assert_eq(sluice_produce_ex(p, "seek", 0, rec, on_delivered, &d), SLUICE_OK);
+	}
+	cr_assert_eq(sluice_producer_flush(p, 30000), SLUICE_OK);
+	cr_assert_eq(d.ok, N);
+
+	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_eq(sluice_assign(c, "seek", 0), SLUICE_OK); /* auto.offset.reset=earliest */
+	static int64_t off[N + 1];
+	for (int i = 0; i < N; i++) {
+		int64_t o;
+		cr_assert_eq(next_value(c, 5000, &o), i);
+		off[i] = o;
+	}
+	/* A timestamp: the first record at or after it. */
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_TIMESTAMP, t0 + 50 * 1000), SLUICE_OK);
+	cr_assert_eq(next_value(c, 5000, NULL), 50);
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_TIMESTAMP, t0 + 50 * 1000 - 1), SLUICE_OK);
+	cr_assert_eq(next_value(c, 5000, NULL), 50);
+	/* A shift, from the record after the last polled (51). */
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_SHIFT, -10), SLUICE_OK);
+	int want = 0;
+	while (off[want] < off[51] - 10)
+		want++;
+	cr_assert_eq(next_value(c, 5000, NULL), want);
+	/* An offset; the ends. */
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_OFFSET, off[77]), SLUICE_OK);
+	cr_assert_eq(next_value(c, 5000, NULL), 77);
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_EARLIEST, 0), SLUICE_OK);
+	cr_assert_eq(next_value(c, 5000, NULL), 0);
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_LATEST, 0), SLUICE_OK);
+	cr_assert_eq(next_value(c, 300, NULL), -1, "nothing past the end yet");
+	cr_assert_eq(sluice_produce(p, "seek", 0, NULL, 0, "100", 3, on_delivered, &d), SLUICE_OK);
+	cr_assert_eq(sluice_producer_flush(p, 30000), SLUICE_OK);
+	cr_assert_eq(next_value(c, 5000, NULL), 100, "a fetch waiting at the end gets it");
+	/* Past the end: auto.offset.reset (earliest here) takes over. */
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_OFFSET, 1000000), SLUICE_OK);
+	cr_assert_eq(next_value(c, 5000, NULL), 0);
+	/* Refusals. */
+	cr_assert_eq(sluice_seek(c, "seek", 1, SLUICE_EARLIEST, 0), SLUICE_ERR_UNKNOWN_TOPIC);
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_OFFSET, -1), SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_eq(sluice_assign(c, "seek", 3), SLUICE_ERR_UNKNOWN_TOPIC);
+	sluice_consumer_close(c);
+	sluice_rec_destroy(rec);
+	sluice_producer_close(p);
+	sluice_client_destroy(cl);
+
+	/* auto.offset.reset=none: poll says where the position went wrong,
+	 * once, and the partition waits for a seek. */
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "auto.offset.reset", "none", err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "request.timeout.ms", "1500", err, sizeof(err)), 0);
+	cl = sluice_client_new(conf, err, sizeof(err));
+	c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_eq(sluice_assign(c, "seek", 0), SLUICE_OK);
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_OFFSET, 1000000), SLUICE_OK);
+	sluice_msg_t *m = NULL;
+	cr_assert_eq(sluice_poll(c, 5000, &m), SLUICE_ERR_OFFSET_OUT_OF_RANGE);
+	cr_assert_null(m);
+	cr_assert_eq(sluice_poll(c, 300, &m), SLUICE_ERR_TIMED_OUT);
+	cr_assert_eq(sluice_seek(c, "seek", 0, SLUICE_OFFSET, off[3]), SLUICE_OK);
+	cr_assert_eq(next_value(c, 5000, NULL), 3);
+	/* A topic that does not exist: its error, within request.timeout.ms. */
+	cr_assert_eq(sluice_assign(c, "nope", SLUICE_PARTITION_ANY), SLUICE_ERR_UNKNOWN_TOPIC);
+	sluice_consumer_close(c);
+	sluice_client_destroy(cl);
+	cluster_down();
+}
+
+/* ---- A leader lost while producing --------------------------------------- */
+
+struct leader_of {
+	sluice_admin_t *a;
+	const char *topic;
+	int leader;
+};
+
+/* Partition 0's leader, as the node asked knows it. */
+static bool leader_known(void *arg)
+{
+	struct leader_of *lo = arg;
+	sluice_report_t *rep = NULL;
+	lo->leader = -1;
+	if (sluice_topic_describe(lo->a, lo->topic, NULL, NULL, &rep) == SLUICE_OK)
+		lo->leader = sluice_report_leader(rep, 0);
+	sluice_report_destroy(rep);
+	return lo->leader >= 1 && lo->leader <= 3;
+}
+
+static void on_value(void *opaque, sluice_err_t err, const sluice_report_t *r)
+{
+	int64_t *slot = opaque;
+	*slot = err == SLUICE_OK ? sluice_report_offset(r) : -2;
+}
+
+Test(cli, a_leader_killed_while_the_library_produces_loses_and_duplicates_nothing, .timeout = 240)
+{
+	static struct run r;
+	enum { N = 20000 };
+	cluster_up(3);
+	sluice(&r, bootstrap, "topic create fail --partitions 1 --replication-factor 3");
+	expect_ok(&r);
+	sluice_client_t *cl = data_client("true", "none");
+	sluice_producer_t *p = sluice_producer_new(cl);
+	static int64_t acked[N];
+	for (int i = 0; i < N; i++)
+		acked[i] = -1;
+	char v[16];
+	for (int i = 0; i < N / 2; i++) {
+		int n = snprintf(v, sizeof(v), "%d", i);
+		cr_assert_eq(sluice_produce(p, "fail", 0, NULL, 0, v, (size_t)n, on_value, &acked[i]),
+			     SLUICE_OK);
+	}
+	/* Kill the leader with the first half on its way. */
+	struct leader_of lo = { .a = sluice_admin_new(cl), .topic = "fail" };
+	cr_assert(tl_wait_until(leader_known, &lo, 10000, 20), "no leader known");
+	int leader = lo.leader;
+	sluice_admin_t *a = lo.a;
+	cr_assert_eq(tl_proc_kill(&nodes[leader - 1].p, SIGKILL), 0);
+	for (int i = N / 2; i < N; i++) {
+		int n = snprintf(v, sizeof(v), "%d", i);
+		cr_assert_eq(sluice_produce(p, "fail", 0, NULL, 0, v, (size_t)n, on_value, &acked[i]),
+			     SLUICE_OK);
+	}
+	cr_assert_eq(sluice_producer_flush(p, 120000), SLUICE_OK);
+	sluice_producer_close(p);
+	int failed = 0;
+	for (int i = 0; i < N; i++)
+		failed += acked[i] < 0;
+	cr_assert_eq(failed, 0, "%d records not acknowledged", failed);
+
+	/* Read back from the survivors: each value once, in order, at the
+	 * offset its acknowledgement gave. */
+	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_eq(sluice_assign(c, "fail", 0), SLUICE_OK);
+	int next = 0;
+	while (next < N) {
+		int64_t off;
+		int val = next_value(c, 10000, &off);
+		cr_assert_eq(val, next, "value %d where %d was due", val, next);
+		cr_assert_eq(off, acked[val], "value %d at %lld, acknowledged at %lld", val,
+			     (long long)off, (long long)acked[val]);
+		next++;
+	}
+	cr_assert_eq(next_value(c, 500, NULL), -1, "a record after the last: a duplicate");
+	sluice_consumer_close(c);
+	sluice_admin_destroy(a);
+	sluice_client_destroy(cl);
+	tl_proc_wait(&nodes[leader - 1].p, 10000);
+	for (int i = 0; i < nnodes; i++)
+		if (i != leader - 1)
+			tl_proc_kill(&nodes[i].p, SIGTERM);
+	for (int i = 0; i < nnodes; i++)
+		if (i != leader - 1)
+			cr_assert_eq(tl_proc_wait(&nodes[i].p, 30000), 1, "node %d did not stop", i + 1);
+}
