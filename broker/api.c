@@ -862,24 +862,32 @@ static int encode_delete(const void *item, uint8_t **cmd, size_t *len, char *err
 	return rv;
 }
 
+/* Whether this node leads the controller; else msg (SL_ERRMSG_SIZE) says
+ * who does. */
+static bool leads_controller(const struct sl_api_node *node, char *msg)
+{
+	uint64_t leader = sl_controller_leader(node->ctl);
+	if (leader == node->node_id)
+		return true;
+	const struct sl_meta_node *ln = sl_meta_node(sl_controller_meta(node->ctl), leader);
+	if (ln != NULL)
+		snprintf(msg, SL_ERRMSG_SIZE, "node %llu leads the controller (%.200s:%u)",
+			 (unsigned long long)leader, ln->host, ln->client_port);
+	else
+		snprintf(msg, SL_ERRMSG_SIZE, "no controller leader is known yet");
+	return false;
+}
+
 /* Proposes one command per item; the response goes once all applied. */
 static int write_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
 			const void *const *items, const char *const *names, size_t n,
 			encode_fn encode, bool validate_only, uint32_t timeout_ms,
 			sl_api_reply_fn reply, void *arg)
 {
-	uint64_t leader = sl_controller_leader(node->ctl);
-	if (leader != node->node_id) {
-		const struct sl_meta_node *ln = sl_meta_node(sl_controller_meta(node->ctl), leader);
-		char msg[SL_ERRMSG_SIZE];
-		if (ln != NULL)
-			snprintf(msg, sizeof(msg), "node %llu leads the controller (%.200s:%u)",
-				 (unsigned long long)leader, ln->host, ln->client_port);
-		else
-			snprintf(msg, sizeof(msg), "no controller leader is known yet");
+	char msg[SL_ERRMSG_SIZE];
+	if (!leads_controller(node, msg))
 		return send_error(req->correlation_id, req->api_key, req->api_version,
 				  SL_ENOT_CONTROLLER, msg, reply, arg);
-	}
 	struct write_op *op = calloc(1, sizeof(*op));
 	if (op == NULL || (op->t = calloc(n + 1, sizeof(*op->t))) == NULL) {
 		free(op);
@@ -1056,15 +1064,8 @@ static void pid_allocated(void *arg, int status, const struct sl_meta_result *re
 static int init_producer_id(const struct sl_api_node *node, const Sluice__Envelope *req,
 			    sl_api_reply_fn reply, void *arg)
 {
-	uint64_t leader = sl_controller_leader(node->ctl);
-	if (leader != node->node_id) {
-		const struct sl_meta_node *ln = sl_meta_node(sl_controller_meta(node->ctl), leader);
-		char msg[SL_ERRMSG_SIZE];
-		if (ln != NULL)
-			snprintf(msg, sizeof(msg), "node %llu leads the controller (%.200s:%u)",
-				 (unsigned long long)leader, ln->host, ln->client_port);
-		else
-			snprintf(msg, sizeof(msg), "no controller leader is known yet");
+	char msg[SL_ERRMSG_SIZE];
+	if (!leads_controller(node, msg)) {
 		pid_reply(req->correlation_id, req->api_version, SL_ENOT_CONTROLLER, msg, -1,
 			  reply, arg);
 		return SL_OK;

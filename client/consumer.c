@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "batch.h"
 #include "internal.h"
@@ -85,12 +84,9 @@ struct sluice_msg {
 
 struct sluice_consumer {
 	sluice_client_t *cl;
-	struct cl_service svc;
-	uv_async_t wake;
-	uv_timer_t timer;
-	unsigned closed_handles;
+	struct cl_service svc;  /* its kick is work() */
 	struct cl_op op;        /* carries the calls */
-	struct cl_op *close_op;
+	struct cl_op *close_op; /* set by close: stops once no call is in flight */
 	unsigned calls;         /* loop: calls in flight */
 	bool stopping;          /* loop: close asked; ends when calls is 0 */
 	pthread_mutex_t mu;
@@ -105,11 +101,6 @@ struct sluice_consumer {
 	struct chunk *cur;
 	struct cbatch *batch;
 };
-
-static uint64_t now_ms(void)
-{
-	return uv_hrtime() / 1000000u;
-}
 
 static void chunk_unref(struct chunk *k)
 {
@@ -130,7 +121,7 @@ static void kick_locked(sluice_consumer_t *c)
 {
 	if (!c->kicked) {
 		c->kicked = true;
-		uv_async_send(&c->wake);
+		cl_service_wake(&c->svc);
 	}
 }
 
@@ -166,24 +157,12 @@ static struct chunk *error_chunk(struct cpart *cp, int err, const char *fmt, ...
 
 static void work(sluice_consumer_t *c);
 
-static void on_timer(uv_timer_t *t)
-{
-	work(t->data);
-}
-
-static void handle_closed(uv_handle_t *h)
-{
-	sluice_consumer_t *c = h->data;
-	if (++c->closed_handles == 2)
-		cl_ok(c->close_op);
-}
-
 static void backoff(struct cpart *cp)
 {
 	cp->backoff_ms = cp->backoff_ms == 0 ? BACKOFF_MIN_MS : cp->backoff_ms * 2;
 	if (cp->backoff_ms > BACKOFF_MAX_MS)
 		cp->backoff_ms = BACKOFF_MAX_MS;
-	cp->retry_at = now_ms() + cp->backoff_ms;
+	cp->retry_at = cl_mono_ms() + cp->backoff_ms;
 }
 
 /* A request in flight: its partitions and their epochs when sent. */
@@ -412,37 +391,23 @@ static void work(sluice_consumer_t *c)
 	if (cl->shutting)
 		return;
 	const struct sluice_conf *cf = &cl->conf;
-	uint64_t now = now_ms();
+	uint64_t now = cl_mono_ms();
 	uint64_t due = UINT64_MAX;
 	pthread_mutex_lock(&c->mu);
 	c->kicked = false;
 	if (c->stopping) {
 		pthread_mutex_unlock(&c->mu);
-		if (c->calls == 0 && c->close_op != NULL &&
-		    !uv_is_closing((uv_handle_t *)&c->wake)) {
-			cl_service_remove(cl, &c->svc);
-			uv_close((uv_handle_t *)&c->wake, handle_closed);
-			uv_close((uv_handle_t *)&c->timer, handle_closed);
+		if (c->calls == 0 && c->close_op != NULL) {
+			struct cl_op *op = c->close_op;
+			c->close_op = NULL;
+			cl_service_stop(&c->svc, op);
 		}
 		return;
 	}
 	bool changed = false;
-	for (struct ctopic *t = c->topics; t != NULL; t = t->next) {
-		if (t->nparts >= 0 || t->err != SL_OK)
-			continue;
-		struct cl_mtopic *m = cl_meta_topic(cl, t->name);
-		if (m != NULL && m->err == SL_OK && m->nparts > 0) {
-			t->nparts = m->nparts;
+	for (struct ctopic *t = c->topics; t != NULL; t = t->next)
+		if (cl_meta_resolve(cl, t->name, &t->nparts, &t->err, &t->last_err, t->errmsg))
 			changed = true;
-		} else if (m != NULL && m->err != SL_OK && !sl_err_retriable(m->err)) {
-			t->err = m->err;
-			snprintf(t->errmsg, sizeof(t->errmsg), "%s", m->errmsg);
-			changed = true;
-		} else if (m != NULL) {
-			t->last_err = m->err;
-			cl_meta_refresh(cl);
-		}
-	}
 	if (changed)
 		pthread_cond_broadcast(&c->cond);
 	/* Each pass takes the first partition that needs something, then
@@ -568,35 +533,16 @@ static void work(sluice_consumer_t *c)
 		free(pnums);
 	}
 	pthread_mutex_unlock(&c->mu);
-	if (due != UINT64_MAX) {
-		now = now_ms();
-		uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
-	}
+	if (due != UINT64_MAX)
+		cl_service_arm(&c->svc, due);
 }
 
-static void on_wake(uv_async_t *a)
-{
-	work(a->data);
-}
-
-static void on_meta(struct cl_service *svc)
+static void kick(struct cl_service *svc)
 {
 	work((sluice_consumer_t *)((char *)svc - offsetof(sluice_consumer_t, svc)));
 }
 
 /* ---- The application's side ---------------------------------------------- */
-
-static void start_on_loop(void *arg, struct cl_op *op)
-{
-	sluice_consumer_t *c = arg;
-	sluice_client_t *cl = c->cl;
-	uv_async_init(&cl->loop, &c->wake, on_wake);
-	uv_timer_init(&cl->loop, &c->timer);
-	c->wake.data = c->timer.data = c;
-	c->svc.kick = on_meta;
-	cl_service_add(cl, &c->svc);
-	cl_ok(op);
-}
 
 sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id,
 				       sluice_assign_cb cb, void *opaque)
@@ -614,12 +560,8 @@ sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id
 	c->ready_tail = &c->ready;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->pmu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	if (cl_run(cl, start_on_loop, c) != SL_OK) {
+	cl_cond_init(&c->cond);
+	if (cl_service_start(cl, &c->svc, kick) != SL_OK) {
 		pthread_cond_destroy(&c->cond);
 		pthread_mutex_destroy(&c->mu);
 		pthread_mutex_destroy(&c->pmu);
@@ -629,24 +571,11 @@ sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id
 	return c;
 }
 
-/* (mu) Waits until deadline (ms, monotonic, UINT64_MAX: none); false
- * once it passed. */
+/* (mu) Waits until deadline (cl_mono_ms, UINT64_MAX: none); false once
+ * it passed. */
 static bool wait_until(sluice_consumer_t *c, uint64_t deadline)
 {
-	if (deadline == UINT64_MAX) {
-		pthread_cond_wait(&c->cond, &c->mu);
-		return true;
-	}
-	uint64_t now = now_ms();
-	if (now >= deadline)
-		return false;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t ns = (uint64_t)ts.tv_nsec + (deadline - now) * 1000000u;
-	ts.tv_sec += (time_t)(ns / 1000000000u);
-	ts.tv_nsec = (long)(ns % 1000000000u);
-	pthread_cond_timedwait(&c->cond, &c->mu, &ts);
-	return true;
+	return cl_cond_wait_until(&c->cond, &c->mu, deadline);
 }
 
 static struct cpart *find_part(sluice_consumer_t *c, const char *topic, int32_t partition)
@@ -663,7 +592,7 @@ sluice_err_t sluice_assign(sluice_consumer_t *c, const char *topic, int32_t part
 		return SL_EINVALID_ARGUMENT;
 	if (cl_on_loop(c->cl))
 		return SL_EBUSY;
-	uint64_t until = now_ms() + c->cl->conf.request_timeout_ms;
+	uint64_t until = cl_mono_ms() + c->cl->conf.request_timeout_ms;
 	pthread_mutex_lock(&c->mu);
 	struct ctopic *t = c->topics;
 	while (t != NULL && strcmp(t->name, topic) != 0)
@@ -889,7 +818,7 @@ sluice_err_t sluice_poll(sluice_consumer_t *c, int timeout_ms, sluice_msg_t **ou
 	if (c == NULL || out == NULL)
 		return SL_EINVALID_ARGUMENT;
 	bool on_loop = cl_on_loop(c->cl);
-	uint64_t until = timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
+	uint64_t until = timeout_ms < 0 ? UINT64_MAX : cl_mono_ms() + (uint64_t)timeout_ms;
 	pthread_mutex_lock(&c->pmu);
 	for (;;) {
 		int err = SL_OK;

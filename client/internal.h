@@ -191,6 +191,9 @@ int cl_run(sluice_client_t *cl, void (*fn)(void *arg, struct cl_op *op), void *a
  * after socket.timeout.ms, which closes the connection, and are retried. */
 void cl_test_drop_responses(sluice_client_t *cl, uint32_t api, unsigned count);
 
+/* Tests only: batches and records the producer had acknowledged. */
+void cl_test_producer_counts(sluice_producer_t *p, uint64_t *batches, uint64_t *records);
+
 /* Whether the caller is the client's I/O thread. */
 bool cl_on_loop(sluice_client_t *cl);
 
@@ -207,12 +210,37 @@ struct cl_mtopic {
 	int64_t *leader;  /* per partition; -1: none known */
 };
 
-/* Something that wants to hear when the metadata changed (a producer, a
- * consumer): kick runs on the loop thread after each answer. */
+/* A producer or a consumer on the I/O thread (service.c): its kick (its
+ * work, on the loop) runs when a user thread wakes it, when its timer
+ * fires, and after each metadata answer. */
 struct cl_service {
 	struct cl_service *next;
+	sluice_client_t *cl;
 	void (*kick)(struct cl_service *svc);
+	uv_async_t wake;
+	uv_timer_t timer;
+	unsigned closed;
+	struct cl_op *close_op;
 };
+
+/* Any thread but the loop's: sets svc up on the loop (cl_run). SL_OK,
+ * SL_ENOMEM, SL_EBUSY or SL_ECLOSED. */
+int cl_service_start(sluice_client_t *cl, struct cl_service *svc,
+		     void (*kick)(struct cl_service *svc));
+/* Any thread: kick on the loop soon. */
+void cl_service_wake(struct cl_service *svc);
+/* Loop: kick at `at` (cl_mono_ms), instead of any time armed before. */
+void cl_service_arm(struct cl_service *svc, uint64_t at);
+/* Loop, from a cl_run function: no more kicks; op ends once the handles
+ * are closed (then svc's memory is the caller's to free). */
+void cl_service_stop(struct cl_service *svc, struct cl_op *op);
+
+/* Milliseconds, monotonic (any thread). */
+uint64_t cl_mono_ms(void);
+/* A condition variable on CLOCK_MONOTONIC, and a wait on it (mu held)
+ * until deadline (cl_mono_ms; UINT64_MAX: none): false once it passed. */
+void cl_cond_init(pthread_cond_t *cond);
+bool cl_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, uint64_t deadline);
 
 int cl_meta_init(sluice_client_t *cl);
 void cl_meta_close(sluice_client_t *cl);
@@ -228,6 +256,12 @@ void cl_meta_refresh(sluice_client_t *cl);
  * refresh is asked for). *id gets the leader's node id. */
 bool cl_meta_leader(sluice_client_t *cl, const char *topic, int32_t partition,
 		    struct cl_addr *out, int64_t *id);
+/* For a producer or consumer waiting on a topic's partition count (its
+ * owner's mutex held): true when *nparts became known, or *err (with
+ * errmsg, SL_ERRMSG_SIZE) an error that retrying will not change; else
+ * *last_err says why not yet, and a refresh is asked for. */
+bool cl_meta_resolve(sluice_client_t *cl, const char *name, int32_t *nparts, int *err,
+		     int *last_err, char *errmsg);
 /* The address of the controller's leader (InitProducerId goes there):
  * false when none is known (a refresh is asked for). Forget: it answered
  * NOT_CONTROLLER. */

@@ -325,3 +325,25 @@ void cl_meta_forget_controller(sluice_client_t *cl)
 		cl->meta->controller = -1;
 	cl_meta_refresh(cl);
 }
+
+bool cl_meta_resolve(sluice_client_t *cl, const char *name, int32_t *nparts, int *err,
+		     int *last_err, char *errmsg)
+{
+	if (*nparts >= 0 || *err != SL_OK)
+		return false;
+	struct cl_mtopic *m = cl_meta_topic(cl, name);
+	if (m == NULL)
+		return false; /* asked for */
+	if (m->err == SL_OK && m->nparts > 0) {
+		*nparts = m->nparts;
+		return true;
+	}
+	if (m->err != SL_OK && !sl_err_retriable(m->err)) {
+		*err = m->err;
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s", m->errmsg);
+		return true;
+	}
+	*last_err = m->err;
+	cl_meta_refresh(cl); /* not there yet (just created?): ask again */
+	return false;
+}

@@ -83,10 +83,7 @@ struct ptopic {
 
 struct sluice_producer {
 	sluice_client_t *cl;
-	struct cl_service svc;
-	uv_async_t wake;
-	uv_timer_t timer;
-	unsigned closed_handles;
+	struct cl_service svc; /* its kick is work() */
 	pthread_mutex_t mu;
 	pthread_cond_t cond; /* buffer space freed, metadata came, records delivered */
 	struct ptopic *topics;    /* (mu) */
@@ -108,8 +105,8 @@ struct sluice_producer {
 	uint64_t pid_retry_at;
 	unsigned pid_backoff;
 	struct cl_op op; /* carries the Produce calls */
-	struct cl_op *close_op;
-	uint64_t timer_at;
+	/* Batches and records acknowledged (tests: cl_test_producer_counts). */
+	atomic_uint_fast64_t acked_batches, acked_records;
 };
 
 /* One Produce request in flight: which batch of which partition each of
@@ -122,11 +119,6 @@ struct preq {
 		struct pbatch *b;
 	} e[];
 };
-
-static uint64_t now_ms(void)
-{
-	return uv_hrtime() / 1000000u;
-}
 
 static int64_t wall_ms(void)
 {
@@ -201,6 +193,10 @@ static int finish(sluice_producer_t *p, struct pbatch *b)
 static void deliver(sluice_producer_t *p, struct ppart *pp, struct pbatch *b, int err,
 		    int64_t base, const char *msg)
 {
+	if (err == SL_OK) {
+		atomic_fetch_add(&p->acked_batches, 1);
+		atomic_fetch_add(&p->acked_records, (uint64_t)b->n);
+	}
 	sluice_report_t r;
 	memset(&r, 0, sizeof(r));
 	r.err = err;
@@ -231,7 +227,7 @@ static void seal(sluice_producer_t *p, struct ppart *pp)
 		pp->topic->sticky = -1;
 	if (!p->kicked) {
 		p->kicked = true;
-		uv_async_send(&p->wake);
+		cl_service_wake(&p->svc);
 	}
 }
 
@@ -274,27 +270,18 @@ static struct ppart *part_get(struct ptopic *t, int32_t partition)
 	return pp;
 }
 
-/* (mu) Waits on the producer's condition until deadline (ms, monotonic):
+/* (mu) Waits on the producer's condition until deadline (cl_mono_ms):
  * false once it passed. */
 static bool wait_until(sluice_producer_t *p, uint64_t deadline)
 {
-	uint64_t now = now_ms();
-	if (now >= deadline)
-		return false;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t ns = (uint64_t)ts.tv_nsec + (deadline - now) * 1000000u;
-	ts.tv_sec += (time_t)(ns / 1000000000u);
-	ts.tv_nsec = (long)(ns % 1000000000u);
-	pthread_cond_timedwait(&p->cond, &p->mu, &ts);
-	return true;
+	return cl_cond_wait_until(&p->cond, &p->mu, deadline);
 }
 
 static void kick_locked(sluice_producer_t *p)
 {
 	if (!p->kicked) {
 		p->kicked = true;
-		uv_async_send(&p->wake);
+		cl_service_wake(&p->svc);
 	}
 }
 
@@ -347,7 +334,7 @@ static int produce(sluice_producer_t *p, const char *topic, int32_t partition, c
 	size_t hbytes = rec != NULL ? rec->hbytes : 0;
 	uint64_t cost = key_len + value_len + hbytes + RECORD_OVERHEAD;
 	bool on_loop = cl_on_loop(p->cl);
-	uint64_t block_until = now_ms() + cf->buffer_block_ms;
+	uint64_t block_until = cl_mono_ms() + cf->buffer_block_ms;
 	pthread_mutex_lock(&p->mu);
 	int rv = SL_OK;
 	int32_t part = -1;
@@ -389,7 +376,7 @@ static int produce(sluice_producer_t *p, const char *topic, int32_t partition, c
 		o.codec = cf->codec;
 		o.level = cf->level;
 		sl_batch_builder_init(&b->b, &o);
-		b->created = now_ms();
+		b->created = cl_mono_ms();
 		b->deadline = b->created + cf->delivery_timeout_ms;
 		pp->open = b;
 	}
@@ -531,7 +518,6 @@ sluice_err_t sluice_produce_ref(sluice_producer_t *p, const char *topic, int32_t
 /* ---- The loop side --------------------------------------------------------- */
 
 static void work(sluice_producer_t *p);
-static void on_timer(uv_timer_t *t);
 
 static bool is_retriable(int err)
 {
@@ -554,7 +540,7 @@ static void requeue(sluice_producer_t *p, struct ppart *pp, struct pbatch *b, in
 	if (pp->flight_tail == &b->next)
 		pp->flight_tail = pp_b;
 	pp->nflight--;
-	uint64_t now = now_ms();
+	uint64_t now = cl_mono_ms();
 	if (now >= b->deadline) {
 		char why[SL_ERRMSG_SIZE];
 		snprintf(why, sizeof(why), "%.180s (retried until delivery.timeout.ms, %u ms)", msg,
@@ -662,7 +648,7 @@ struct ready {
 static void send_ready(sluice_producer_t *p, struct ready *rd, size_t n)
 {
 	sluice_client_t *cl = p->cl;
-	uint64_t now = now_ms();
+	uint64_t now = cl_mono_ms();
 	for (size_t i = 0; i < n; i++)
 		if (!cl_meta_leader(cl, rd[i].pp->topic->name, rd[i].pp->partition, &rd[i].addr,
 				    &rd[i].leader))
@@ -779,7 +765,7 @@ static void on_pid(struct cl_op *op, void *arg, int err, const char *msg, Sluice
 		p->pid_backoff = p->pid_backoff == 0 ? BACKOFF_MIN_MS : p->pid_backoff * 2;
 		if (p->pid_backoff > BACKOFF_MAX_MS)
 			p->pid_backoff = BACKOFF_MAX_MS;
-		p->pid_retry_at = now_ms() + p->pid_backoff;
+		p->pid_retry_at = cl_mono_ms() + p->pid_backoff;
 	}
 	work(p);
 }
@@ -809,7 +795,7 @@ static void work(sluice_producer_t *p)
 	const struct sluice_conf *cf = &cl->conf;
 	if (cl->shutting)
 		return;
-	uint64_t now = now_ms();
+	uint64_t now = cl_mono_ms();
 	uint64_t due = UINT64_MAX;
 	size_t n = 0, cap = 0;
 	struct ready *rd = NULL;
@@ -818,22 +804,10 @@ static void work(sluice_producer_t *p)
 	p->kicked = false;
 	bool changed = false;
 	for (struct ptopic *t = p->topics; t != NULL; t = t->next) {
-		if (t->nparts < 0 && t->err == SL_OK) {
-			struct cl_mtopic *m = cl_meta_topic(cl, t->name);
-			if (m != NULL && m->err == SL_OK && m->nparts > 0) {
-				t->nparts = m->nparts;
-				changed = true;
-			} else if (m != NULL && m->err != SL_OK && !sl_err_retriable(m->err)) {
-				t->err = m->err;
-				snprintf(t->errmsg, sizeof(t->errmsg), "%s", m->errmsg);
-				changed = true;
-			} else if (m != NULL) {
-				t->last_err = m->err;
-				cl_meta_refresh(cl); /* not there yet: ask again */
-				if (due > now + BACKOFF_MIN_MS)
-					due = now + BACKOFF_MIN_MS;
-			}
-		}
+		if (cl_meta_resolve(cl, t->name, &t->nparts, &t->err, &t->last_err, t->errmsg))
+			changed = true;
+		else if (t->nparts < 0 && t->err == SL_OK && due > now + BACKOFF_MIN_MS)
+			due = now + BACKOFF_MIN_MS; /* look again */
 		for (int32_t i = 0; t->parts != NULL && i < t->nparts; i++) {
 			struct ppart *pp = t->parts[i];
 			if (pp == NULL)
@@ -947,40 +921,16 @@ static void work(sluice_producer_t *p)
 	}
 	send_ready(p, rd, k);
 	free(rd);
-	if (due != UINT64_MAX) {
-		now = now_ms();
-		uv_timer_start(&p->timer, on_timer, due > now ? due - now : 0, 0);
-	}
+	if (due != UINT64_MAX)
+		cl_service_arm(&p->svc, due);
 }
 
-static void on_timer(uv_timer_t *t)
-{
-	work(t->data);
-}
-
-static void on_wake(uv_async_t *a)
-{
-	work(a->data);
-}
-
-static void on_meta(struct cl_service *svc)
+static void kick(struct cl_service *svc)
 {
 	work((sluice_producer_t *)((char *)svc - offsetof(sluice_producer_t, svc)));
 }
 
 /* ---- Life -------------------------------------------------------------------- */
-
-static void start_on_loop(void *arg, struct cl_op *op)
-{
-	sluice_producer_t *p = arg;
-	sluice_client_t *cl = p->cl;
-	uv_async_init(&cl->loop, &p->wake, on_wake);
-	uv_timer_init(&cl->loop, &p->timer);
-	p->wake.data = p->timer.data = p;
-	p->svc.kick = on_meta;
-	cl_service_add(cl, &p->svc);
-	cl_ok(op);
-}
 
 sluice_producer_t *sluice_producer_new(sluice_client_t *cl)
 {
@@ -999,12 +949,8 @@ sluice_producer_t *sluice_producer_new(sluice_client_t *cl)
 	p->op.cl = cl;
 	p->op.deadline = p->op.next_at = UINT64_MAX;
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	if (cl_run(cl, start_on_loop, p) != SL_OK) {
+	cl_cond_init(&p->cond);
+	if (cl_service_start(cl, &p->svc, kick) != SL_OK) {
 		pthread_cond_destroy(&p->cond);
 		pthread_mutex_destroy(&p->mu);
 		free(p);
@@ -1019,16 +965,14 @@ sluice_err_t sluice_producer_flush(sluice_producer_t *p, int timeout_ms)
 		return SL_EINVALID_ARGUMENT;
 	if (cl_on_loop(p->cl))
 		return SL_EBUSY;
-	uint64_t until = timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
+	uint64_t until = timeout_ms < 0 ? UINT64_MAX : cl_mono_ms() + (uint64_t)timeout_ms;
 	pthread_mutex_lock(&p->mu);
 	p->flushing++;
 	p->kicked = false;
 	kick_locked(p);
 	int rv = SL_OK;
 	while (p->outstanding > 0) {
-		if (until == UINT64_MAX) {
-			pthread_cond_wait(&p->cond, &p->mu);
-		} else if (!wait_until(p, until)) {
+		if (!wait_until(p, until)) {
 			rv = SL_EREQUEST_TIMED_OUT;
 			break;
 		}
@@ -1038,20 +982,11 @@ sluice_err_t sluice_producer_flush(sluice_producer_t *p, int timeout_ms)
 	return rv;
 }
 
-static void handle_closed(uv_handle_t *h)
-{
-	sluice_producer_t *p = h->data;
-	if (++p->closed_handles == 2)
-		cl_ok(p->close_op);
-}
-
 /* Ends what is left with CANCELED and closes the handles; the run op
  * finishes once both are closed. */
 static void stop_on_loop(void *arg, struct cl_op *op)
 {
 	sluice_producer_t *p = arg;
-	sluice_client_t *cl = p->cl;
-	cl_service_remove(cl, &p->svc);
 	pthread_mutex_lock(&p->mu);
 	for (struct ptopic *t = p->topics; t != NULL; t = t->next)
 		for (int32_t i = 0; t->parts != NULL && i < t->nparts; i++)
@@ -1074,9 +1009,7 @@ static void stop_on_loop(void *arg, struct cl_op *op)
 	}
 	/* Nothing is in flight: close flushed first, and a call ended by
 	 * the client's closing delivered its batches then. */
-	p->close_op = op;
-	uv_close((uv_handle_t *)&p->wake, handle_closed);
-	uv_close((uv_handle_t *)&p->timer, handle_closed);
+	cl_service_stop(&p->svc, op);
 }
 
 void sluice_producer_close(sluice_producer_t *p)
@@ -1116,4 +1049,10 @@ int64_t sluice_report_offset(const sluice_report_t *r)
 const char *sluice_report_topic(const sluice_report_t *r)
 {
 	return r != NULL && r->topic != NULL ? r->topic : "";
+}
+
+void cl_test_producer_counts(sluice_producer_t *p, uint64_t *batches, uint64_t *records)
+{
+	*batches = atomic_load(&p->acked_batches);
+	*records = atomic_load(&p->acked_records);
 }

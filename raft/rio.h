@@ -103,7 +103,7 @@ int sl_rio_init(struct raft_io *io, const struct sl_rio_config *cfg, sl_vfs *vfs
 
 /* libraft's io->close frees the backend (after its close callback). */
 
-/* What a cleaning run applies: a topic's configuration. */
+/* What a cleaning run applies (the owner takes it from its configuration). */
 struct sl_rio_cleaning {
 	uint64_t segment_bytes;  /* the active segment's roll size; 0: unchanged */
 	int64_t retention_bytes; /* -1: unlimited */
@@ -118,7 +118,7 @@ struct sl_rio_cleaned {
 	struct sl_compaction_stats compaction;
 };
 
-/* A topic's limits, retention and (compact) compaction, queued behind
+/* The log's limits, retention and (compact) compaction, queued behind
  * the group's earlier disk work and run where its appends run (the log's
  * writer, off the loop): the segment size and retention limits are set
  * (storage.h sl_log_set_limits), then whole sealed segments go from the

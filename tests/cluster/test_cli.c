@@ -1226,3 +1226,97 @@ Test(cli, a_leader_killed_while_the_library_produces_loses_and_duplicates_nothin
 		if (i != leader - 1)
 			cr_assert_eq(tl_proc_wait(&nodes[i].p, 30000), 1, "node %d did not stop", i + 1);
 }
+
+/* ---- Batching ------------------------------------------------------------ */
+
+struct counts {
+	sluice_producer_t *p;
+	uint64_t batches, records, want;
+};
+
+static bool acked_records(void *arg)
+{
+	struct counts *c = arg;
+	cl_test_producer_counts(c->p, &c->batches, &c->records);
+	return c->records >= c->want;
+}
+
+static bool acked_batches(void *arg)
+{
+	struct counts *c = arg;
+	cl_test_producer_counts(c->p, &c->batches, &c->records);
+	return c->batches >= c->want;
+}
+
+static sluice_producer_t *batching_producer(sluice_client_t **cl, const char *linger,
+					    const char *batch_bytes)
+{
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "linger.ms", linger, err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "batch.bytes", batch_bytes, err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "compression", "none", err, sizeof(err)), 0);
+	*cl = sluice_client_new(conf, err, sizeof(err));
+	cr_assert_not_null(*cl, "%s", err);
+	sluice_producer_t *p = sluice_producer_new(*cl);
+	cr_assert_not_null(p);
+	return p;
+}
+
+Test(cli, batches_close_at_linger_ms_or_batch_bytes, .timeout = 120)
+{
+	static struct run r;
+	static char value[100];
+	memset(value, 'b', sizeof(value));
+	cluster_up(1);
+	sluice(&r, bootstrap, "topic create batched --partitions 1 --replication-factor 1");
+	expect_ok(&r);
+	sluice_client_t *cl;
+	struct counts c;
+
+	/* linger.ms 300: records produced together wait and go as one batch. */
+	c = (struct counts){ .p = batching_producer(&cl, "300", "1048576"), .want = 50 };
+	int64_t t0 = tl_now_ms();
+	for (int i = 0; i < 50; i++)
+		cr_assert_eq(sluice_produce(c.p, "batched", 0, NULL, 0, value, sizeof(value), NULL,
+					    NULL),
+			     SLUICE_OK);
+	cr_assert(tl_wait_until(acked_records, &c, 10000, 5));
+	cr_assert_eq(c.batches, 1, "%llu batches", (unsigned long long)c.batches);
+	cr_assert_geq(tl_now_ms() - t0, 290, "the batch left before linger.ms");
+	sluice_producer_close(c.p);
+	sluice_client_destroy(cl);
+
+	/* batch.bytes 1 KiB and a long linger: full batches go at once, about
+	 * eight 100-byte records each; flush sends the last, partial one. */
+	c = (struct counts){ .p = batching_producer(&cl, "60000", "1024"), .want = 10 };
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(sluice_produce(c.p, "batched", 0, NULL, 0, value, sizeof(value), NULL,
+					    NULL),
+			     SLUICE_OK);
+	cr_assert(tl_wait_until(acked_batches, &c, 10000, 5), "%llu full batches acknowledged",
+		  (unsigned long long)c.batches);
+	cr_assert_lt(c.records, 100, "the last batch is not full: it waits for linger.ms");
+	cr_assert_eq(sluice_producer_flush(c.p, 10000), SLUICE_OK);
+	cl_test_producer_counts(c.p, &c.batches, &c.records);
+	cr_assert_eq(c.records, 100);
+	cr_assert(c.batches >= 11 && c.batches <= 13, "%llu batches",
+		  (unsigned long long)c.batches);
+	sluice_producer_close(c.p);
+	sluice_client_destroy(cl);
+
+	/* linger.ms 0 and one record at a time: a batch each. */
+	c = (struct counts){ .p = batching_producer(&cl, "0", "1048576") };
+	for (int i = 0; i < 5; i++) {
+		c.want = (uint64_t)i + 1;
+		cr_assert_eq(sluice_produce(c.p, "batched", 0, NULL, 0, value, sizeof(value), NULL,
+					    NULL),
+			     SLUICE_OK);
+		cr_assert(tl_wait_until(acked_records, &c, 10000, 1));
+	}
+	cr_assert_eq(c.batches, 5);
+	sluice_producer_close(c.p);
+	sluice_client_destroy(cl);
+	cluster_down();
+}
