@@ -22,6 +22,10 @@
 /* Idempotent producers remembered per partition (pstate.h). */
 #define MAX_PRODUCERS 4096
 #define PSTATE_BUCKETS 256
+/* A group's turn goes as soon as it holds this much: one AppendEntries
+ * carries at most the transport's budget (1 MiB), and libraft sends the
+ * rest of an entry list cut short only at the next heartbeat. */
+#define TURN_MAX_BYTES (256u << 10)
 
 /* Where a partition lives, as the applied metadata says. */
 struct place {
@@ -106,40 +110,55 @@ static void redirect(int err, const struct place *pl, int64_t *leader, char **ho
 
 /* ---- Idempotent producers, per partition ------------------------------ */
 
+struct cwait;
+
+/* What this node keeps per partition group: its idempotent producers
+ * (created with the first one) and the produces waiting for it to commit
+ * an offset (sorted by it). */
 struct pgroup {
 	struct pgroup *next;
 	uint32_t group;
 	struct sl_pstate *st;
+	struct cwait *waiters;
 };
 
 static struct pgroup *pgroups[PSTATE_BUCKETS];
+
+static struct pgroup *group_of(uint32_t group, bool create)
+{
+	struct pgroup **b = &pgroups[group % PSTATE_BUCKETS];
+	for (struct pgroup *g = *b; g != NULL; g = g->next)
+		if (g->group == group)
+			return g;
+	if (!create)
+		return NULL;
+	struct pgroup *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return NULL;
+	g->group = group;
+	g->next = *b;
+	*b = g;
+	return g;
+}
 
 /* The group's producer state; NULL when out of memory (create false:
  * when it has none). */
 static struct sl_pstate *pstate_of(uint32_t group, bool create)
 {
-	struct pgroup **b = &pgroups[group % PSTATE_BUCKETS];
-	for (struct pgroup *g = *b; g != NULL; g = g->next)
-		if (g->group == group)
-			return g->st;
-	if (!create)
-		return NULL;
-	struct pgroup *g = malloc(sizeof(*g));
-	if (g == NULL || (g->st = sl_pstate_new(MAX_PRODUCERS)) == NULL) {
-		free(g);
-		return NULL;
-	}
-	g->group = group;
-	g->next = *b;
-	*b = g;
-	return g->st;
+	struct pgroup *g = group_of(group, create);
+	if (g != NULL && g->st == NULL && create)
+		g->st = sl_pstate_new(MAX_PRODUCERS);
+	return g != NULL ? g->st : NULL;
 }
+
+static void fail_waiters(struct pgroup *g, int err, const char *why);
 
 void sl_data_forget(uint32_t group)
 {
 	for (struct pgroup **pp = &pgroups[group % PSTATE_BUCKETS]; *pp != NULL; pp = &(*pp)->next)
 		if ((*pp)->group == group) {
 			struct pgroup *g = *pp;
+			fail_waiters(g, SL_ENOT_LEADER, "the partition left this node");
 			*pp = g->next;
 			sl_pstate_free(g->st);
 			free(g);
@@ -151,22 +170,40 @@ void sl_data_forget(uint32_t group)
 
 struct prod;
 
-/* A produce waiting for a duplicate's first copy to commit. */
-struct dupwait {
-	struct dupwait *next;
+/* A produce's batch waiting for its group to commit it (acks=all), or a
+ * duplicate's first copy. */
+struct cwait {
+	struct cwait *next;
 	struct prod *pr;
 	size_t part;
-	uint32_t group;
 	int64_t last; /* committed once the high watermark passes it */
 };
 
-static struct dupwait *dupwaits;
-
-struct pbatch {
-	struct raft_apply req; /* first: the callback gets it */
+/* The batches proposed to one group in one loop turn: one raft_apply, so
+ * one append and one AppendEntries per follower for all of them. libraft
+ * calls back for the first entry only: the batches' answers come from the
+ * high watermark (cwait). */
+struct turn_item {
 	struct prod *pr;
 	size_t part;
+	int64_t last; /* the batch's last offset */
 };
+
+struct turn {
+	struct raft_apply req; /* first: the callback gets it */
+	struct turn *next;
+	const struct sl_api_node *node;
+	uint32_t group;
+	raft_term term;
+	int64_t first, next_offset; /* stamped offsets: the first batch's, the next one's */
+	size_t bytes;
+	unsigned n, cap;
+	struct raft_buffer *bufs;
+	struct turn_item *items;
+};
+
+static struct turn *turns;
+static uv_check_t *turn_check;
 
 struct ppart {
 	int err;
@@ -175,7 +212,7 @@ struct ppart {
 	int64_t log_start;
 	struct place pl;
 	unsigned waiting;   /* batches not yet acknowledged */
-	raft_index last;    /* the index of its last batch (acks=leader) */
+	raft_index last;    /* the index of its last batch (acks=leader); max until proposed */
 };
 
 struct prod {
@@ -188,7 +225,7 @@ struct prod {
 	struct ppart *p;
 	char **topics;
 	uint32_t *partitions;
-	unsigned callbacks; /* raft_apply callbacks still to come */
+	unsigned callbacks; /* references: its batches in a turn, its waiters */
 	bool answered;
 	bool timer_on;      /* timer initialized: closed before the free */
 	uv_timer_t timer;
@@ -235,17 +272,21 @@ static void prod_maybe_free(struct prod *pr)
 		prod_closed((uv_handle_t *)&pr->timer);
 }
 
-static void drop_dupwaits(struct prod *pr)
+/* Its waiters go with an answered produce. */
+static void drop_waiters(struct prod *pr)
 {
-	for (struct dupwait **pp = &dupwaits; *pp != NULL;) {
-		struct dupwait *w = *pp;
-		if (w->pr != pr) {
-			pp = &w->next;
-			continue;
+	for (size_t i = 0; i < pr->n; i++) {
+		struct pgroup *g = group_of(pr->p[i].pl.group, false);
+		for (struct cwait **pp = g != NULL ? &g->waiters : NULL; pp != NULL && *pp != NULL;) {
+			struct cwait *w = *pp;
+			if (w->pr != pr) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			pr->callbacks--;
+			free(w);
 		}
-		*pp = w->next;
-		pr->callbacks--;
-		free(w);
 	}
 }
 
@@ -254,7 +295,7 @@ static void prod_answer(struct prod *pr)
 	if (pr->answered)
 		return;
 	pr->answered = true;
-	drop_dupwaits(pr);
+	drop_waiters(pr);
 	if (pr->timer_on)
 		uv_timer_stop(&pr->timer);
 	unlist(pr);
@@ -315,23 +356,202 @@ static void part_fail(struct ppart *pp, int err, const char *why)
 	snprintf(pp->msg, sizeof(pp->msg), "%s", why);
 }
 
-static void on_applied(struct raft_apply *req, int status, void *result)
+/* Releases one reference of pr: answered once settled, freed once
+ * answered and unreferenced. */
+static void prod_release(struct prod *pr)
 {
-	struct pbatch *b = (struct pbatch *)req;
-	struct prod *pr = b->pr;
-	struct ppart *pp = &pr->p[b->part];
-	(void)result;
-	free(b);
 	pr->callbacks--;
-	if (status != 0)
-		part_fail(pp, SL_ENOT_LEADER,
-			  "leadership was lost before the batch was committed (it may still be)");
-	else if (pp->waiting > 0 && pr->acks == SLUICE__ACKS__ACKS_ALL)
-		pp->waiting--;
 	if (!pr->answered && prod_settled(pr))
 		prod_answer(pr);
 	else
 		prod_maybe_free(pr);
+}
+
+/* Waits for the group to commit up to last (one reference of pr). */
+static int add_waiter(struct prod *pr, size_t part, uint32_t group, int64_t last)
+{
+	struct pgroup *g = group_of(group, true);
+	struct cwait *w = g != NULL ? malloc(sizeof(*w)) : NULL;
+	if (w == NULL)
+		return SL_ENOMEM;
+	*w = (struct cwait){ .pr = pr, .part = part, .last = last };
+	struct cwait **pp = &g->waiters;
+	while (*pp != NULL && (*pp)->last <= last)
+		pp = &(*pp)->next;
+	w->next = *pp;
+	*pp = w;
+	pr->callbacks++;
+	return SL_OK;
+}
+
+/* Ends every waiter of g with err. */
+static void fail_waiters(struct pgroup *g, int err, const char *why)
+{
+	while (g->waiters != NULL) {
+		struct cwait *w = g->waiters;
+		g->waiters = w->next;
+		struct prod *pr = w->pr;
+		part_fail(&pr->p[w->part], err, why);
+		free(w);
+		prod_release(pr);
+	}
+}
+
+/* The group committed up to hw (exclusive): its waiters below are done. */
+static void commit_waiters(struct pgroup *g, int64_t hw)
+{
+	while (g->waiters != NULL && g->waiters->last < hw) {
+		struct cwait *w = g->waiters;
+		g->waiters = w->next;
+		struct prod *pr = w->pr;
+		if (pr->p[w->part].waiting > 0)
+			pr->p[w->part].waiting--;
+		free(w);
+		prod_release(pr);
+	}
+}
+
+static void turn_free(struct turn *t)
+{
+	free(t->bufs);
+	free(t->items);
+	free(t);
+}
+
+/* libraft's callback for the turn's first entry: a failure means the
+ * leadership went before the batches were committed (they may still be). */
+static void on_turn_applied(struct raft_apply *req, int status, void *result)
+{
+	struct turn *t = (struct turn *)req;
+	(void)result;
+	for (unsigned k = 0; k < t->n; k++) {
+		struct prod *pr = t->items[k].pr;
+		if (status != 0)
+			part_fail(&pr->p[t->items[k].part], SL_ENOT_LEADER,
+				  "leadership was lost before the batch was committed (it may still be)");
+		prod_release(pr);
+	}
+	if (status != 0) {
+		struct pgroup *g = group_of(t->group, false);
+		if (g != NULL)
+			fail_waiters(g, SL_ENOT_LEADER,
+				     "leadership was lost before the batch was committed (it may "
+				     "still be)");
+	}
+	turn_free(t);
+}
+
+/* Proposes a turn: its batches as one raft_apply, if the group is still
+ * led in the term they were stamped for and nothing came between. */
+static void flush_turn(struct turn *t)
+{
+	struct raft *r;
+	struct raft_io *io;
+	int rv = RAFT_NOTLEADER;
+	if (t->node->parts != NULL && sl_parts_led(t->node->parts, t->group, &r, &io) == SL_OK &&
+	    r->current_term == t->term && sl_rio_next_offset(io) == t->first)
+		rv = raft_apply(r, &t->req, t->bufs, t->n, on_turn_applied);
+	if (rv != 0) {
+		for (unsigned k = 0; k < t->n; k++) {
+			raft_free(t->bufs[k].base);
+			struct prod *pr = t->items[k].pr;
+			part_fail(&pr->p[t->items[k].part],
+				  rv == RAFT_NOTLEADER ? SL_ENOT_LEADER : SL_ENOMEM,
+				  rv == RAFT_NOTLEADER ? "leadership was lost before the batch was "
+							 "proposed"
+						       : raft_strerror(rv));
+			prod_release(pr);
+		}
+		turn_free(t);
+		return;
+	}
+	for (unsigned k = 0; k < t->n; k++) {
+		struct turn_item *it = &t->items[k];
+		struct prod *pr = it->pr;
+		struct ppart *pp = &pr->p[it->part];
+		if (pr->acks == SLUICE__ACKS__ACKS_LEADER)
+			pp->last = t->req.index + k;
+		else if (pr->acks == SLUICE__ACKS__ACKS_ALL &&
+			 add_waiter(pr, it->part, t->group, it->last) != SL_OK)
+			part_fail(pp, SL_ENOMEM, "out of memory");
+	}
+}
+
+static void flush_turns(void)
+{
+	while (turns != NULL) {
+		struct turn *t = turns;
+		turns = t->next;
+		flush_turn(t);
+	}
+}
+
+static void on_turn_check(uv_check_t *h)
+{
+	uv_check_stop(h);
+	flush_turns();
+}
+
+/* Adds a stamped copy of a checked batch to its group's turn. SL_OK with
+ * its offset, or SL_ENOMEM. */
+static int turn_add(struct prod *pr, size_t i, struct raft *r, struct raft_io *io,
+		    const uint8_t *batch, const struct sl_batch_header *h, int64_t *offset)
+{
+	uint32_t group = pr->p[i].pl.group;
+	size_t total = sl_batch_total_size(h);
+	struct turn **tp = &turns;
+	while (*tp != NULL && (*tp)->group != group)
+		tp = &(*tp)->next;
+	struct turn *t = *tp;
+	if (t != NULL && t->bytes + total > TURN_MAX_BYTES) {
+		/* Full: it goes now, and a new one starts after it. */
+		*tp = t->next;
+		flush_turn(t);
+		t = NULL;
+	}
+	if (t == NULL) {
+		if ((t = calloc(1, sizeof(*t))) == NULL)
+			return SL_ENOMEM;
+		t->node = pr->node;
+		t->group = group;
+		t->term = r->current_term;
+		t->first = t->next_offset = sl_rio_next_offset(io);
+		t->next = turns;
+		turns = t;
+	}
+	if (t->n == t->cap) {
+		unsigned cap = t->cap ? t->cap * 2 : 8;
+		struct raft_buffer *b = realloc(t->bufs, cap * sizeof(*b));
+		if (b != NULL)
+			t->bufs = b;
+		struct turn_item *it = b != NULL ? realloc(t->items, cap * sizeof(*it)) : NULL;
+		if (it == NULL)
+			return SL_ENOMEM;
+		t->items = it;
+		t->cap = cap;
+	}
+	void *copy = raft_malloc(total);
+	if (copy == NULL)
+		return SL_ENOMEM;
+	memcpy(copy, batch, total);
+	*offset = t->next_offset;
+	sl_batch_stamp(copy, *offset, (int32_t)t->term);
+	t->bufs[t->n] = (struct raft_buffer){ .base = copy, .len = total };
+	t->items[t->n++] = (struct turn_item){ pr, i, *offset + h->last_offset_delta };
+	t->bytes += total;
+	t->next_offset = *offset + h->last_offset_delta + 1;
+	pr->callbacks++;
+	pr->p[i].waiting++;
+	const struct sl_api_node *node = pr->node;
+	if (node->loop != NULL) {
+		if (turn_check == NULL && (turn_check = malloc(sizeof(*turn_check))) != NULL) {
+			uv_check_init(node->loop, turn_check);
+			uv_unref((uv_handle_t *)turn_check);
+		}
+		if (turn_check != NULL)
+			uv_check_start(turn_check, on_turn_check);
+	}
+	return SL_OK;
 }
 
 static void on_prod_timeout(uv_timer_t *t)
@@ -416,18 +636,15 @@ static int check_batches(const uint8_t *p, size_t len, uint32_t max_batch, unsig
  * waits for it (or the request's timeout). */
 static void wait_dup(struct prod *pr, size_t i, uint32_t group, int64_t last)
 {
-	struct dupwait *w = malloc(sizeof(*w));
-	if (w == NULL) {
+	if (add_waiter(pr, i, group, last) != SL_OK) {
 		part_fail(&pr->p[i], SL_ENOMEM, "out of memory");
 		return;
 	}
-	*w = (struct dupwait){ .next = dupwaits, .pr = pr, .part = i, .group = group, .last = last };
-	dupwaits = w;
-	pr->callbacks++;
 	pr->p[i].waiting++;
 }
 
-/* Proposes a partition's checked batches, each as one Raft entry. With
+/* Proposes a partition's checked batches, each as one Raft entry, in its
+ * group's turn (flushed once the loop turn's requests were read). With
  * acks=all, a batch from an idempotent producer is checked against the
  * partition's producer state first: a duplicate is not written again
  * (its first copy's offset is the answer, once committed). */
@@ -436,6 +653,7 @@ static void propose(struct prod *pr, size_t i, struct raft *r, struct raft_io *i
 {
 	struct ppart *pp = &pr->p[i];
 	pp->base = -1;
+	pp->last = (raft_index)-1; /* not durable before it is proposed */
 	pp->log_start = sl_log_start_offset(sl_rio_log(io));
 	bool idem = pr->acks == SLUICE__ACKS__ACKS_ALL;
 	for (size_t pos = 0; pos < len;) {
@@ -475,27 +693,9 @@ static void propose(struct prod *pr, size_t i, struct raft *r, struct raft_io *i
 				continue;
 			}
 		}
-		struct pbatch *b = malloc(sizeof(*b));
-		struct raft_buffer buf = { .base = raft_malloc(total), .len = total };
-		if (b == NULL || buf.base == NULL) {
-			free(b);
-			raft_free(buf.base);
+		int64_t offset;
+		if (turn_add(pr, i, r, io, p + pos, &h, &offset) != SL_OK) {
 			part_fail(pp, SL_ENOMEM, "out of memory (batches before it were proposed)");
-			return;
-		}
-		memcpy(buf.base, p + pos, total);
-		int64_t offset = sl_rio_next_offset(io);
-		sl_batch_stamp(buf.base, offset, (int32_t)r->current_term);
-		b->pr = pr;
-		b->part = i;
-		int rv = raft_apply(r, &b->req, &buf, 1, on_applied);
-		if (rv != 0) {
-			free(b);
-			raft_free(buf.base);
-			part_fail(pp, rv == RAFT_NOTLEADER ? SL_ENOT_LEADER : SL_ENOMEM,
-				  rv == RAFT_NOTLEADER ? "leadership was lost (batches before it may "
-							 "commit)"
-						       : raft_strerror(rv));
 			return;
 		}
 		if (pp->base < 0)
@@ -507,9 +707,6 @@ static void propose(struct prod *pr, size_t i, struct raft *r, struct raft_io *i
 					"group %u: producer %lld not remembered (out of memory)",
 					pp->pl.group, (long long)h.producer_id);
 		}
-		pr->callbacks++;
-		pp->waiting++;
-		pp->last = b->req.index;
 		pos += total;
 	}
 }
@@ -577,11 +774,15 @@ int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
 			pp->err = check_batches(f->seg[i].iov_base, f->seg[i].iov_len,
 						pp->pl.max_batch, &count, pp->msg);
 	}
+	pr->callbacks++; /* held while proposing: nothing answers it meanwhile */
 	for (size_t i = 0; i < n; i++)
 		if (pr->p[i].err == SL_OK)
 			propose(pr, i, rs[i], ios[i], f->seg[i].iov_base, f->seg[i].iov_len);
 	free(rs);
 	free(ios);
+	if (node->loop == NULL) /* the fuzzer's node: no loop turn ends */
+		flush_turns();
+	pr->callbacks--;
 	if (pr->acks == SLUICE__ACKS__ACKS_NONE) {
 		prod_answer(pr);
 		return SL_OK;
@@ -819,29 +1020,19 @@ void sl_data_applied(uint32_t group, const void *entry, size_t len)
 		if (st != NULL)
 			sl_pstate_applied(st, &h);
 	}
-	/* Produces waiting for a duplicate's first copy. */
-	struct raft *r;
-	struct raft_io *io;
-	for (struct dupwait **pp = &dupwaits; *pp != NULL;) {
-		struct dupwait *w = *pp;
-		const struct sl_api_node *node = w->pr->node;
-		if (w->group != group || node->parts == NULL ||
-		    sl_parts_led(node->parts, group, &r, &io) != SL_OK ||
-		    w->last >= sl_rio_offset_after(io, r->commit_index)) {
-			pp = &w->next;
-			continue;
-		}
-		*pp = w->next;
-		struct prod *pr = w->pr;
-		pr->callbacks--;
-		if (pr->p[w->part].waiting > 0)
-			pr->p[w->part].waiting--;
-		free(w);
-		if (!pr->answered && prod_settled(pr))
-			prod_answer(pr);
+	/* Produces waiting for their batches (or a duplicate's first copy)
+	 * to commit; all of them fail once this node no longer leads. */
+	struct pgroup *g = group_of(group, false);
+	if (g != NULL && g->waiters != NULL) {
+		const struct sl_api_node *node = g->waiters->pr->node;
+		struct raft *r;
+		struct raft_io *io;
+		if (node->parts == NULL || sl_parts_led(node->parts, group, &r, &io) != SL_OK)
+			fail_waiters(g, SL_ENOT_LEADER,
+				     "leadership was lost before the batch was committed (it may "
+				     "still be)");
 		else
-			prod_maybe_free(pr);
-		pp = &dupwaits; /* the list may have changed */
+			commit_waiters(g, sl_rio_offset_after(io, r->commit_index));
 	}
 	if (parked != NULL && fetch_timer != NULL) /* few fetches wait: all look again */
 		uv_timer_start(fetch_timer, on_fetch_poll, 0, 0);
@@ -914,6 +1105,10 @@ static void timer_closed(uv_handle_t *h)
 
 void sl_data_stop_waiting(void)
 {
+	flush_turns();
+	if (turn_check != NULL)
+		uv_close((uv_handle_t *)turn_check, timer_closed);
+	turn_check = NULL;
 	while (parked != NULL) {
 		struct fetch *fe = parked;
 		unpark(fe);

@@ -8,7 +8,11 @@
  * batches); any fault refuses the whole partition with a precise error
  * and nothing of it is written. Then each batch is copied once into a
  * Raft entry, stamped with the next offset and the leader's term, and
- * proposed. The answer (base offset of the partition's first batch) comes
+ * proposed: the batches a group gets in one loop turn (from any
+ * requests, up to 256 KiB) go as one raft_apply, so one append and one
+ * AppendEntries per follower carry them all; each batch is acknowledged
+ * when the high watermark passes it (libraft calls back for the first
+ * entry of such a proposal only). The answer (base offset of the partition's first batch) comes
  * when every batch is committed (acks=all), durable on the leader's disk
  * (acks=leader: looked at whenever a group of this node made entries
  * durable), or never (acks=none: no response frame); or
