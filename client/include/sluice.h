@@ -182,8 +182,8 @@ SLUICE_API sluice_err_t sluice_cluster_describe(sluice_admin_t *a, sluice_done_c
  * valid during the callback only. */
 typedef void (*sluice_delivery_cb)(void *msg_opaque, sluice_err_t err, const sluice_report_t *r);
 
-/* Settings come from the client's configuration. NULL: out of memory, or
- * the client is closing. */
+/* Settings come from the client's configuration. NULL: out of memory,
+ * the client is closing, or called from a callback. */
 SLUICE_API sluice_producer_t *sluice_producer_new(sluice_client_t *cl);
 /* Copies key and value into the partition's open batch and returns; the
  * caller keeps its buffers. On SLUICE_OK cb runs exactly once (CANCELED if
@@ -237,8 +237,8 @@ SLUICE_API int64_t sluice_report_offset(const sluice_report_t *r);
 
 /* group_id must be NULL: consumer groups come with a later release (the
  * argument is there so that this signature stays). cb and opaque are
- * unused until then. NULL: a group was given, out of memory, or the client
- * is closing. */
+ * unused until then. NULL: a group was given, out of memory, the client
+ * is closing, or called from a callback. */
 typedef void (*sluice_assign_cb)(void *opaque, const char *topic, int32_t partition, int assigned);
 SLUICE_API sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id,
 						  sluice_assign_cb cb, void *opaque);
