@@ -102,6 +102,7 @@ struct sluice_producer {
 	int pid_err;          /* why the last InitProducerId failed */
 	char pid_msg[SL_ERRMSG_SIZE];
 	bool pid_busy;        /* InitProducerId in flight */
+	bool working, work_again; /* work() runs; a callback it caused asked for more */
 	uint64_t pid_retry_at;
 	unsigned pid_backoff;
 	struct cl_op op; /* carries the Produce calls */
@@ -682,7 +683,7 @@ static void send_ready(sluice_producer_t *p, struct ready *rd, size_t n)
 				continue;
 			struct ppart *pp = rd[j].pp;
 			struct pbatch *b = pp->queue;
-			if (b->refinish && finish(p, b) != SL_OK) {
+			if (b == NULL || (b->refinish && finish(p, b) != SL_OK)) {
 				rd[j].taken = true; /* out of memory: a later turn */
 				continue;
 			}
@@ -708,6 +709,13 @@ static void send_ready(sluice_producer_t *p, struct ready *rd, size_t n)
 			seg[e].iov_base = (void *)b->wire;
 			seg[e].iov_len = b->wire_len;
 			bytes += b->wire_len;
+		}
+		if (rq->n == 0) {
+			free(rq);
+			free(pps);
+			free(ppv);
+			free(seg);
+			continue;
 		}
 		Sluice__ProduceRequest req = SLUICE__PRODUCE_REQUEST__INIT;
 		req.acks = p->acks;
@@ -789,7 +797,25 @@ static void init_pid(sluice_producer_t *p)
  * seals those past linger.ms), finishes them, fails those past their
  * deadline that never left, sends what can go, and arms the timer for
  * what is due next. */
+static void work_once(sluice_producer_t *p);
+
 static void work(sluice_producer_t *p)
+{
+	/* A call that fails at once calls back into here: run again after
+	 * this pass instead of inside it. */
+	if (p->working) {
+		p->work_again = true;
+		return;
+	}
+	p->working = true;
+	do {
+		p->work_again = false;
+		work_once(p);
+	} while (p->work_again && !p->cl->shutting);
+	p->working = false;
+}
+
+static void work_once(sluice_producer_t *p)
 {
 	sluice_client_t *cl = p->cl;
 	const struct sluice_conf *cf = &cl->conf;
