@@ -840,11 +840,24 @@ static int parse_configs(const Sluice__NewTopic *nt, struct sl_meta_topic_config
 	return SL_OK;
 }
 
+/* A name a client may create or delete: Kafka's rule, and not one of
+ * Sluice's own topics ("__" first). */
+static int user_topic_name(const char *name, char *errmsg)
+{
+	int rv = sl_meta_check_topic_name(name, errmsg);
+	if (rv == SL_OK && strncmp(name, "__", 2) == 0) {
+		snprintf(errmsg, SL_ERRMSG_SIZE,
+			 "topic names starting with '__' are Sluice's own ('%.200s')", name);
+		rv = SL_EINVALID_TOPIC;
+	}
+	return rv;
+}
+
 static int encode_create(const void *item, uint8_t **cmd, size_t *len, char *errmsg)
 {
 	const Sluice__NewTopic *nt = item;
 	struct sl_meta_topic_config cfg;
-	int rv = sl_meta_check_topic_name(nt->name, errmsg);
+	int rv = user_topic_name(nt->name, errmsg);
 	if (rv == SL_OK)
 		rv = parse_configs(nt, &cfg, errmsg);
 	if (rv == SL_OK && (rv = sl_meta_cmd_create_topic(nt->name, nt->partitions,
@@ -856,7 +869,7 @@ static int encode_create(const void *item, uint8_t **cmd, size_t *len, char *err
 static int encode_delete(const void *item, uint8_t **cmd, size_t *len, char *errmsg)
 {
 	const char *name = item;
-	int rv = sl_meta_check_topic_name(name, errmsg);
+	int rv = user_topic_name(name, errmsg);
 	if (rv == SL_OK && (rv = sl_meta_cmd_delete_topic(name, cmd, len)) != SL_OK)
 		snprintf(errmsg, SL_ERRMSG_SIZE, "%s", sl_strerror(rv));
 	return rv;

@@ -224,6 +224,7 @@ int sl_cluster_start(uv_loop_t *loop, const struct sl_config *cfg, struct sl_dat
 		sl_cluster_stop(c, false, NULL, NULL);
 		return rv;
 	}
+	sl_controller_set_offsets_partitions(c->ctl, (uint32_t)cfg->offsets_topic_partitions);
 	sl_parts_set_retention(c->parts, (unsigned)cfg->retention_check_ms, rc.log.retention_bytes,
 			       rc.log.retention_ms);
 	SL_BLOG(SL_BLOG_INFO, "cluster", "peer transport listening addr=%s:%llu voters=%s%s",

@@ -72,6 +72,7 @@ struct sl_controller {
 	unsigned heartbeat_ms, election_ms, liveness_ms;
 	uint64_t voters[5];
 	unsigned nvoters;
+	uint32_t offsets_partitions; /* __consumer_offsets; 0: not created */
 	uint64_t duties_at;  /* the once-a-second duties last ran */
 	/* The metadata encoded (non-voters, hashes), as of version. */
 	uint64_t version, snap_version;
@@ -717,6 +718,36 @@ static int move_duty(struct sl_controller *c, uint8_t **cmd, size_t *len)
 	return SL_OK;
 }
 
+/* The leader creates the groups' offsets topic once the voters have all
+ * registered: replication factor min(3, registered nodes), counting
+ * registered nodes rather than live ones, so that a node down at that
+ * moment does not shrink it for good (the creation is refused until the
+ * node is back, and proposed again every second). */
+static int offsets_duty(struct sl_controller *c, uint8_t **cmd, size_t *len)
+{
+	if (c->offsets_partitions == 0 || c->meta.cluster_id[0] == '\0' ||
+	    sl_meta_topic(&c->meta, SL_OFFSETS_TOPIC) != NULL)
+		return SL_OK;
+	for (unsigned i = 0; i < c->nvoters; i++)
+		if (sl_meta_node(&c->meta, c->voters[i]) == NULL)
+			return SL_OK;
+	struct sl_meta_topic_config cfg = {
+		.cleanup_policy = SL_CLEANUP_POLICY_COMPACT,
+		.segment_bytes = SL_OFFSETS_SEGMENT_BYTES,
+	};
+	unsigned rf = c->meta.nnodes < 3 ? (unsigned)c->meta.nnodes : 3, alive = 0;
+	for (size_t i = 0; i < c->meta.nnodes; i++)
+		alive += c->meta.nodes[i].alive;
+	if (alive < rf)
+		return SL_OK; /* placement would refuse it: wait for the node */
+	return sl_meta_cmd_create_topic(SL_OFFSETS_TOPIC, c->offsets_partitions, rf, &cfg, cmd, len);
+}
+
+void sl_controller_set_offsets_partitions(struct sl_controller *c, uint32_t partitions)
+{
+	c->offsets_partitions = partitions;
+}
+
 /* Once a second: what the metadata still lacks from this node, and the
  * leader's duties. */
 static void duties(struct sl_controller *c)
@@ -727,6 +758,8 @@ static void duties(struct sl_controller *c)
 	uint64_t leader = sl_controller_leader(c);
 	if (leads(c))
 		rv = move_duty(c, &cmd, &len);
+	if (rv == SL_OK && cmd == NULL && leads(c))
+		rv = offsets_duty(c, &cmd, &len);
 	if (rv == SL_OK && cmd == NULL && c->meta.cluster_id[0] == '\0' && leads(c)) {
 		uuid_t u;
 		char id[37];

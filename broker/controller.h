@@ -68,6 +68,14 @@ struct sl_controller;
 int sl_controller_init(struct sl_controller **out, uv_loop_t *loop, const struct sl_meta_node *self,
 		       unsigned heartbeat_ms, unsigned election_ms);
 
+/* Consumer groups keep their offsets and metadata in this compacted topic
+ * (DESIGN.md); the controller's leader creates it, with `partitions`
+ * partitions, once the voters have registered. 0 (the default here): it
+ * does not. */
+#define SL_OFFSETS_TOPIC "__consumer_offsets"
+#define SL_OFFSETS_SEGMENT_BYTES (1u << 20) /* small: compaction keeps it short */
+void sl_controller_set_offsets_partitions(struct sl_controller *c, uint32_t partitions);
+
 /* The registry's hooks (sl_rreg_config: apply, snapshot, restore, with the
  * controller as apply_arg); other groups are ignored. */
 void sl_controller_apply(void *arg, uint32_t group, raft_index index, const struct raft_buffer *buf);

@@ -42,8 +42,11 @@ struct node {
 
 static struct node nodes[3];
 static int nnodes;
-/* Every node's --retention-check-ms (a test may shorten it). */
+/* Every node's --retention-check-ms (a test may shorten it), and
+ * --offsets-topic-partitions (0: no __consumer_offsets, so that the
+ * topic lists and load counts of the other tests hold only theirs). */
 static const char *retention_check_ms = "60000";
+static const char *offsets_partitions = "0";
 static char bootstrap[256];
 
 static bool ready(void *arg)
@@ -83,7 +86,8 @@ static void cluster_up(int count)
 		char *argv[] = { SLUICED_PATH, "--node-id", id, "--data-dir", n->dir, "--client-port",
 				 cp, "--peer-port", pp, "--http-port", hp, "--seeds", seeds,
 				 "--heartbeat-ms", "100", "--election-ms", "500",
-				 "--retention-check-ms", (char *)retention_check_ms, NULL };
+				 "--retention-check-ms", (char *)retention_check_ms,
+				 "--offsets-topic-partitions", (char *)offsets_partitions, NULL };
 		cr_assert_eq(tl_proc_spawn(&n->p, argv, n->log), 0);
 	}
 	for (int i = 0; i < count; i++)
@@ -1318,5 +1322,68 @@ Test(cli, batches_close_at_linger_ms_or_batch_bytes, .timeout = 120)
 	cr_assert_eq(c.batches, 5);
 	sluice_producer_close(c.p);
 	sluice_client_destroy(cl);
+	cluster_down();
+}
+
+/* ---- The consumer groups' offsets topic ------------------------------------ */
+
+struct offsets_topic {
+	sluice_admin_t *a;
+	int32_t partitions, rf;
+};
+
+/* __consumer_offsets exists with every partition led and rf replicas. */
+static bool offsets_topic_led(void *arg)
+{
+	struct offsets_topic *o = arg;
+	sluice_report_t *r = NULL;
+	bool ok = sluice_topic_describe(o->a, "__consumer_offsets", NULL, NULL, &r) == SLUICE_OK &&
+		  sluice_report_partition_count(r) == o->partitions;
+	for (int32_t p = 0; ok && p < o->partitions; p++) {
+		int32_t ids[8];
+		ok = sluice_report_leader(r, p) >= 1 &&
+		     sluice_report_replicas(r, p, ids, 8) == (size_t)o->rf;
+	}
+	sluice_report_destroy(r);
+	return ok;
+}
+
+static void expect_offsets_topic(int32_t partitions, int32_t rf)
+{
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "request.timeout.ms", "2000", err, sizeof(err)), 0);
+	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
+	struct offsets_topic o = { .a = sluice_admin_new(cl), .partitions = partitions, .rf = rf };
+	cr_assert(tl_wait_until(offsets_topic_led, &o, 30000, 100),
+		  "no __consumer_offsets with %d partitions of %d replicas, all led", partitions, rf);
+	sluice_admin_destroy(o.a);
+	sluice_client_destroy(cl);
+}
+
+Test(cli, the_controller_creates_the_offsets_topic_and_clients_cannot_touch_it, .timeout = 120)
+{
+	static struct run r;
+	offsets_partitions = "16";
+	cluster_up(3);
+	expect_offsets_topic(16, 3);
+	sluice(&r, bootstrap, "topic list");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "__consumer_offsets\n");
+	sluice(&r, bootstrap, "topic delete __consumer_offsets");
+	expect_fail(&r, 1, "INVALID_TOPIC: topic names starting with '__' are Sluice's own");
+	sluice(&r, bootstrap, "topic create __mine --partitions 1 --replication-factor 1");
+	expect_fail(&r, 1, "INVALID_TOPIC");
+	sluice(&r, bootstrap, "topic list");
+	cr_assert_str_eq(r.out, "__consumer_offsets\n");
+	cluster_down();
+}
+
+Test(cli, the_offsets_topic_has_as_many_replicas_as_nodes_up_to_three, .timeout = 120)
+{
+	offsets_partitions = "4";
+	cluster_up(1);
+	expect_offsets_topic(4, 1);
 	cluster_down();
 }

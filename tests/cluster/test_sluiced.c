@@ -49,9 +49,10 @@ static void start(struct node *n, int id, const char *const *extra)
 	snprintf(cp, sizeof(cp), "%d", n->ports[0]);
 	snprintf(pp, sizeof(pp), "%d", n->ports[1]);
 	snprintf(hp, sizeof(hp), "%d", n->ports[2]);
+	/* No __consumer_offsets: these tests count topics and replicas. */
 	char *argv[32] = { SLUICED_PATH, "--node-id", ids, "--data-dir", n->dir, "--client-port",
-			   cp, "--peer-port", pp, "--http-port", hp };
-	int k = 11;
+			   cp, "--peer-port", pp, "--http-port", hp, "--offsets-topic-partitions", "0" };
+	int k = 13;
 	for (int i = 0; extra != NULL && extra[i] != NULL; i++)
 		argv[k++] = (char *)extra[i];
 	argv[k] = NULL;
