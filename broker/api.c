@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "controller.h"
+#include "group.h"
 #include "data.h"
 #include "frame.h"
 #include "meta.h"
@@ -28,6 +29,8 @@ static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
 static int describe_cluster(const struct sl_api_node *node, const Sluice__Envelope *req,
 			    sl_api_reply_fn reply, void *arg);
 static int init_producer_id(const struct sl_api_node *node, const Sluice__Envelope *req,
+			    sl_api_reply_fn reply, void *arg);
+static int find_coordinator(const struct sl_api_node *node, const Sluice__Envelope *req,
 			    sl_api_reply_fn reply, void *arg);
 static int create_topics(const struct sl_api_node *node, const Sluice__Envelope *req,
 			 sl_api_reply_fn reply, void *arg);
@@ -70,6 +73,8 @@ static const struct {
 	  sl_data_fetch },
 	{ SLUICE__API_KEY__INIT_PRODUCER_ID, "InitProducerId", 0, 0,
 	  SLUICE__ENVELOPE__BODY_INIT_PRODUCER_ID_REQUEST, true, init_producer_id, NULL },
+	{ SLUICE__API_KEY__FIND_COORDINATOR, "FindCoordinator", 0, 0,
+	  SLUICE__ENVELOPE__BODY_FIND_COORDINATOR_REQUEST, true, find_coordinator, NULL },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))
@@ -1100,4 +1105,46 @@ static int init_producer_id(const struct sl_api_node *node, const Sluice__Envelo
 					   : sl_strerror(rv),
 		  -1, reply, arg);
 	return SL_OK;
+}
+
+/* ---- FindCoordinator ---------------------------------------------------------- */
+
+/* The leader of the group's partition of __consumer_offsets, as the
+ * applied metadata has it. */
+static int find_coordinator(const struct sl_api_node *node, const Sluice__Envelope *req,
+			    sl_api_reply_fn reply, void *arg)
+{
+	const Sluice__FindCoordinatorRequest *q = req->find_coordinator_request;
+	Sluice__Envelope env;
+	response_of(&env, req->correlation_id, req->api_key, req->api_version);
+	Sluice__FindCoordinatorResponse r = SLUICE__FIND_COORDINATOR_RESPONSE__INIT;
+	env.body_case = SLUICE__ENVELOPE__BODY_FIND_COORDINATOR_RESPONSE;
+	env.find_coordinator_response = &r;
+	r.node_id = -1;
+	char msg[SL_ERRMSG_SIZE];
+	const struct sl_meta *m = sl_controller_meta(node->ctl);
+	const struct sl_meta_topic *t = sl_meta_topic(m, SL_OFFSETS_TOPIC);
+	if (q->group[0] == '\0' || strlen(q->group) > SL_GROUP_ID_MAX) {
+		r.error_code = SL_EINVALID_REQUEST;
+		snprintf(msg, sizeof(msg), "a group id is 1 to %d bytes", SL_GROUP_ID_MAX);
+	} else if (t == NULL || t->npartitions == 0) {
+		r.error_code = SL_ECOORDINATOR_NOT_AVAILABLE;
+		snprintf(msg, sizeof(msg), "%s does not exist yet", SL_OFFSETS_TOPIC);
+	} else {
+		r.partition = sl_group_partition(q->group, t->npartitions);
+		int64_t leader = leader_of(m, &t->parts[r.partition]);
+		const struct sl_meta_node *n = leader > 0 ? sl_meta_node(m, (uint64_t)leader) : NULL;
+		if (n == NULL) {
+			r.error_code = SL_ECOORDINATOR_NOT_AVAILABLE;
+			snprintf(msg, sizeof(msg), "%s/%u has no leader right now", SL_OFFSETS_TOPIC,
+				 r.partition);
+		} else {
+			r.node_id = leader;
+			r.host = (char *)n->host;
+			r.port = n->client_port;
+			msg[0] = '\0';
+		}
+	}
+	r.error_message = msg;
+	return send_env(&env, reply, arg);
 }

@@ -46,6 +46,49 @@ struct sl_group {
 	int32_t *owner, *target; /* per flat partition: member index or -1 */
 };
 
+/* The next code point of UTF-8 text at *p (advanced); a byte that does
+ * not start a well-formed sequence is taken alone. */
+static uint32_t next_cp(const unsigned char **p)
+{
+	const unsigned char *s = *p;
+	int len = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3
+			      : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	uint32_t cp = len == 1 ? s[0] : len == 2 ? s[0] & 0x1fu : len == 3 ? s[0] & 0x0fu
+							    : s[0] & 0x07u;
+	for (int i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80) {
+			len = 0;
+			break;
+		}
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	if (len == 0 || (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
+		*p = s + 1;
+		return s[0];
+	}
+	*p = s + len;
+	return cp;
+}
+
+uint32_t sl_group_partition(const char *id, uint32_t n)
+{
+	uint32_t h = 0;
+	for (const unsigned char *p = (const unsigned char *)id; *p != '\0';) {
+		uint32_t cp = next_cp(&p);
+		if (cp >= 0x10000) { /* a surrogate pair */
+			cp -= 0x10000;
+			h = 31 * h + (0xd800 + (cp >> 10));
+			h = 31 * h + (0xdc00 + (cp & 0x3ff));
+		} else {
+			h = 31 * h + cp;
+		}
+	}
+	int32_t s = (int32_t)h;
+	uint32_t a = s == INT32_MIN ? 0 : (uint32_t)(s < 0 ? -s : s);
+	return n > 0 ? a % n : 0;
+}
+
 static int by_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);

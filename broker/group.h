@@ -80,6 +80,12 @@ struct sl_group_answer {
 	size_t nassignment;
 };
 
+/* The partition of __consumer_offsets (n partitions) that holds group id:
+ * Kafka's abs(id.hashCode()) % n, Java's String.hashCode taken over the
+ * id's UTF-16 code units (bytes that are not UTF-8 count as one unit
+ * each), so that a group lands where Kafka would put it. */
+uint32_t sl_group_partition(const char *id, uint32_t n);
+
 struct sl_group;
 
 struct sl_group *sl_group_new(const char *id, const struct sl_group_config *cfg);

@@ -49,12 +49,20 @@ static void start(struct node *n, int id, const char *const *extra)
 	snprintf(cp, sizeof(cp), "%d", n->ports[0]);
 	snprintf(pp, sizeof(pp), "%d", n->ports[1]);
 	snprintf(hp, sizeof(hp), "%d", n->ports[2]);
-	/* No __consumer_offsets: these tests count topics and replicas. */
 	char *argv[32] = { SLUICED_PATH, "--node-id", ids, "--data-dir", n->dir, "--client-port",
-			   cp, "--peer-port", pp, "--http-port", hp, "--offsets-topic-partitions", "0" };
-	int k = 13;
-	for (int i = 0; extra != NULL && extra[i] != NULL; i++)
+			   cp, "--peer-port", pp, "--http-port", hp };
+	int k = 11;
+	bool offsets = false;
+	for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+		offsets |= strcmp(extra[i], "--offsets-topic-partitions") == 0;
 		argv[k++] = (char *)extra[i];
+	}
+	/* No __consumer_offsets unless asked: these tests count topics and
+	 * replicas. */
+	if (!offsets) {
+		argv[k++] = "--offsets-topic-partitions";
+		argv[k++] = "0";
+	}
 	argv[k] = NULL;
 	cr_assert_eq(tl_proc_spawn(&n->p, argv, n->log), 0);
 }
@@ -1820,4 +1828,62 @@ Test(sluiced, kill_9_of_the_leader_while_producing_loses_no_acknowledged_record,
 			cr_assert(has_value(vals, n, v), "acknowledged record %s is gone", v);
 		}
 	ring_down(&g);
+}
+
+/* ---- FindCoordinator ------------------------------------------------------ */
+
+static Sluice__Envelope *find_coordinator(int port, const char *group)
+{
+	int fd = connect_to(port);
+	Sluice__FindCoordinatorRequest fc = SLUICE__FIND_COORDINATOR_REQUEST__INIT;
+	fc.group = (char *)group;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__FIND_COORDINATOR;
+	env.body_case = SLUICE__ENVELOPE__BODY_FIND_COORDINATOR_REQUEST;
+	env.find_coordinator_request = &fc;
+	Sluice__Envelope *r = call(fd, &env);
+	close(fd);
+	cr_assert_not_null(r->find_coordinator_response);
+	return r;
+}
+
+/* Group "g" has a coordinator (partition 3 of 4, Kafka's placement). */
+static bool coordinator_found(void *arg)
+{
+	struct node *n = arg;
+	Sluice__Envelope *r = find_coordinator(n->ports[0], "g");
+	bool ok = r->find_coordinator_response->error_code == 0;
+	sluice__envelope__free_unpacked(r, NULL);
+	return ok;
+}
+
+Test(sluiced, find_coordinator_names_the_leader_of_the_groups_offsets_partition)
+{
+	static struct node n;
+	setup_node(&n, "n1");
+	/* Without the offsets topic: not available (retriable). */
+	start(&n, 1, NULL);
+	wait_ready(&n);
+	Sluice__Envelope *r = find_coordinator(n.ports[0], "g");
+	cr_assert_eq(r->find_coordinator_response->error_code, SL_ECOORDINATOR_NOT_AVAILABLE);
+	cr_assert(strstr(r->find_coordinator_response->error_message, "__consumer_offsets") != NULL);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = find_coordinator(n.ports[0], "");
+	cr_assert_eq(r->find_coordinator_response->error_code, SL_EINVALID_REQUEST);
+	sluice__envelope__free_unpacked(r, NULL);
+	stop_cleanly(&n);
+
+	/* With it: this node, and the group's partition. */
+	const char *const extra[] = { "--offsets-topic-partitions", "4", NULL };
+	start(&n, 1, extra);
+	wait_ready(&n);
+	cr_assert(tl_wait_until(coordinator_found, &n, 30000, 50), "no coordinator for g");
+	r = find_coordinator(n.ports[0], "g");
+	const Sluice__FindCoordinatorResponse *fc = r->find_coordinator_response;
+	cr_assert_eq(fc->node_id, 1);
+	cr_assert_str_eq(fc->host, "127.0.0.1");
+	cr_assert_eq(fc->port, (uint32_t)n.ports[0]);
+	cr_assert_eq(fc->partition, 3);
+	sluice__envelope__free_unpacked(r, NULL);
+	stop_cleanly(&n);
 }

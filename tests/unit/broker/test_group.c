@@ -355,3 +355,20 @@ Test(group, random_churn_never_gives_a_partition_two_owners)
 	cr_assert_eq(sl_group_members(g), live);
 	sl_group_free(g);
 }
+
+/* Java's String.hashCode over UTF-16, as Kafka places groups: values
+ * computed with Java's rules (surrogate pairs for code points past
+ * U+FFFF). */
+Test(group, a_group_lands_on_the_partition_kafka_would_pick)
+{
+	cr_assert_eq(sl_group_partition("g", 16), 7);        /* 103 */
+	cr_assert_eq(sl_group_partition("g", 4), 3);
+	cr_assert_eq(sl_group_partition("group1", 16), 14);  /* -1237460590 */
+	cr_assert_eq(sl_group_partition("payments-consumers", 16), 13);
+	cr_assert_eq(sl_group_partition("z\xc3\xbcrich", 16), 2); /* zürich */
+	cr_assert_eq(sl_group_partition("\xf0\x9f\x98\x80x", 16), 5); /* U+1F600, x */
+	cr_assert_eq(sl_group_partition("", 16), 0);
+	cr_assert_eq(sl_group_partition("anything", 0), 0);
+	/* Bytes that are not UTF-8 still place the group, each on its own. */
+	cr_assert_lt(sl_group_partition("\xff\xfe", 16), 16);
+}
