@@ -237,7 +237,8 @@ static void on_fetch(struct cl_op *op, void *arg, int err, const char *msg,
 				struct chunk *k = error_chunk(
 					cp, e, "%s/%d: offset %lld is outside the log [%lld, %lld)",
 					cp->topic->name, cp->partition, (long long)rq->e[i].offset,
-					(long long)pr->log_start, (long long)pr->high_watermark);
+					pr != NULL ? (long long)pr->log_start : -1LL,
+					pr != NULL ? (long long)pr->high_watermark : -1LL);
 				if (k != NULL)
 					push_chunk(c, k);
 				cp->position = -1;
@@ -274,6 +275,19 @@ static void on_fetch(struct cl_op *op, void *arg, int err, const char *msg,
 			if (sl_batch_last_offset(&h) + 1 > next)
 				next = sl_batch_last_offset(&h) + 1;
 			at += sl_batch_total_size(&h);
+		}
+		if (at == 0 && len > 0) {
+			/* Bytes that are no whole batch: say so, and do not ask
+			 * again at once. */
+			struct chunk *k = error_chunk(cp, SL_ECORRUPT_MESSAGE,
+						      "%s/%d: the answer at offset %lld is no record "
+						      "batch",
+						      cp->topic->name, cp->partition,
+						      (long long)rq->e[i].offset);
+			if (k != NULL)
+				push_chunk(c, k);
+			backoff(cp);
+			continue;
 		}
 		if (at == 0)
 			continue; /* nothing new: the leader held the fetch already */
