@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "controller.h"
+#include "coord.h"
 #include "group.h"
 #include "data.h"
 #include "frame.h"
@@ -75,6 +76,19 @@ static const struct {
 	  SLUICE__ENVELOPE__BODY_INIT_PRODUCER_ID_REQUEST, true, init_producer_id, NULL },
 	{ SLUICE__API_KEY__FIND_COORDINATOR, "FindCoordinator", 0, 0,
 	  SLUICE__ENVELOPE__BODY_FIND_COORDINATOR_REQUEST, true, find_coordinator, NULL },
+	/* The group coordinator (coord.h). */
+	{ SLUICE__API_KEY__CONSUMER_GROUP_HEARTBEAT, "ConsumerGroupHeartbeat", 0, 0,
+	  SLUICE__ENVELOPE__BODY_CONSUMER_GROUP_HEARTBEAT_REQUEST, true, sl_coord_heartbeat, NULL },
+	{ SLUICE__API_KEY__OFFSET_COMMIT, "OffsetCommit", 0, 0,
+	  SLUICE__ENVELOPE__BODY_OFFSET_COMMIT_REQUEST, true, sl_coord_offset_commit, NULL },
+	{ SLUICE__API_KEY__OFFSET_FETCH, "OffsetFetch", 0, 0, SLUICE__ENVELOPE__BODY_OFFSET_FETCH_REQUEST,
+	  true, sl_coord_offset_fetch, NULL },
+	{ SLUICE__API_KEY__LIST_GROUPS, "ListGroups", 0, 0, SLUICE__ENVELOPE__BODY_LIST_GROUPS_REQUEST, true,
+	  sl_coord_list_groups, NULL },
+	{ SLUICE__API_KEY__DESCRIBE_GROUP, "DescribeGroup", 0, 0,
+	  SLUICE__ENVELOPE__BODY_DESCRIBE_GROUP_REQUEST, true, sl_coord_describe_group, NULL },
+	{ SLUICE__API_KEY__DELETE_GROUP, "DeleteGroup", 0, 0, SLUICE__ENVELOPE__BODY_DELETE_GROUP_REQUEST,
+	  true, sl_coord_delete_group, NULL },
 };
 
 #define NSERVED (sizeof(served) / sizeof(served[0]))

@@ -23,6 +23,7 @@
 #include "sluice.pb-c.h"
 
 struct sl_controller;
+struct sl_coord;
 struct sl_parts;
 
 /* What the handlers read of the node. */
@@ -32,6 +33,7 @@ struct sl_api_node {
 	uv_loop_t *loop;
 	struct sl_controller *ctl; /* NULL: no metadata (every request NOT_READY) */
 	struct sl_parts *parts;    /* NULL: this node leads no partition */
+	struct sl_coord *coord;    /* NULL: no group is coordinated here */
 };
 
 /* A response's data segments (record batches), and what frees them once

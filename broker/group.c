@@ -14,6 +14,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
+#include "bigendian.h"
 #include "errors.h"
 #include "group.h"
 
@@ -44,6 +45,8 @@ struct sl_group {
 	struct gtopic *t;        /* the union of the subscriptions, sorted */
 	size_t nt, total;
 	int32_t *owner, *target; /* per flat partition: member index or -1 */
+	uint64_t version;        /* sl_group_version */
+	uint64_t saved;          /* sl_group_saved_version */
 };
 
 /* The next code point of UTF-8 text at *p (advanced); a byte that does
@@ -310,8 +313,10 @@ static int recompute(struct sl_group *g)
 static int bump(struct sl_group *g)
 {
 	int rv = recompute(g);
-	if (rv == SL_OK)
+	if (rv == SL_OK) {
 		g->epoch++;
+		g->version++;
+	}
 	return rv;
 }
 
@@ -340,6 +345,7 @@ static void remove_member(struct sl_group *g, size_t i)
 	member_free(g->m[i]);
 	memmove(&g->m[i], &g->m[i + 1], (g->n - i - 1) * sizeof(*g->m));
 	g->n--;
+	g->version++;
 }
 
 size_t sl_group_expire(struct sl_group *g, int64_t now_ms)
@@ -357,12 +363,12 @@ size_t sl_group_expire(struct sl_group *g, int64_t now_ms)
 
 static int set_topics(struct member *m, const char *const *topics, size_t n, char *errmsg)
 {
-	if (n == 0 || n > SL_GROUP_MAX_TOPICS) {
-		snprintf(errmsg, 256, "a subscription names 1 to %d topics, not %zu",
+	if (n > SL_GROUP_MAX_TOPICS) {
+		snprintf(errmsg, 256, "a subscription names at most %d topics, not %zu",
 			 SL_GROUP_MAX_TOPICS, n);
 		return SL_EINVALID_REQUEST;
 	}
-	char **t = calloc(n, sizeof(*t));
+	char **t = calloc(n + 1, sizeof(*t));
 	if (t == NULL)
 		return SL_ENOMEM;
 	for (size_t i = 0; i < n; i++)
@@ -447,6 +453,7 @@ static int answer(struct sl_group *g, size_t i, struct sl_group_answer *out)
 	if (!revoking && m->epoch != g->epoch) {
 		m->prev_epoch = m->epoch;
 		m->epoch = g->epoch;
+		g->version++;
 	}
 	out->member_id = m->id;
 	out->member_epoch = m->epoch;
@@ -525,6 +532,7 @@ void sl_group_heartbeat(struct sl_group *g, const struct sl_group_hb *hb, int64_
 		if (hb->member_epoch == -1 || hb->member_epoch == -2) {
 			if (hb->member_epoch == -2 && m->instance != NULL) {
 				m->away = true; /* its partitions wait for it */
+				g->version++;
 				m->last_seen = now_ms;
 			} else {
 				remove_member(g, (size_t)i);
@@ -541,7 +549,8 @@ void sl_group_heartbeat(struct sl_group *g, const struct sl_group_hb *hb, int64_
 		}
 	}
 	struct member *m = g->m[i];
-	m->last_seen = now_ms;
+	if (!hb->replay)
+		m->last_seen = now_ms;
 	if (hb->has_topics && (joining || !same_topics(m, hb->topics, hb->ntopics))) {
 		int rv = set_topics(m, hb->topics, hb->ntopics, out->errmsg);
 		if (rv != SL_OK) {
@@ -563,8 +572,10 @@ void sl_group_heartbeat(struct sl_group *g, const struct sl_group_hb *hb, int64_
 				for (size_t j = 0; j < hb->nowned && !kept; j++)
 					kept = hb->owned[j].partition == p &&
 					       strcmp(hb->owned[j].topic, g->t[x].name) == 0;
-				if (!kept)
+				if (!kept) {
 					g->owner[k] = -1;
+					g->version++;
+				}
 			}
 	}
 	if ((changed || topics_grew(g) || g->target == NULL) && bump(g) != SL_OK) {
@@ -586,5 +597,372 @@ int sl_group_check_commit(const struct sl_group *g, const char *member_id, int32
 	ssize_t k = flat(g->t, g->nt, topic, partition);
 	if (k < 0 || g->owner[k] != (int32_t)i)
 		return SL_ENOT_ASSIGNED;
+	return SL_OK;
+}
+
+uint64_t sl_group_version(const struct sl_group *g)
+{
+	return g->version;
+}
+
+void sl_group_set_assignor(struct sl_group *g, int assignor)
+{
+	if (g->cfg.assignor != assignor) {
+		g->cfg.assignor = assignor;
+		g->version++;
+	}
+}
+
+int sl_group_assignor(const struct sl_group *g)
+{
+	return g->cfg.assignor;
+}
+
+const char *sl_group_state(const struct sl_group *g)
+{
+	size_t live = 0;
+	for (size_t i = 0; i < g->n; i++)
+		if (!g->m[i]->away)
+			live++;
+	if (live == 0)
+		return "empty";
+	for (size_t i = 0; i < g->n; i++)
+		if (g->m[i]->epoch != g->epoch)
+			return "assigning";
+	for (size_t k = 0; k < g->total; k++)
+		if (g->owner[k] != g->target[k])
+			return "assigning";
+	return "stable";
+}
+
+size_t sl_group_live_members(const struct sl_group *g)
+{
+	size_t live = 0;
+	for (size_t i = 0; i < g->n; i++)
+		if (!g->m[i]->away)
+			live++;
+	return live;
+}
+
+void sl_group_member_info(const struct sl_group *g, size_t i, struct sl_group_member_info *out)
+{
+	const struct member *m = g->m[i];
+	*out = (struct sl_group_member_info){ .id = m->id, .instance_id = m->instance,
+					      .epoch = m->epoch, .away = m->away,
+					      .topics = (const char *const *)m->topics,
+					      .ntopics = m->ntopics, .assignment = m->answer,
+					      .nassignment = m->nanswer };
+}
+
+/* ---- The group's record in __consumer_offsets ------------------------- */
+
+#define EXPORT_VERSION 1
+#define NO_INSTANCE 0xffff
+
+struct wbuf {
+	uint8_t *p;
+	size_t len, cap;
+	bool nomem;
+};
+
+static uint8_t *wb_take(struct wbuf *w, size_t n)
+{
+	if (w->nomem)
+		return NULL;
+	if (w->len + n > w->cap) {
+		size_t cap = w->cap ? w->cap : 256;
+		while (cap < w->len + n)
+			cap *= 2;
+		uint8_t *p = realloc(w->p, cap);
+		if (p == NULL) {
+			w->nomem = true;
+			return NULL;
+		}
+		w->p = p;
+		w->cap = cap;
+	}
+	uint8_t *at = w->p + w->len;
+	w->len += n;
+	return at;
+}
+
+static void wb_u8(struct wbuf *w, uint8_t v)
+{
+	uint8_t *p = wb_take(w, 1);
+	if (p != NULL)
+		*p = v;
+}
+
+static void wb_u16(struct wbuf *w, uint16_t v)
+{
+	uint8_t *p = wb_take(w, 2);
+	if (p != NULL)
+		sl_store_be16(p, v);
+}
+
+static void wb_u32(struct wbuf *w, uint32_t v)
+{
+	uint8_t *p = wb_take(w, 4);
+	if (p != NULL)
+		sl_store_be32(p, v);
+}
+
+static void wb_str(struct wbuf *w, const char *s)
+{
+	size_t n = strlen(s);
+	wb_u16(w, (uint16_t)n);
+	uint8_t *p = wb_take(w, n);
+	if (p != NULL)
+		memcpy(p, s, n);
+}
+
+int sl_group_export(const struct sl_group *g, uint8_t **out, size_t *len)
+{
+	struct wbuf w = { 0 };
+	wb_u8(&w, EXPORT_VERSION);
+	wb_u32(&w, (uint32_t)g->epoch);
+	wb_u8(&w, (uint8_t)g->cfg.assignor);
+	wb_u32(&w, (uint32_t)g->n);
+	for (size_t i = 0; i < g->n; i++) {
+		const struct member *m = g->m[i];
+		wb_str(&w, m->id);
+		if (m->instance != NULL)
+			wb_str(&w, m->instance);
+		else
+			wb_u16(&w, NO_INSTANCE);
+		wb_u8(&w, m->away);
+		wb_u32(&w, (uint32_t)m->epoch);
+		wb_u16(&w, (uint16_t)m->ntopics);
+		for (size_t j = 0; j < m->ntopics; j++)
+			wb_str(&w, m->topics[j]);
+		uint32_t owned = 0;
+		for (size_t k = 0; k < g->total; k++)
+			owned += g->owner[k] == (int32_t)i;
+		wb_u32(&w, owned);
+		for (size_t x = 0; x < g->nt; x++)
+			for (uint32_t p = 0; p < g->t[x].parts; p++)
+				if (g->owner[g->t[x].first + p] == (int32_t)i) {
+					wb_str(&w, g->t[x].name);
+					wb_u32(&w, p);
+				}
+	}
+	if (w.nomem) {
+		free(w.p);
+		return SL_ENOMEM;
+	}
+	*out = w.p;
+	*len = w.len;
+	return SL_OK;
+}
+
+struct rbuf {
+	const uint8_t *p;
+	size_t len, at;
+	bool bad;
+};
+
+static const uint8_t *rb_take(struct rbuf *r, size_t n)
+{
+	if (r->bad || r->len - r->at < n) {
+		r->bad = true;
+		return NULL;
+	}
+	const uint8_t *p = r->p + r->at;
+	r->at += n;
+	return p;
+}
+
+static uint32_t rb_u8(struct rbuf *r)
+{
+	const uint8_t *p = rb_take(r, 1);
+	return p != NULL ? *p : 0;
+}
+
+static uint32_t rb_u16(struct rbuf *r)
+{
+	const uint8_t *p = rb_take(r, 2);
+	return p != NULL ? sl_load_be16(p) : 0;
+}
+
+static uint32_t rb_u32(struct rbuf *r)
+{
+	const uint8_t *p = rb_take(r, 4);
+	return p != NULL ? sl_load_be32(p) : 0;
+}
+
+/* A string of at most max bytes, malloc'd and NUL-terminated (NULL and
+ * r->bad on a fault, *nomem when out of memory). len_or: its length, as
+ * read already. */
+static char *rb_str_len(struct rbuf *r, uint32_t n, size_t max, bool *nomem)
+{
+	const uint8_t *p = n <= max ? rb_take(r, n) : NULL;
+	if (n > max)
+		r->bad = true;
+	if (p == NULL)
+		return NULL;
+	if (memchr(p, '\0', n) != NULL) {
+		r->bad = true;
+		return NULL;
+	}
+	char *s = malloc(n + 1);
+	if (s == NULL) {
+		*nomem = true;
+		return NULL;
+	}
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+static char *rb_str(struct rbuf *r, size_t max, bool *nomem)
+{
+	return rb_str_len(r, rb_u16(r), max, nomem);
+}
+
+/* What import reads of a member before the group's partitions are known. */
+struct imember {
+	struct member *m;
+	char **owned_topic;
+	uint32_t *owned_part;
+	uint32_t nowned;
+};
+
+static void imembers_free(struct imember *im, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		member_free(im[i].m);
+		strings_free(im[i].owned_topic, im[i].nowned);
+		free(im[i].owned_part);
+	}
+	free(im);
+}
+
+int sl_group_import(const char *id, const struct sl_group_config *cfg, const uint8_t *buf,
+		    size_t len, int64_t now_ms, struct sl_group **out, char *why)
+{
+	struct rbuf r = { .p = buf, .len = len };
+	bool nomem = false;
+	if (rb_u8(&r) != EXPORT_VERSION) {
+		snprintf(why, 256, "group record: %s", r.bad ? "empty" : "unknown version");
+		return SL_EINVALID_RECORD;
+	}
+	int32_t epoch = (int32_t)rb_u32(&r);
+	uint32_t assignor = rb_u8(&r);
+	uint32_t n = rb_u32(&r);
+	/* Each member takes at least 15 bytes: a count past that is a lie. */
+	if (r.bad || n > (len - r.at) / 15 || epoch < 0 ||
+	    (assignor != SL_ASSIGN_UNIFORM && assignor != SL_ASSIGN_RANGE)) {
+		snprintf(why, 256, "group record: a bad header");
+		return SL_EINVALID_RECORD;
+	}
+	struct imember *im = calloc(n + 1, sizeof(*im));
+	if (im == NULL)
+		return SL_ENOMEM;
+	size_t got = 0;
+	for (; got < n && !r.bad && !nomem; got++) {
+		struct member *m = calloc(1, sizeof(*m));
+		if (m == NULL) {
+			nomem = true;
+			break;
+		}
+		im[got].m = m;
+		char *mid = rb_str(&r, SL_GROUP_MEMBER_ID_MAX, &nomem);
+		if (mid != NULL)
+			snprintf(m->id, sizeof(m->id), "%s", mid);
+		free(mid);
+		uint32_t il = rb_u16(&r);
+		if (il != NO_INSTANCE)
+			m->instance = rb_str_len(&r, il, SL_GROUP_MEMBER_ID_MAX, &nomem);
+		m->away = rb_u8(&r) != 0;
+		m->epoch = m->prev_epoch = (int32_t)rb_u32(&r);
+		m->last_seen = now_ms;
+		uint32_t nt = rb_u16(&r);
+		if (nt > SL_GROUP_MAX_TOPICS || r.bad)
+			r.bad = true;
+		else if ((m->topics = calloc(nt + 1, sizeof(*m->topics))) == NULL)
+			nomem = true;
+		for (uint32_t j = 0; j < nt && !r.bad && !nomem; j++) {
+			m->topics[j] = rb_str(&r, SL_GROUP_TOPIC_MAX, &nomem);
+			m->ntopics += m->topics[j] != NULL;
+			if (j > 0 && m->topics[j] != NULL && strcmp(m->topics[j - 1], m->topics[j]) >= 0)
+				r.bad = true; /* sorted and unique, as set_topics keeps them */
+		}
+		uint32_t no = rb_u32(&r);
+		if (r.bad || no > (len - r.at) / 6) {
+			r.bad = true;
+			break;
+		}
+		im[got].owned_topic = calloc(no + 1, sizeof(char *));
+		im[got].owned_part = calloc(no + 1, sizeof(uint32_t));
+		if (im[got].owned_topic == NULL || im[got].owned_part == NULL) {
+			nomem = true;
+			break;
+		}
+		for (uint32_t j = 0; j < no && !r.bad && !nomem; j++) {
+			im[got].owned_topic[j] = rb_str(&r, SL_GROUP_TOPIC_MAX, &nomem);
+			im[got].owned_part[j] = rb_u32(&r);
+			im[got].nowned += im[got].owned_topic[j] != NULL;
+		}
+		if (m->id[0] == '\0')
+			r.bad = true;
+	}
+	if (!r.bad && !nomem && r.at != len)
+		r.bad = true;
+	struct sl_group *g = NULL;
+	if (!r.bad && !nomem && (g = sl_group_new(id, cfg)) == NULL)
+		nomem = true;
+	if (g != NULL && (g->m = calloc(n + 1, sizeof(*g->m))) == NULL)
+		nomem = true;
+	if (r.bad || nomem) {
+		imembers_free(im, got);
+		sl_group_free(g);
+		if (r.bad)
+			snprintf(why, 256, "group record: cut short, malformed or with trailing bytes");
+		return r.bad ? SL_EINVALID_RECORD : SL_ENOMEM;
+	}
+	g->cap = n + 1;
+	g->epoch = epoch;
+	g->cfg.assignor = (int)assignor;
+	for (size_t i = 0; i < n; i++) {
+		g->m[i] = im[i].m;
+		im[i].m = NULL;
+	}
+	g->n = n;
+	/* The partitions first; then the owners as recorded (a partition
+	 * claimed twice stays with the first); then the target, sticky to
+	 * them. */
+	int rv = recompute(g);
+	for (size_t i = 0; rv == SL_OK && i < n; i++)
+		for (uint32_t j = 0; j < im[i].nowned; j++) {
+			ssize_t k = flat(g->t, g->nt, im[i].owned_topic[j], im[i].owned_part[j]);
+			if (k >= 0 && g->owner[k] == -1)
+				g->owner[k] = g->target[k] = (int32_t)i;
+		}
+	for (size_t k = 0; rv == SL_OK && k < g->total; k++)
+		if (g->owner[k] == -1)
+			g->target[k] = -1;
+	if (rv == SL_OK)
+		rv = recompute(g);
+	/* What each member owns is its answer until it heartbeats. */
+	for (size_t i = 0; rv == SL_OK && i < n; i++) {
+		struct member *m = g->m[i];
+		size_t c = 0;
+		for (size_t k = 0; k < g->total; k++)
+			c += g->owner[k] == (int32_t)i;
+		if ((m->answer = calloc(c + 1, sizeof(*m->answer))) == NULL) {
+			rv = SL_ENOMEM;
+			break;
+		}
+		for (size_t x = 0; x < g->nt; x++)
+			for (uint32_t p = 0; p < g->t[x].parts; p++)
+				if (g->owner[g->t[x].first + p] == (int32_t)i)
+					m->answer[m->nanswer++] = (struct sl_group_tp){ g->t[x].name, p };
+	}
+	imembers_free(im, n);
+	if (rv != SL_OK) {
+		sl_group_free(g);
+		return rv;
+	}
+	*out = g;
 	return SL_OK;
 }

@@ -36,6 +36,7 @@
 #define SL_GROUP_ID_MAX 255
 #define SL_GROUP_MEMBER_ID_MAX 64
 #define SL_GROUP_MAX_TOPICS 256
+#define SL_GROUP_TOPIC_MAX 249 /* a topic name's bytes (meta.h) */
 
 /* A partition of a named topic. */
 struct sl_group_tp {
@@ -66,6 +67,7 @@ struct sl_group_hb {
 	const struct sl_group_tp *owned; /* what it owns now, when given (has_owned) */
 	size_t nowned;
 	bool has_owned;
+	bool replay; /* a held heartbeat looked at again: not a sign of life */
 };
 
 /* The answer. The assignment array and the member id are the group's,
@@ -111,6 +113,45 @@ int sl_group_check_commit(const struct sl_group *g, const char *member_id, int32
 
 int32_t sl_group_epoch(const struct sl_group *g);
 size_t sl_group_members(const struct sl_group *g);
+/* Goes up whenever something changes that could change a member's answer
+ * or the group's record: an epoch, a target, a partition released, a
+ * member gone, away or back. */
+uint64_t sl_group_version(const struct sl_group *g);
+
+/* The assignor of the next target (a group's first member chooses). */
+void sl_group_set_assignor(struct sl_group *g, int assignor);
+int sl_group_assignor(const struct sl_group *g);
+
+/* "empty" (no member, static ones away aside), "assigning" (some member
+ * has not reached its target) or "stable". */
+const char *sl_group_state(const struct sl_group *g);
+size_t sl_group_live_members(const struct sl_group *g);
+
+struct sl_group_member_info {
+	const char *id, *instance_id; /* instance_id NULL: not static */
+	int32_t epoch;
+	bool away;
+	const char *const *topics;
+	size_t ntopics;
+	const struct sl_group_tp *assignment;
+	size_t nassignment;
+};
+
+/* Member i (< sl_group_members), valid until the next call on g. */
+void sl_group_member_info(const struct sl_group *g, size_t i, struct sl_group_member_info *out);
+
+/* The group's record (epoch, assignor, members with their subscriptions
+ * and what they own), as __consumer_offsets keeps it (offsets.h), into
+ * malloc'd *out: SL_OK or SL_ENOMEM. */
+int sl_group_export(const struct sl_group *g, uint8_t **out, size_t *len);
+
+/* A group from its record: members as they were (seen at now_ms, so each
+ * has a session timeout to come back), owning what they owned, and a
+ * target sticky to that. SL_OK with *out; SL_EINVALID_RECORD with why
+ * (256 bytes) for bytes that are not a record; SL_ENOMEM. */
+int sl_group_import(const char *id, const struct sl_group_config *cfg, const uint8_t *buf,
+		    size_t len, int64_t now_ms, struct sl_group **out, char *why);
+
 /* Member i's id and what it may own now (for DescribeGroup, tests). */
 const char *sl_group_member_id(const struct sl_group *g, size_t i);
 size_t sl_group_member_assignment(const struct sl_group *g, size_t i,

@@ -19,6 +19,7 @@
 #include "blog.h"
 #include "cluster.h"
 #include "config.h"
+#include "coord.h"
 #include "datadir.h"
 #include "errors.h"
 #include "http.h"
@@ -60,6 +61,7 @@ struct node {
 	struct sl_api_node api;
 	struct sl_listener *client;
 	struct sl_cluster *cluster;
+	struct sl_coord *coord;
 	struct sl_datadir *dd;
 	bool stopping, failed;
 };
@@ -118,6 +120,7 @@ static void publish_metrics(uv_timer_t *t)
 		sl_cluster_pin_peers(n->cluster, n->dd);
 		sl_cluster_metrics(n->cluster, out);
 		sl_api_metrics(n->api.node_id, out);
+		sl_coord_metrics(n->coord, out);
 	}
 	if (fclose(out) == 0)
 		sl_http_publish(&n->status, text);
@@ -139,6 +142,9 @@ static void stop(struct node *n, const char *why, bool handoff)
 	if (n->client != NULL)
 		sl_listener_close(n->client, NULL, NULL);
 	sl_api_stop_waiting();
+	sl_coord_close(n->coord);
+	n->coord = NULL;
+	n->api.coord = NULL;
 	if (n->cluster != NULL)
 		sl_cluster_stop(n->cluster, handoff, NULL, NULL);
 	n->client = NULL;
@@ -175,6 +181,13 @@ static int start(struct node *n, const struct sl_config *c, struct sl_datadir *d
 		return rv;
 	n->api.ctl = sl_cluster_controller(n->cluster);
 	n->api.parts = sl_cluster_parts(n->cluster);
+	struct sl_coord_config cc = { .session_timeout_ms = (uint32_t)c->group_session_timeout_ms,
+				      .heartbeat_ms = (uint32_t)c->group_heartbeat_ms };
+	if ((rv = sl_coord_init(&n->coord, &n->loop, &n->api, &cc)) != SL_OK) {
+		snprintf(errmsg, SL_ERRMSG_SIZE, "group coordinator: %s", sl_strerror(rv));
+		return rv;
+	}
+	n->api.coord = n->coord;
 	uv_timer_start(&n->metrics, publish_metrics, 100, 1000);
 	SL_BLOG(SL_BLOG_INFO, "main", "started node_id=%llu advertised=%s seeds=%s",
 		(unsigned long long)c->node_id, sl_config_advertised(c),

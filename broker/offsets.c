@@ -60,6 +60,35 @@ static int bad(char *why, const char *what)
 	return SL_EINVALID_RECORD;
 }
 
+int sl_offsets_group_key_encode(const char *group, size_t group_len, uint8_t **out, size_t *len)
+{
+	if (group_len > SL_OFFSETS_NAME_MAX)
+		return SL_EINVALID_ARGUMENT;
+	uint8_t *p = malloc(3 + group_len);
+	if (p == NULL)
+		return SL_ENOMEM;
+	p[0] = SL_OFFSETS_KIND_GROUP;
+	sl_store_be16(p + 1, (uint16_t)group_len);
+	memcpy(p + 3, group, group_len);
+	*out = p;
+	*len = 3 + group_len;
+	return SL_OK;
+}
+
+int sl_offsets_group_key_decode(const uint8_t *buf, size_t len, const char **group,
+				size_t *group_len, char *why)
+{
+	if (len < 1)
+		return bad(why, "a group key is empty");
+	if (buf[0] != SL_OFFSETS_KIND_GROUP)
+		return SL_ENOT_FOUND;
+	if (len < 3 || len != 3 + (size_t)sl_load_be16(buf + 1))
+		return bad(why, "a group key's length does not match its group");
+	*group = (const char *)buf + 3;
+	*group_len = len - 3;
+	return SL_OK;
+}
+
 int sl_offsets_key_decode(const uint8_t *buf, size_t len, struct sl_offsets_key *k, char *why)
 {
 	if (len < 1)
@@ -248,6 +277,23 @@ int sl_offsets_view_apply(struct sl_offsets_view *v, const uint8_t *key, size_t 
 	if (++v->n > v->nb)
 		grow(v);
 	return SL_OK;
+}
+
+void sl_offsets_view_foreach(const struct sl_offsets_view *v, const char *group,
+			     void (*fn)(void *arg, const struct sl_offsets_key *k,
+					const struct sl_offsets_value *val),
+			     void *arg)
+{
+	size_t glen = group != NULL ? strlen(group) : 0;
+	char why[SL_ERRMSG_SIZE];
+	for (size_t i = 0; i < v->nb; i++)
+		for (const struct entry *e = v->b[i]; e != NULL; e = e->next) {
+			struct sl_offsets_key k;
+			if (sl_offsets_key_decode(e->key, e->key_len, &k, why) != SL_OK)
+				continue; /* only good keys are kept */
+			if (group == NULL || (k.group_len == glen && memcmp(k.group, group, glen) == 0))
+				fn(arg, &k, &e->val);
+		}
 }
 
 int sl_offsets_view_get(const struct sl_offsets_view *v, const char *group, const char *topic,

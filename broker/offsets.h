@@ -11,9 +11,15 @@
  *          u16 metadata length, metadata
  *
  * all integers big-endian. A null value (a tombstone) removes the key: a
- * group deleted, or a partition's commit dropped. Other kinds (the
- * group's own metadata) come later; decoding one is NOT_FOUND so that
- * the view skips it.
+ * group deleted, or a partition's commit dropped.
+ *
+ * A group's own record (its epoch, members and what they own: group.h,
+ * sl_group_export) is keyed by the group alone:
+ *
+ *   key    u8 kind = 2 (a group), u16 group length, group
+ *
+ * The view keeps offsets only; an offset key decoder finds NOT_FOUND in a
+ * key of another kind, and the other way round.
  *
  * The view maps each key to its value, in the order records are applied
  * (the log's): the last one wins.
@@ -26,6 +32,7 @@
 #include <stdint.h>
 
 #define SL_OFFSETS_KIND_OFFSET 1
+#define SL_OFFSETS_KIND_GROUP 2
 #define SL_OFFSETS_NAME_MAX 65535
 #define SL_OFFSETS_METADATA_MAX 4096
 
@@ -56,6 +63,12 @@ int sl_offsets_key_decode(const uint8_t *buf, size_t len, struct sl_offsets_key 
 int sl_offsets_value_decode(const uint8_t *buf, size_t len, struct sl_offsets_value *v,
 			    char *why);
 
+/* A group record's key, and its decoding (the group points into buf):
+ * SL_OK, SL_ENOT_FOUND for another kind, SL_EINVALID_RECORD with why. */
+int sl_offsets_group_key_encode(const char *group, size_t group_len, uint8_t **out, size_t *len);
+int sl_offsets_group_key_decode(const uint8_t *buf, size_t len, const char **group,
+				size_t *group_len, char *why);
+
 struct sl_offsets_view;
 
 struct sl_offsets_view *sl_offsets_view_new(void);
@@ -72,6 +85,14 @@ int sl_offsets_view_apply(struct sl_offsets_view *v, const uint8_t *key, size_t 
  * SL_ENOT_FOUND. */
 int sl_offsets_view_get(const struct sl_offsets_view *v, const char *group, const char *topic,
 			uint32_t partition, struct sl_offsets_value *out);
+
+/* Calls fn for each commit of group (NULL: of every group), in no
+ * particular order; the key's strings and the value point into the view.
+ * fn must not change the view. */
+void sl_offsets_view_foreach(const struct sl_offsets_view *v, const char *group,
+			     void (*fn)(void *arg, const struct sl_offsets_key *k,
+					const struct sl_offsets_value *val),
+			     void *arg);
 
 /* Commits the view holds (all groups). */
 size_t sl_offsets_view_count(const struct sl_offsets_view *v);

@@ -305,6 +305,16 @@ int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t
 	return SL_OK;
 }
 
+int sl_parts_committed_end(struct sl_parts *p, uint32_t group, int64_t *end)
+{
+	struct raft *r = sl_rreg_raft(p->reg, group);
+	struct raft_io *io = sl_rreg_io(p->reg, group);
+	if (r == NULL || io == NULL)
+		return SL_ENOT_FOUND;
+	*end = sl_rio_offset_after(io, r->commit_index);
+	return SL_OK;
+}
+
 int sl_parts_find_time(struct sl_parts *p, uint32_t group, int64_t ts, int64_t *offset)
 {
 	struct raft *r;

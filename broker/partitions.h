@@ -52,6 +52,11 @@ int sl_parts_led(struct sl_parts *p, uint32_t group, struct raft **r, struct raf
  * sl_parts_led. */
 int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t *end);
 
+/* Any replica's view of a group's high watermark: one past the last
+ * offset this node knows committed (a follower's lags the leader's a
+ * little). SL_OK, or SL_ENOT_FOUND when the group does not run here. */
+int sl_parts_committed_end(struct sl_parts *p, uint32_t group, int64_t *end);
+
 /* A led group's first committed offset whose record's timestamp is >= ts
  * (the log's time index), or -1 in *offset when every committed record
  * is older. SL_OK, SL_ENOT_LEADER as sl_parts_led, or the log's error. */

@@ -20,9 +20,6 @@
 /* How long describe waits for a topic it does not find (it may have just
  * been created through another node). */
 #define UNKNOWN_TOPIC_MS 3000
-struct sluice_admin {
-	sluice_client_t *cl;
-};
 
 enum { K_CREATE, K_DELETE, K_LIST, K_DESCRIBE, K_CLUSTER };
 enum { S_META, S_WRITE, S_WAIT, S_OFFSETS };
@@ -70,6 +67,7 @@ void sluice_report_destroy(sluice_report_t *r)
 		return;
 	report_clear_topic(r);
 	report_clear_cluster(r);
+	cl_report_clear_groups(r);
 	free(r);
 }
 
@@ -106,7 +104,7 @@ static int env_err(int err, Sluice__Envelope *resp, const char **msg)
 
 /* Whether a response is usable: else the op retries (a retriable error)
  * or ends with the error. body: the API's response in it, if any. */
-static bool usable(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp,
+bool cl_usable(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp,
 		   const void *body, const char *api)
 {
 	err = env_err(err, resp, &msg);
@@ -130,7 +128,7 @@ static const Sluice__TopicInfo *find_topic(const Sluice__MetadataResponse *m, co
 }
 
 /* The client address of node id in a Metadata response. */
-static bool node_addr(const Sluice__MetadataResponse *m, int64_t id, struct cl_addr *a)
+bool cl_node_addr(const Sluice__MetadataResponse *m, int64_t id, struct cl_addr *a)
 {
 	for (size_t i = 0; i < m->n_nodes; i++)
 		if ((int64_t)m->nodes[i]->node_id == id && strlen(m->nodes[i]->host) < CL_HOST_MAX) {
@@ -172,7 +170,7 @@ static int take_topic(sluice_report_t *r, const Sluice__TopicInfo *t)
 	return SL_OK;
 }
 
-static void metadata_req(Sluice__Envelope *env, Sluice__MetadataRequest *mr, char **names,
+void cl_metadata_req(Sluice__Envelope *env, Sluice__MetadataRequest *mr, char **names,
 			 size_t n)
 {
 	sluice__envelope__init(env);
@@ -362,7 +360,7 @@ static void send_offsets(struct cl_op *op, const Sluice__MetadataResponse *m)
 	for (int32_t p = 0; p < r->nparts; p++) {
 		int32_t leader = r->parts[p].leader;
 		struct cl_addr a;
-		if (asked[p] || leader < 1 || !node_addr(m, leader, &a))
+		if (asked[p] || leader < 1 || !cl_node_addr(m, leader, &a))
 			continue;
 		size_t n = 0;
 		for (int32_t q = p; q < r->nparts; q++)
@@ -393,7 +391,7 @@ static void send_offsets(struct cl_op *op, const Sluice__MetadataResponse *m)
 static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp)
 {
 	struct admin_state *s = st_of(op);
-	if (!usable(op, err, msg, resp, resp != NULL ? resp->metadata_response : NULL, "Metadata"))
+	if (!cl_usable(op, err, msg, resp, resp != NULL ? resp->metadata_response : NULL, "Metadata"))
 		return;
 	const Sluice__MetadataResponse *m = resp->metadata_response;
 	if (s->kind == K_LIST) {
@@ -410,7 +408,7 @@ static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Enve
 		return;
 	}
 	if (s->stage == S_META) { /* create, delete: find the controller */
-		if (m->controller_id < 1 || !node_addr(m, m->controller_id, &s->controller)) {
+		if (m->controller_id < 1 || !cl_node_addr(m, m->controller_id, &s->controller)) {
 			cl_retry(op, SL_ENOT_CONTROLLER, "no controller leader is known yet");
 			return;
 		}
@@ -595,7 +593,7 @@ static void step(struct cl_op *op)
 		env.body_case = SLUICE__ENVELOPE__BODY_DESCRIBE_CLUSTER_REQUEST;
 		env.describe_cluster_request = &dc;
 		cl_call(op, a, &env, 0, on_cluster);
-		metadata_req(&env, &mr, NULL, 0);
+		cl_metadata_req(&env, &mr, NULL, 0);
 		cl_call(op, a, &env, 0, on_cluster_meta);
 		if (--op->waiting == 0)
 			cluster_done(op);
@@ -606,7 +604,7 @@ static void step(struct cl_op *op)
 		return;
 	}
 	bool all = s->kind == K_LIST;
-	metadata_req(&env, &mr, all ? NULL : &s->topic, all ? 0 : 1);
+	cl_metadata_req(&env, &mr, all ? NULL : &s->topic, all ? 0 : 1);
 	cl_call(op, cl_any(op), &env, 0, on_metadata);
 }
 

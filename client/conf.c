@@ -103,6 +103,8 @@ sluice_conf_t *sluice_conf_new(void)
 	c->max_in_flight = 5;
 	c->offset_reset = OFFSET_RESET_LATEST;
 	c->fetch_wait_ms = 500;
+	c->auto_commit = true;
+	c->auto_commit_ms = 5000;
 	c->fetch_partition_bytes = 1u << 20;
 	c->fetch_buffer_bytes = 64u << 20;
 	return c;
@@ -196,6 +198,34 @@ sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *v
 				    "enable.idempotence: '%.32s' is not true or false", value);
 		return SL_OK;
 	}
+	if (strcmp(key, "enable.auto.commit") == 0) {
+		if (strcmp(value, "true") == 0)
+			conf->auto_commit = true;
+		else if (strcmp(value, "false") == 0)
+			conf->auto_commit = false;
+		else
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "enable.auto.commit: '%.32s' is not true or false", value);
+		return SL_OK;
+	}
+	if (strcmp(key, "group.instance.id") == 0) {
+		if (strlen(value) >= sizeof(conf->instance_id))
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "group.instance.id: at most %zu bytes",
+				    sizeof(conf->instance_id) - 1);
+		snprintf(conf->instance_id, sizeof(conf->instance_id), "%s", value);
+		return SL_OK;
+	}
+	if (strcmp(key, "group.assignor") == 0) {
+		if (strcmp(value, "uniform") == 0)
+			conf->assignor = ASSIGNOR_UNIFORM;
+		else if (strcmp(value, "range") == 0)
+			conf->assignor = ASSIGNOR_RANGE;
+		else
+			return fail(errbuf, errlen, SL_EINVALID_ARGUMENT,
+				    "group.assignor: '%.32s' is not uniform or range", value);
+		return SL_OK;
+	}
 	if (strcmp(key, "auto.offset.reset") == 0) {
 		if (strcmp(value, "earliest") == 0)
 			conf->offset_reset = OFFSET_RESET_EARLIEST;
@@ -230,6 +260,8 @@ sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *v
 		  offsetof(struct sluice_conf, fetch_partition_bytes), 4 },
 		{ "fetch.buffer.bytes", 1u << 20, 1ul << 40,
 		  offsetof(struct sluice_conf, fetch_buffer_bytes), 8 },
+		{ "auto.commit.interval.ms", 1, 86400000,
+		  offsetof(struct sluice_conf, auto_commit_ms), 4 },
 	};
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
 		if (strcmp(key, nums[i].key) != 0)
@@ -252,7 +284,8 @@ sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *v
 		    "request.timeout.ms, socket.timeout.ms, max.response.bytes, acks, linger.ms, "
 		    "batch.bytes, compression, compression.level, enable.idempotence, "
 		    "delivery.timeout.ms, buffer.bytes, buffer.block.ms, max.in.flight, "
-		    "auto.offset.reset, fetch.wait.ms, fetch.partition.bytes, fetch.buffer.bytes)",
+		    "auto.offset.reset, fetch.wait.ms, fetch.partition.bytes, fetch.buffer.bytes, "
+		    "enable.auto.commit, auto.commit.interval.ms, group.instance.id, group.assignor)",
 		    key);
 }
 

@@ -28,7 +28,38 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 
-enum { R_NONE, R_EARLIEST, R_LATEST, R_TIMESTAMP, R_SHIFT };
+/* How a partition's position is found: R_COMMITTED asks the group's
+ * coordinator (OffsetFetch), then falls back on auto.offset.reset. */
+enum { R_NONE, R_EARLIEST, R_LATEST, R_TIMESTAMP, R_SHIFT, R_COMMITTED };
+
+#define HB_MIN_GAP_MS 20      /* between two heartbeats that bring no news */
+
+/* Something the application hears of in sluice_poll: a partition
+ * assigned, revoked (then committed, with auto-commit, and released) or
+ * lost. */
+struct cevent {
+	struct cevent *next;
+	struct cpart *cp;
+	int kind; /* SLUICE_ASSIGNED, SLUICE_REVOKED, SLUICE_LOST */
+};
+
+/* A commit: its partitions' offsets, sent to the coordinator until it
+ * answers for good or the deadline passes. */
+struct ccommit {
+	struct ccommit *next;
+	sluice_done_cb cb;  /* NULL: nobody is told (auto-commit), or sync */
+	void *opaque;
+	bool sync, done;    /* sync: the caller waits on done (mu) */
+	int result;
+	char errmsg[SL_ERRMSG_SIZE];
+	uint64_t deadline;
+	bool sent;          /* in flight (loop) */
+	size_t n;
+	struct {
+		struct cpart *cp;
+		int64_t offset;
+	} e[];
+};
 
 struct cpart {
 	struct cpart *next;
@@ -40,6 +71,10 @@ struct cpart {
 	int reset;           /* R_*: how */
 	int64_t reset_value; /* R_TIMESTAMP: ms; R_SHIFT: the offset wanted */
 	int64_t next_poll;   /* the offset after the last record polled; -1: none */
+	int64_t committed;   /* the last offset committed from here; -1: none */
+	bool owned;          /* group: the coordinator gave it and it is not released */
+	bool revoking;       /* group: taken away; released once the application saw it */
+	bool paused;         /* sluice_pause: not fetched until sluice_resume */
 	/* Loop thread. */
 	bool busy;           /* a Fetch or ListOffsets of busy_epoch is in flight */
 	uint32_t busy_epoch; /* a seek need not wait for an older one's answer */
@@ -96,6 +131,32 @@ struct sluice_consumer {
 	struct chunk *ready, **ready_tail; /* (mu) fetched, not yet polled */
 	uint64_t buffered;      /* (mu) bytes in ready */
 	bool kicked;            /* (mu) */
+	/* The group (group NULL: none). Immutable after new: */
+	char *group;
+	sluice_assign_cb assign_cb;
+	void *assign_opaque;
+	/* (mu) */
+	char **sub;             /* the subscription: topics, or */
+	size_t nsub;
+	char *sub_regex;        /* a regex */
+	bool subscribed;
+	struct cevent *events, **events_tail; /* for the application's poll */
+	struct ccommit *commits; /* queued or in flight */
+	int group_err;          /* a fatal group error poll reports once */
+	char group_errmsg[SL_ERRMSG_SIZE];
+	/* Loop thread. */
+	char member_id[72];
+	int32_t member_epoch;
+	uint32_t hb_interval_ms;
+	struct cl_addr coord;
+	bool have_coord, finding, hb_busy, fetching_committed;
+	bool hb_now;            /* something changed: heartbeat at once */
+	bool leave, leave_sent, left; /* close: leave the group; sent; answered */
+	uint64_t hb_at;         /* next heartbeat due (cl_mono_ms) */
+	uint64_t hb_sent;
+	uint64_t coord_retry_at;
+	unsigned coord_backoff_ms;
+	uint64_t autocommit_at;
 	/* Poll's own state, under pmu (polls from several threads take turns). */
 	pthread_mutex_t pmu;
 	struct chunk *cur;
@@ -156,6 +217,8 @@ static struct chunk *error_chunk(struct cpart *cp, int err, const char *fmt, ...
 /* ---- The loop side --------------------------------------------------------- */
 
 static void work(sluice_consumer_t *c);
+static void group_work(sluice_consumer_t *c, uint64_t now, uint64_t *due);
+static void send_leave(sluice_consumer_t *c);
 
 static void backoff(struct cpart *cp)
 {
@@ -390,10 +453,11 @@ enum { N_NOTHING, N_FETCH, N_LIST };
 
 static int need(sluice_consumer_t *c, struct cpart *cp, uint64_t now)
 {
-	if ((cp->busy && cp->busy_epoch == cp->epoch) || now < cp->retry_at)
+	if ((cp->busy && cp->busy_epoch == cp->epoch) || now < cp->retry_at || cp->paused ||
+	    (c->subscribed && (!cp->owned || cp->revoking)))
 		return N_NOTHING;
 	if (cp->position < 0)
-		return cp->reset != R_NONE ? N_LIST : N_NOTHING;
+		return cp->reset != R_NONE && cp->reset != R_COMMITTED ? N_LIST : N_NOTHING;
 	return c->buffered < c->cl->conf.fetch_buffer_bytes ? N_FETCH : N_NOTHING;
 }
 
@@ -409,6 +473,11 @@ static void work(sluice_consumer_t *c)
 	uint64_t due = UINT64_MAX;
 	pthread_mutex_lock(&c->mu);
 	c->kicked = false;
+	if (c->stopping && c->leave && !c->leave_sent) {
+		pthread_mutex_unlock(&c->mu);
+		send_leave(c); /* close waits for its answer */
+		pthread_mutex_lock(&c->mu);
+	}
 	if (c->stopping) {
 		pthread_mutex_unlock(&c->mu);
 		if (c->calls == 0 && c->close_op != NULL) {
@@ -419,11 +488,13 @@ static void work(sluice_consumer_t *c)
 		return;
 	}
 	bool changed = false;
-	for (struct ctopic *t = c->topics; t != NULL; t = t->next)
+	for (struct ctopic *t = c->topics; t != NULL && !c->subscribed; t = t->next)
 		if (cl_meta_resolve(cl, t->name, &t->nparts, &t->err, &t->last_err, t->errmsg))
 			changed = true;
 	if (changed)
 		pthread_cond_broadcast(&c->cond);
+	if (c->group != NULL)
+		group_work(c, now, &due);
 	/* Each pass takes the first partition that needs something, then
 	 * every other with the same leader and need. */
 	for (;;) {
@@ -551,6 +622,717 @@ static void work(sluice_consumer_t *c)
 		cl_service_arm(&c->svc, due);
 }
 
+
+/* ---- The group: coordinator, heartbeats, commits (loop thread) ----------- */
+
+static struct cpart *find_part(sluice_consumer_t *c, const char *topic, int32_t partition);
+static int64_t drop_fetched(sluice_consumer_t *c, struct cpart *cp);
+static void send_heartbeat(sluice_consumer_t *c);
+static int group_events(sluice_consumer_t *c, char *errmsg);
+
+static void due_at(uint64_t *due, uint64_t at)
+{
+	if (at < *due)
+		*due = at;
+}
+
+/* (mu) Tells the application of a partition's change in its next poll. */
+static void push_event(sluice_consumer_t *c, struct cpart *cp, int kind)
+{
+	struct cevent *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return; /* the change itself still happens */
+	e->cp = cp;
+	e->kind = kind;
+	*c->events_tail = e;
+	c->events_tail = &e->next;
+	pthread_cond_broadcast(&c->cond);
+}
+
+/* (mu) The consumer's topic of that name, created if missing. */
+static struct ctopic *topic_of(sluice_consumer_t *c, const char *name)
+{
+	struct ctopic *t = c->topics;
+	while (t != NULL && strcmp(t->name, name) != 0)
+		t = t->next;
+	if (t != NULL)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL || (t->name = strdup(name)) == NULL) {
+		free(t);
+		return NULL;
+	}
+	t->nparts = -1;
+	t->next = c->topics;
+	c->topics = t;
+	return t;
+}
+
+/* (mu) A partition's record, made if missing (never freed before close:
+ * chunks and calls point at it). */
+static struct cpart *part_of(sluice_consumer_t *c, const char *topic, int32_t partition)
+{
+	struct cpart *cp = find_part(c, topic, partition);
+	if (cp != NULL)
+		return cp;
+	struct ctopic *t = topic_of(c, topic);
+	if (t == NULL || (cp = calloc(1, sizeof(*cp))) == NULL)
+		return NULL;
+	cp->topic = t;
+	cp->partition = partition;
+	cp->position = -1;
+	cp->next_poll = -1;
+	cp->committed = -1;
+	struct cpart **pp = &c->parts;
+	while (*pp != NULL)
+		pp = &(*pp)->next;
+	*pp = cp;
+	return cp;
+}
+
+/* (mu) Stops reading cp: what was fetched goes, and calls in flight for
+ * it are ignored when they come back. */
+static void stop_part(sluice_consumer_t *c, struct cpart *cp)
+{
+	cp->epoch++;
+	drop_fetched(c, cp);
+	cp->position = -1;
+	cp->reset = R_COMMITTED;
+	cp->next_poll = -1;
+}
+
+/* (mu) Every partition is lost (the member was fenced or forgotten): no
+ * commit for them; the application hears of it. */
+static void lose_all(sluice_consumer_t *c)
+{
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next) {
+		if (!cp->owned)
+			continue;
+		cp->owned = cp->revoking = false;
+		stop_part(c, cp);
+		push_event(c, cp, SLUICE_LOST);
+	}
+}
+
+/* The coordinator is to be found again (after a backoff). */
+static void coord_lost(sluice_consumer_t *c)
+{
+	c->have_coord = false;
+	c->coord_backoff_ms = c->coord_backoff_ms == 0 ? 100 : c->coord_backoff_ms * 2;
+	if (c->coord_backoff_ms > 1000)
+		c->coord_backoff_ms = 1000;
+	c->coord_retry_at = cl_mono_ms() + c->coord_backoff_ms;
+}
+
+static bool coord_error(int err)
+{
+	return err == SL_ENOT_COORDINATOR || err == SL_ECOORDINATOR_NOT_AVAILABLE ||
+	       err == SL_ECOORDINATOR_LOADING || (err != SL_OK && err >= 1000) ||
+	       err == SL_EREQUEST_TIMED_OUT;
+}
+
+static void on_find(struct cl_op *op, void *arg, int err, const char *msg, Sluice__Envelope *resp,
+		    const struct iovec *seg, size_t nseg)
+{
+	sluice_consumer_t *c = arg;
+	(void)op;
+	(void)seg;
+	(void)nseg;
+	c->calls--;
+	c->finding = false;
+	const Sluice__FindCoordinatorResponse *r =
+		resp != NULL ? resp->find_coordinator_response : NULL;
+	err = resp_err(err, resp, r != NULL ? r->error_code : 0, r != NULL ? r->error_message : "",
+		       r != NULL, &msg);
+	if (err == SL_OK && (r->host[0] == '\0' || r->port == 0 || r->port > 65535)) {
+		err = SL_ECOORDINATOR_NOT_AVAILABLE;
+		msg = "the answer names no address";
+	}
+	if (err != SL_OK) {
+		coord_lost(c);
+		if (!sl_err_retriable(err) && err != SL_EREQUEST_TIMED_OUT && err < 1000) {
+			pthread_mutex_lock(&c->mu);
+			c->group_err = err;
+			snprintf(c->group_errmsg, sizeof(c->group_errmsg), "group '%s': %s", c->group,
+				 msg);
+			pthread_cond_broadcast(&c->cond);
+			pthread_mutex_unlock(&c->mu);
+		}
+	} else {
+		snprintf(c->coord.host, sizeof(c->coord.host), "%s", r->host);
+		c->coord.port = (int)r->port;
+		c->have_coord = true;
+		c->coord_backoff_ms = 0;
+		c->hb_now = true;
+	}
+	work(c);
+}
+
+static void find_coordinator(sluice_consumer_t *c)
+{
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__FindCoordinatorRequest fr = SLUICE__FIND_COORDINATOR_REQUEST__INIT;
+	fr.group = c->group;
+	env.api_key = SLUICE__API_KEY__FIND_COORDINATOR;
+	env.body_case = SLUICE__ENVELOPE__BODY_FIND_COORDINATOR_REQUEST;
+	env.find_coordinator_request = &fr;
+	c->finding = true;
+	c->calls++;
+	cl_call_data(&c->op, cl_any(&c->op), &env, NULL, 0, 0, false, on_find, c);
+}
+
+/* (mu) A partition list by topic, for a request: the partitions for
+ * which keep(cp) holds. The arrays are malloc'd in *pool (free it). */
+static size_t topic_parts(sluice_consumer_t *c, bool (*keep)(const struct cpart *cp),
+			  Sluice__TopicPartitions ***out, void **pool)
+{
+	size_t n = 0;
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next)
+		n += keep(cp);
+	size_t bytes = (n + 1) * (sizeof(Sluice__TopicPartitions) + sizeof(void *) + 4);
+	uint8_t *p = calloc(1, bytes);
+	*pool = p;
+	*out = NULL;
+	if (p == NULL)
+		return 0;
+	Sluice__TopicPartitions *tp = (Sluice__TopicPartitions *)p;
+	Sluice__TopicPartitions **tpp = (Sluice__TopicPartitions **)(tp + n + 1);
+	uint32_t *nums = (uint32_t *)(tpp + n + 1);
+	size_t k = 0, at = 0;
+	/* One entry per topic: a topic's partitions go together. */
+	for (struct ctopic *t = c->topics; t != NULL; t = t->next) {
+		bool opened = false;
+		for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next) {
+			if (cp->topic != t || !keep(cp))
+				continue;
+			if (!opened) {
+				sluice__topic_partitions__init(&tp[k]);
+				tp[k].name = t->name;
+				tp[k].partitions = &nums[at];
+				tpp[k] = &tp[k];
+				k++;
+				opened = true;
+			}
+			nums[at++] = (uint32_t)cp->partition;
+			tp[k - 1].n_partitions++;
+		}
+	}
+	*out = tpp;
+	return k;
+}
+
+static bool is_owned(const struct cpart *cp)
+{
+	return cp->owned;
+}
+
+static bool wants_committed(const struct cpart *cp)
+{
+	return cp->owned && !cp->revoking && cp->position < 0 && cp->reset == R_COMMITTED &&
+	       !cp->busy;
+}
+
+/* (mu) The member's answer: its partitions now. */
+static void take_assignment(sluice_consumer_t *c, const Sluice__ConsumerGroupHeartbeatResponse *r)
+{
+	for (size_t i = 0; i < r->n_assignment; i++) {
+		const Sluice__TopicPartitions *tp = r->assignment[i];
+		for (size_t j = 0; j < tp->n_partitions; j++) {
+			struct cpart *cp = part_of(c, tp->name, (int32_t)tp->partitions[j]);
+			if (cp == NULL)
+				continue; /* out of memory: the next heartbeat tries again */
+			if (!cp->owned || cp->revoking) {
+				/* New, or given back while being revoked: it starts
+				 * again from the committed offset. */
+				cp->owned = true;
+				cp->revoking = false;
+				stop_part(c, cp);
+				cp->committed = -1;
+				push_event(c, cp, SLUICE_ASSIGNED);
+			}
+		}
+	}
+	/* What is owned and was not named goes. */
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next) {
+		if (!cp->owned || cp->revoking)
+			continue;
+		bool named = false;
+		for (size_t i = 0; i < r->n_assignment && !named; i++) {
+			if (strcmp(r->assignment[i]->name, cp->topic->name) != 0)
+				continue;
+			for (size_t j = 0; j < r->assignment[i]->n_partitions && !named; j++)
+				named = (int32_t)r->assignment[i]->partitions[j] == cp->partition;
+		}
+		if (!named) {
+			cp->revoking = true;
+			/* Stop fetching now; what was polled may still be committed. */
+			int64_t np = cp->next_poll;
+			cp->epoch++;
+			drop_fetched(c, cp);
+			cp->next_poll = np;
+			push_event(c, cp, SLUICE_REVOKED);
+		}
+	}
+}
+
+static void on_heartbeat(struct cl_op *op, void *arg, int err, const char *msg,
+			 Sluice__Envelope *resp, const struct iovec *seg, size_t nseg)
+{
+	sluice_consumer_t *c = arg;
+	(void)op;
+	(void)seg;
+	(void)nseg;
+	c->calls--;
+	c->hb_busy = false;
+	const Sluice__ConsumerGroupHeartbeatResponse *r =
+		resp != NULL ? resp->consumer_group_heartbeat_response : NULL;
+	err = resp_err(err, resp, r != NULL ? r->error_code : 0, r != NULL ? r->error_message : "",
+		       r != NULL, &msg);
+	uint64_t now = cl_mono_ms();
+	if (c->stopping) {
+		work(c);
+		return;
+	}
+	pthread_mutex_lock(&c->mu);
+	if (err == SL_EUNKNOWN_MEMBER_ID || err == SL_EFENCED_MEMBER_EPOCH) {
+		/* Forgotten (session timeout) or fenced: join again. */
+		lose_all(c);
+		c->member_id[0] = '\0';
+		c->member_epoch = 0;
+		c->hb_at = now;
+	} else if (coord_error(err)) {
+		coord_lost(c);
+		c->hb_at = c->coord_retry_at;
+	} else if (err != SL_OK) {
+		c->group_err = err;
+		snprintf(c->group_errmsg, sizeof(c->group_errmsg), "group '%s': %s", c->group, msg);
+		pthread_cond_broadcast(&c->cond);
+		c->hb_at = now + 1000;
+	} else {
+		bool news = strcmp(c->member_id, r->member_id) != 0 ||
+			    c->member_epoch != r->member_epoch;
+		snprintf(c->member_id, sizeof(c->member_id), "%s", r->member_id);
+		c->member_epoch = r->member_epoch;
+		if (r->heartbeat_interval_ms > 0)
+			c->hb_interval_ms = r->heartbeat_interval_ms;
+		take_assignment(c, r);
+		/* The coordinator held it if nothing changed: the next one goes
+		 * at once (not faster than HB_MIN_GAP_MS). */
+		c->hb_at = news ? now : c->hb_sent + HB_MIN_GAP_MS;
+	}
+	pthread_mutex_unlock(&c->mu);
+	work(c);
+}
+
+/* Sends the heartbeat (or the leave). */
+static void send_heartbeat(sluice_consumer_t *c)
+{
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__ConsumerGroupHeartbeatRequest hb = SLUICE__CONSUMER_GROUP_HEARTBEAT_REQUEST__INIT;
+	const struct sluice_conf *cf = &c->cl->conf;
+	hb.group = c->group;
+	hb.member_id = c->member_id;
+	hb.member_epoch = c->member_epoch;
+	hb.instance_id = (char *)cf->instance_id;
+	hb.assignor = (char *)(cf->assignor == ASSIGNOR_RANGE ? "range" : "uniform");
+	void *pool = NULL;
+	pthread_mutex_lock(&c->mu);
+	hb.topics = c->sub;
+	hb.n_topics = c->nsub;
+	hb.topic_regex = c->sub_regex != NULL ? c->sub_regex : (char *)"";
+	hb.n_owned = topic_parts(c, is_owned, &hb.owned, &pool);
+	hb.max_wait_ms = c->member_epoch > 0 ? c->hb_interval_ms : 0;
+	env.api_key = SLUICE__API_KEY__CONSUMER_GROUP_HEARTBEAT;
+	env.body_case = SLUICE__ENVELOPE__BODY_CONSUMER_GROUP_HEARTBEAT_REQUEST;
+	env.consumer_group_heartbeat_request = &hb;
+	c->hb_busy = true;
+	c->hb_now = false;
+	c->hb_sent = cl_mono_ms();
+	c->calls++;
+	struct cl_addr addr = c->coord;
+	pthread_mutex_unlock(&c->mu);
+	cl_call_data(&c->op, &addr, &env, NULL, 0, hb.max_wait_ms, false, on_heartbeat, c);
+	free(pool);
+}
+
+static void on_leave(struct cl_op *op, void *arg, int err, const char *msg,
+		     Sluice__Envelope *resp, const struct iovec *seg, size_t nseg)
+{
+	sluice_consumer_t *c = arg;
+	(void)op;
+	(void)err;
+	(void)msg;
+	(void)resp;
+	(void)seg;
+	(void)nseg;
+	c->calls--;
+	c->left = true; /* answered or not: close goes on */
+	work(c);
+}
+
+/* Leaves the group (a static member: for now, keeping its partitions for
+ * the session timeout). */
+static void send_leave(sluice_consumer_t *c)
+{
+	const struct sluice_conf *cf = &c->cl->conf;
+	c->leave_sent = true;
+	if (!c->have_coord || c->member_id[0] == '\0') {
+		c->left = true;
+		return;
+	}
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	Sluice__ConsumerGroupHeartbeatRequest hb = SLUICE__CONSUMER_GROUP_HEARTBEAT_REQUEST__INIT;
+	hb.group = c->group;
+	hb.member_id = c->member_id;
+	hb.member_epoch = cf->instance_id[0] != '\0' ? -2 : -1;
+	hb.instance_id = (char *)cf->instance_id;
+	env.api_key = SLUICE__API_KEY__CONSUMER_GROUP_HEARTBEAT;
+	env.body_case = SLUICE__ENVELOPE__BODY_CONSUMER_GROUP_HEARTBEAT_REQUEST;
+	env.consumer_group_heartbeat_request = &hb;
+	c->calls++;
+	cl_call_data(&c->op, &c->coord, &env, NULL, 0, 0, false, on_leave, c);
+}
+
+struct cfetch {
+	sluice_consumer_t *c;
+	size_t n;
+	struct {
+		struct cpart *cp;
+		uint32_t epoch;
+	} e[];
+};
+
+static void on_committed(struct cl_op *op, void *arg, int err, const char *msg,
+			 Sluice__Envelope *resp, const struct iovec *seg, size_t nseg)
+{
+	struct cfetch *f = arg;
+	sluice_consumer_t *c = f->c;
+	(void)op;
+	(void)seg;
+	(void)nseg;
+	c->calls--;
+	c->fetching_committed = false;
+	const Sluice__OffsetFetchResponse *r = resp != NULL ? resp->offset_fetch_response : NULL;
+	err = resp_err(err, resp, r != NULL ? r->error_code : 0, r != NULL ? r->error_message : "",
+		       r != NULL, &msg);
+	if (coord_error(err))
+		coord_lost(c);
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < f->n; i++) {
+		struct cpart *cp = f->e[i].cp;
+		if (cp->busy_epoch == f->e[i].epoch)
+			cp->busy = false;
+		if (cp->epoch != f->e[i].epoch || err != SL_OK)
+			continue;
+		const Sluice__CommittedOffset *co = NULL;
+		for (size_t j = 0; j < r->n_offsets && co == NULL; j++)
+			if ((int32_t)r->offsets[j]->partition == cp->partition &&
+			    strcmp(r->offsets[j]->topic, cp->topic->name) == 0)
+				co = r->offsets[j];
+		if (co != NULL && co->offset >= 0) {
+			cp->position = co->offset;
+			cp->committed = co->offset;
+			cp->reset = R_NONE;
+		} else {
+			int policy = c->cl->conf.offset_reset;
+			cp->reset = policy == OFFSET_RESET_LATEST ? R_LATEST : R_EARLIEST;
+			if (policy == OFFSET_RESET_NONE) {
+				struct chunk *k = error_chunk(cp, SL_EOFFSET_OUT_OF_RANGE,
+							      "%s/%d: group '%s' has no committed "
+							      "offset (auto.offset.reset=none)",
+							      cp->topic->name, cp->partition, c->group);
+				if (k != NULL)
+					push_chunk(c, k);
+				cp->reset = R_NONE;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	free(f);
+	work(c);
+}
+
+/* (mu, dropped while sending) Asks the coordinator where the partitions
+ * that start from the committed offset start. */
+static void fetch_committed(sluice_consumer_t *c)
+{
+	size_t n = 0;
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next)
+		n += wants_committed(cp);
+	if (n == 0)
+		return;
+	struct cfetch *f = malloc(sizeof(*f) + n * sizeof(f->e[0]));
+	void *pool = NULL;
+	Sluice__OffsetFetchRequest fr = SLUICE__OFFSET_FETCH_REQUEST__INIT;
+	fr.n_partitions = topic_parts(c, wants_committed, &fr.partitions, &pool);
+	if (f == NULL || pool == NULL) {
+		free(f);
+		free(pool);
+		return;
+	}
+	f->c = c;
+	f->n = 0;
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next)
+		if (wants_committed(cp)) {
+			f->e[f->n].cp = cp;
+			f->e[f->n++].epoch = cp->epoch;
+			cp->busy = true;
+			cp->busy_epoch = cp->epoch;
+		}
+	fr.group = c->group;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__OFFSET_FETCH;
+	env.body_case = SLUICE__ENVELOPE__BODY_OFFSET_FETCH_REQUEST;
+	env.offset_fetch_request = &fr;
+	c->fetching_committed = true;
+	c->calls++;
+	struct cl_addr addr = c->coord;
+	pthread_mutex_unlock(&c->mu);
+	cl_call_data(&c->op, &addr, &env, NULL, 0, 0, false, on_committed, f);
+	pthread_mutex_lock(&c->mu);
+	free(pool);
+}
+
+/* (mu) Ends a commit: its waiter or callback hears of it. */
+static void commit_end(sluice_consumer_t *c, struct ccommit *k, int err, const char *msg)
+{
+	for (struct ccommit **kp = &c->commits; *kp != NULL; kp = &(*kp)->next)
+		if (*kp == k) {
+			*kp = k->next;
+			break;
+		}
+	k->result = err;
+	snprintf(k->errmsg, sizeof(k->errmsg), "%s", msg != NULL ? msg : "");
+	if (k->sync) {
+		k->done = true; /* the caller frees it */
+		pthread_cond_broadcast(&c->cond);
+		return;
+	}
+	if (k->cb != NULL) {
+		sluice_report_t rep = { .err = err };
+		snprintf(rep.msg, sizeof(rep.msg), "%s", k->errmsg);
+		pthread_mutex_unlock(&c->mu);
+		k->cb(k->opaque, err, &rep);
+		pthread_mutex_lock(&c->mu);
+	}
+	free(k);
+}
+
+struct csent {
+	sluice_consumer_t *c;
+	struct ccommit *k;
+};
+
+static void on_commit(struct cl_op *op, void *arg, int err, const char *msg,
+		      Sluice__Envelope *resp, const struct iovec *seg, size_t nseg)
+{
+	struct csent *s = arg;
+	sluice_consumer_t *c = s->c;
+	struct ccommit *k = s->k;
+	(void)op;
+	(void)seg;
+	(void)nseg;
+	free(s);
+	c->calls--;
+	const Sluice__OffsetCommitResponse *r = resp != NULL ? resp->offset_commit_response : NULL;
+	err = resp_err(err, resp, r != NULL ? r->error_code : 0, r != NULL ? r->error_message : "",
+		       r != NULL, &msg);
+	if (err == SL_OK && r->n_results != k->n) {
+		err = SL_EIO;
+		msg = "the answer to OffsetCommit does not match the request";
+	}
+	pthread_mutex_lock(&c->mu);
+	k->sent = false;
+	int first = SL_OK;
+	const char *first_msg = msg;
+	bool stale = false;
+	for (size_t i = 0; err == SL_OK && i < k->n; i++) {
+		const Sluice__PartitionError *pe = r->results[i];
+		if (pe->error_code == SL_OK) {
+			if (k->e[i].offset > k->e[i].cp->committed)
+				k->e[i].cp->committed = k->e[i].offset;
+			k->e[i].offset = -1; /* done: not sent again */
+			continue;
+		}
+		if (pe->error_code == SL_ESTALE_MEMBER_EPOCH || coord_error(pe->error_code)) {
+			stale = true;
+			continue;
+		}
+		if (first == SL_OK) {
+			first = pe->error_code;
+			first_msg = pe->error_message;
+		}
+		k->e[i].offset = -1;
+	}
+	if (err != SL_OK && coord_error(err))
+		coord_lost(c);
+	bool retry = (err != SL_OK && (coord_error(err) || err == SL_ESTALE_MEMBER_EPOCH)) || stale;
+	if (retry && cl_mono_ms() < k->deadline && !c->stopping) {
+		/* After the next heartbeat or coordinator: work() sends it again. */
+	} else {
+		int e = err != SL_OK ? err : stale ? SL_ESTALE_MEMBER_EPOCH : first;
+		char m[SL_ERRMSG_SIZE];
+		snprintf(m, sizeof(m), "%s", e == SL_OK ? "" : first_msg);
+		commit_end(c, k, e, m);
+	}
+	pthread_mutex_unlock(&c->mu);
+	work(c);
+}
+
+/* (mu, dropped while sending) Sends a commit's offsets still open. */
+static void send_commit(sluice_consumer_t *c, struct ccommit *k)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < k->n; i++)
+		n += k->e[i].offset >= 0;
+	if (n == 0) {
+		commit_end(c, k, SL_OK, "");
+		return;
+	}
+	Sluice__OffsetCommitPartition *p = calloc(n + 1, sizeof(*p));
+	Sluice__OffsetCommitPartition **pp = calloc(n + 1, sizeof(*pp));
+	struct csent *s = malloc(sizeof(*s));
+	if (p == NULL || pp == NULL || s == NULL) {
+		free(p);
+		free(pp);
+		free(s);
+		commit_end(c, k, SL_ENOMEM, "out of memory");
+		return;
+	}
+	/* Only the open ones, in order: compact them first so that the
+	 * answer's results line up with e[]. */
+	size_t j = 0;
+	for (size_t i = 0; i < k->n; i++)
+		if (k->e[i].offset >= 0)
+			k->e[j++] = k->e[i];
+	k->n = j;
+	for (size_t i = 0; i < k->n; i++) {
+		sluice__offset_commit_partition__init(&p[i]);
+		p[i].topic = k->e[i].cp->topic->name;
+		p[i].partition = (uint32_t)k->e[i].cp->partition;
+		p[i].offset = k->e[i].offset;
+		p[i].leader_epoch = -1;
+		pp[i] = &p[i];
+	}
+	Sluice__OffsetCommitRequest q = SLUICE__OFFSET_COMMIT_REQUEST__INIT;
+	q.group = c->group;
+	q.member_id = c->member_id;
+	q.member_epoch = c->member_epoch;
+	q.n_partitions = k->n;
+	q.partitions = pp;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__OFFSET_COMMIT;
+	env.body_case = SLUICE__ENVELOPE__BODY_OFFSET_COMMIT_REQUEST;
+	env.offset_commit_request = &q;
+	s->c = c;
+	s->k = k;
+	k->sent = true;
+	c->calls++;
+	struct cl_addr addr = c->coord;
+	pthread_mutex_unlock(&c->mu);
+	cl_call_data(&c->op, &addr, &env, NULL, 0, 0, false, on_commit, s);
+	pthread_mutex_lock(&c->mu);
+	free(p);
+	free(pp);
+}
+
+/* (mu) A commit of what poll handed out, for the owned partitions (cp
+ * NULL) or one; NULL when nothing is new (or out of memory: *nomem). */
+static struct ccommit *commit_new(sluice_consumer_t *c, const struct cpart *only, int64_t offset,
+				  bool *nomem)
+{
+	size_t n = 0;
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next)
+		n++;
+	struct ccommit *k = calloc(1, sizeof(*k) + (n + 1) * sizeof(k->e[0]));
+	*nomem = k == NULL;
+	if (k == NULL)
+		return NULL;
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next) {
+		int64_t at = only != NULL ? (cp == only ? offset : -1) : cp->next_poll;
+		if ((c->subscribed && !cp->owned) || at < 0 || at == cp->committed)
+			continue;
+		k->e[k->n].cp = cp;
+		k->e[k->n++].offset = at;
+	}
+	if (k->n == 0) {
+		free(k);
+		return NULL;
+	}
+	k->deadline = cl_mono_ms() + c->cl->conf.request_timeout_ms;
+	return k;
+}
+
+/* (mu) Queues a commit for the loop. */
+static void commit_queue(sluice_consumer_t *c, struct ccommit *k)
+{
+	struct ccommit **kp = &c->commits;
+	while (*kp != NULL)
+		kp = &(*kp)->next;
+	*kp = k;
+	kick_locked(c);
+}
+
+static void group_work(sluice_consumer_t *c, uint64_t now, uint64_t *due)
+{
+	const struct sluice_conf *cf = &c->cl->conf;
+	/* Commits past their deadline end; auto-commit when due. */
+	for (struct ccommit *k = c->commits, *next; k != NULL; k = next) {
+		next = k->next;
+		if (!k->sent && now >= k->deadline)
+			commit_end(c, k, SL_EREQUEST_TIMED_OUT,
+				   "the commit was not acknowledged within request.timeout.ms");
+		else if (!k->sent)
+			due_at(due, k->deadline);
+	}
+	if (c->subscribed && cf->auto_commit && c->member_epoch > 0) {
+		if (c->autocommit_at == 0)
+			c->autocommit_at = now + cf->auto_commit_ms;
+		if (now >= c->autocommit_at) {
+			bool nomem;
+			struct ccommit *k = commit_new(c, NULL, 0, &nomem);
+			if (k != NULL)
+				commit_queue(c, k);
+			c->autocommit_at = now + cf->auto_commit_ms;
+		}
+		due_at(due, c->autocommit_at);
+	}
+	bool needs_coord = c->subscribed || c->commits != NULL;
+	if (!needs_coord)
+		return;
+	if (!c->have_coord) {
+		if (!c->finding && now >= c->coord_retry_at) {
+			pthread_mutex_unlock(&c->mu);
+			find_coordinator(c);
+			pthread_mutex_lock(&c->mu);
+		} else if (!c->finding) {
+			due_at(due, c->coord_retry_at);
+		}
+		return;
+	}
+	if (c->subscribed && !c->hb_busy && !c->stopping) {
+		if (c->hb_now || now >= c->hb_at) {
+			pthread_mutex_unlock(&c->mu);
+			send_heartbeat(c);
+			pthread_mutex_lock(&c->mu);
+		} else {
+			due_at(due, c->hb_at);
+		}
+	}
+	if (!c->have_coord)
+		return;
+	if (c->subscribed && !c->fetching_committed)
+		fetch_committed(c);
+	for (;;) {
+		struct ccommit *k = c->commits;
+		while (k != NULL && k->sent)
+			k = k->next;
+		if (k == NULL || !c->have_coord)
+			break;
+		send_commit(c, k); /* sent, or ended and gone from the list */
+	}
+}
+
 static void kick(struct cl_service *svc)
 {
 	work((sluice_consumer_t *)((char *)svc - offsetof(sluice_consumer_t, svc)));
@@ -561,13 +1343,17 @@ static void kick(struct cl_service *svc)
 sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id,
 				       sluice_assign_cb cb, void *opaque)
 {
-	(void)cb;
-	(void)opaque;
-	if (cl == NULL || group_id != NULL)
+	if (cl == NULL || (group_id != NULL && (group_id[0] == '\0' || strlen(group_id) > 255)))
 		return NULL;
 	sluice_consumer_t *c = calloc(1, sizeof(*c));
-	if (c == NULL)
+	if (c == NULL || (group_id != NULL && (c->group = strdup(group_id)) == NULL)) {
+		free(c);
 		return NULL;
+	}
+	c->assign_cb = cb;
+	c->assign_opaque = opaque;
+	c->events_tail = &c->events;
+	c->hb_interval_ms = 3000;
 	c->cl = cl;
 	c->op.cl = cl;
 	c->op.deadline = c->op.next_at = UINT64_MAX;
@@ -579,6 +1365,7 @@ sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id
 		pthread_cond_destroy(&c->cond);
 		pthread_mutex_destroy(&c->mu);
 		pthread_mutex_destroy(&c->pmu);
+		free(c->group);
 		free(c);
 		return NULL;
 	}
@@ -608,19 +1395,14 @@ sluice_err_t sluice_assign(sluice_consumer_t *c, const char *topic, int32_t part
 		return SL_EBUSY;
 	uint64_t until = cl_mono_ms() + c->cl->conf.request_timeout_ms;
 	pthread_mutex_lock(&c->mu);
-	struct ctopic *t = c->topics;
-	while (t != NULL && strcmp(t->name, topic) != 0)
-		t = t->next;
+	if (c->subscribed) {
+		pthread_mutex_unlock(&c->mu);
+		return SL_EINVALID_ARGUMENT; /* the group assigns */
+	}
+	struct ctopic *t = topic_of(c, topic);
 	if (t == NULL) {
-		t = calloc(1, sizeof(*t));
-		if (t == NULL || (t->name = strdup(topic)) == NULL) {
-			free(t);
-			pthread_mutex_unlock(&c->mu);
-			return SL_ENOMEM;
-		}
-		t->nparts = -1;
-		t->next = c->topics;
-		c->topics = t;
+		pthread_mutex_unlock(&c->mu);
+		return SL_ENOMEM;
 	}
 	int rv = SL_OK;
 	while (t->nparts < 0 && t->err == SL_OK && rv == SL_OK) {
@@ -637,32 +1419,26 @@ sluice_err_t sluice_assign(sluice_consumer_t *c, const char *topic, int32_t part
 	for (int32_t i = from; rv == SL_OK && i < to; i++) {
 		if (find_part(c, topic, i) != NULL)
 			continue;
-		struct cpart *cp = calloc(1, sizeof(*cp));
+		/* At the end of the list: partitions are fetched in the
+		 * order they were assigned. */
+		struct cpart *cp = part_of(c, topic, i);
 		if (cp == NULL) {
 			rv = SL_ENOMEM;
 			break;
 		}
-		cp->topic = t;
-		cp->partition = i;
-		cp->position = -1;
-		cp->next_poll = -1;
 		cp->reset = c->cl->conf.offset_reset == OFFSET_RESET_EARLIEST ? R_EARLIEST
 										 : R_LATEST;
-		/* At the end of the list: partitions are fetched in the
-		 * order they were assigned. */
-		struct cpart **pp = &c->parts;
-		while (*pp != NULL)
-			pp = &(*pp)->next;
-		*pp = cp;
 	}
 	kick_locked(c);
 	pthread_mutex_unlock(&c->mu);
 	return rv;
 }
 
-/* (mu) Drops what was fetched for cp. */
-static void drop_fetched(sluice_consumer_t *c, struct cpart *cp)
+/* (mu) Drops what was fetched for cp; returns where the first record
+ * dropped was (-1: nothing was). */
+static int64_t drop_fetched(sluice_consumer_t *c, struct cpart *cp)
 {
+	int64_t first = -1;
 	struct chunk **pp = &c->ready;
 	while (*pp != NULL) {
 		struct chunk *k = *pp;
@@ -672,9 +1448,12 @@ static void drop_fetched(sluice_consumer_t *c, struct cpart *cp)
 		}
 		*pp = k->next;
 		c->buffered -= k->len;
+		if (k->err == SL_OK && k->epoch == cp->epoch && (first < 0 || k->from < first))
+			first = k->from;
 		chunk_unref(k);
 	}
 	c->ready_tail = pp;
+	return first;
 }
 
 sluice_err_t sluice_seek(sluice_consumer_t *c, const char *topic, int32_t partition,
@@ -837,6 +1616,10 @@ sluice_err_t sluice_poll(sluice_consumer_t *c, int timeout_ms, sluice_msg_t **ou
 	for (;;) {
 		int err = SL_OK;
 		char errmsg[SL_ERRMSG_SIZE];
+		if (c->group != NULL && !on_loop && (err = group_events(c, errmsg)) != SL_OK) {
+			pthread_mutex_unlock(&c->pmu);
+			return err;
+		}
 		sluice_msg_t *m = next_record(c, &err, errmsg);
 		if (m != NULL) {
 			/* A seek since the record was fetched moves past it. */
@@ -858,7 +1641,8 @@ sluice_err_t sluice_poll(sluice_consumer_t *c, int timeout_ms, sluice_msg_t **ou
 			return err;
 		}
 		pthread_mutex_lock(&c->mu);
-		bool waited = c->ready == NULL && !on_loop ? wait_until(c, until) : c->ready != NULL;
+		bool idle = c->ready == NULL && c->events == NULL && c->group_err == SL_OK;
+		bool waited = idle && !on_loop ? wait_until(c, until) : !idle;
 		pthread_mutex_unlock(&c->mu);
 		if (!waited) {
 			pthread_mutex_unlock(&c->pmu);
@@ -931,11 +1715,235 @@ void sluice_msg_destroy(sluice_msg_t *m)
 	free(m);
 }
 
+
+/* ---- The group, the application's side -------------------------------------- */
+
+static sluice_err_t subscribe(sluice_consumer_t *c, char **topics, size_t n, char *regex)
+{
+	pthread_mutex_lock(&c->mu);
+	bool assigned = false;
+	for (struct cpart *cp = c->parts; cp != NULL; cp = cp->next)
+		assigned = assigned || !cp->owned;
+	if (assigned && !c->subscribed) {
+		pthread_mutex_unlock(&c->mu);
+		for (size_t i = 0; i < n; i++)
+			free(topics[i]);
+		free(topics);
+		free(regex);
+		return SL_EINVALID_ARGUMENT; /* sluice_assign was used */
+	}
+	for (size_t i = 0; i < c->nsub; i++)
+		free(c->sub[i]);
+	free(c->sub);
+	free(c->sub_regex);
+	c->sub = topics;
+	c->nsub = n;
+	c->sub_regex = regex;
+	c->subscribed = true;
+	c->hb_now = true;
+	kick_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	return SL_OK;
+}
+
+sluice_err_t sluice_subscribe(sluice_consumer_t *c, const char *const topics[], size_t n)
+{
+	if (c == NULL || c->group == NULL || (n > 0 && topics == NULL) || n > 256)
+		return SL_EINVALID_ARGUMENT;
+	char **t = calloc(n + 1, sizeof(*t));
+	if (t == NULL)
+		return SL_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (topics[i] == NULL || topics[i][0] == '\0' || (t[i] = strdup(topics[i])) == NULL) {
+			bool bad = topics[i] == NULL || topics[i][0] == '\0';
+			for (size_t j = 0; j < i; j++)
+				free(t[j]);
+			free(t);
+			return bad ? SL_EINVALID_ARGUMENT : SL_ENOMEM;
+		}
+	return subscribe(c, t, n, NULL);
+}
+
+sluice_err_t sluice_subscribe_regex(sluice_consumer_t *c, const char *regex)
+{
+	if (c == NULL || c->group == NULL || regex == NULL || regex[0] == '\0')
+		return SL_EINVALID_ARGUMENT;
+	char *r = strdup(regex);
+	if (r == NULL)
+		return SL_ENOMEM;
+	return subscribe(c, NULL, 0, r);
+}
+
+/* (mu) Waits for a synchronous commit; returns its result and frees it. */
+static int commit_wait(sluice_consumer_t *c, struct ccommit *k, char *errmsg)
+{
+	while (!k->done)
+		pthread_cond_wait(&c->cond, &c->mu);
+	int rv = k->result;
+	if (errmsg != NULL)
+		snprintf(errmsg, SL_ERRMSG_SIZE, "%s", k->errmsg);
+	free(k);
+	return rv;
+}
+
+/* (mu) Commits cp at offset (cp NULL: everything polled), synchronously.
+ * SL_OK when nothing is new. */
+static int commit_sync(sluice_consumer_t *c, const struct cpart *cp, int64_t offset, char *errmsg)
+{
+	bool nomem;
+	struct ccommit *k = commit_new(c, cp, offset, &nomem);
+	if (k == NULL)
+		return nomem ? SL_ENOMEM : SL_OK;
+	k->sync = true;
+	commit_queue(c, k);
+	return commit_wait(c, k, errmsg);
+}
+
+/* (pmu) Tells the application what changed, in order; a partition
+ * revoked is committed (auto-commit) and released after its callback. A
+ * fatal group error is returned once. */
+static int group_events(sluice_consumer_t *c, char *errmsg)
+{
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		if (c->group_err != SL_OK) {
+			int err = c->group_err;
+			c->group_err = SL_OK;
+			snprintf(errmsg, SL_ERRMSG_SIZE, "%s", c->group_errmsg);
+			pthread_mutex_unlock(&c->mu);
+			return err;
+		}
+		struct cevent *e = c->events;
+		if (e != NULL && (c->events = e->next) == NULL)
+			c->events_tail = &c->events;
+		pthread_mutex_unlock(&c->mu);
+		if (e == NULL)
+			return SL_OK;
+		struct cpart *cp = e->cp;
+		if (c->assign_cb != NULL)
+			c->assign_cb(c->assign_opaque, cp->topic->name, cp->partition, e->kind);
+		pthread_mutex_lock(&c->mu);
+		if (e->kind == SLUICE_REVOKED && cp->revoking) {
+			if (c->cl->conf.auto_commit && cp->next_poll >= 0)
+				(void)commit_sync(c, cp, cp->next_poll, NULL); /* best effort */
+			if (cp->revoking) {
+				cp->owned = cp->revoking = false;
+				stop_part(c, cp);
+				kick_locked(c);
+				c->hb_now = true;
+			}
+		}
+		pthread_mutex_unlock(&c->mu);
+		free(e);
+	}
+}
+
+sluice_err_t sluice_commit(sluice_consumer_t *c, const sluice_msg_t *m, sluice_done_cb cb,
+			   void *opaque)
+{
+	if (c == NULL || c->group == NULL)
+		return SL_EINVALID_ARGUMENT;
+	if (cb == NULL && cl_on_loop(c->cl))
+		return SL_EBUSY;
+	pthread_mutex_lock(&c->mu);
+	const struct cpart *cp = m != NULL ? find_part(c, m->topic, m->partition) : NULL;
+	if (m != NULL && (cp == NULL || (c->subscribed && !cp->owned))) {
+		pthread_mutex_unlock(&c->mu);
+		return SL_ENOT_ASSIGNED;
+	}
+	bool nomem;
+	struct ccommit *k = commit_new(c, cp, m != NULL ? m->rec.offset + 1 : 0, &nomem);
+	if (k == NULL && !nomem && cb != NULL) /* nothing new: cb still hears of it */
+		k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		pthread_mutex_unlock(&c->mu);
+		return cb == NULL && !nomem ? SL_OK : SL_ENOMEM;
+	}
+	k->deadline = cl_mono_ms() + c->cl->conf.request_timeout_ms;
+	k->cb = cb;
+	k->opaque = opaque;
+	k->sync = cb == NULL;
+	commit_queue(c, k);
+	int rv = k->sync ? commit_wait(c, k, NULL) : SL_OK;
+	pthread_mutex_unlock(&c->mu);
+	return rv;
+}
+
+sluice_err_t sluice_position(sluice_consumer_t *c, const char *topic, int32_t partition,
+			     int64_t *offset)
+{
+	if (c == NULL || topic == NULL || offset == NULL)
+		return SL_EINVALID_ARGUMENT;
+	pthread_mutex_lock(&c->mu);
+	struct cpart *cp = find_part(c, topic, partition);
+	int rv = cp == NULL || (c->subscribed && !cp->owned) ? SL_ENOT_ASSIGNED : SL_OK;
+	if (rv == SL_OK)
+		*offset = cp->next_poll >= 0 ? cp->next_poll : cp->position;
+	pthread_mutex_unlock(&c->mu);
+	return rv;
+}
+
+sluice_err_t sluice_committed(sluice_consumer_t *c, const char *topic, int32_t partition,
+			      int64_t *offset)
+{
+	if (c == NULL || c->group == NULL || topic == NULL || offset == NULL)
+		return SL_EINVALID_ARGUMENT;
+	pthread_mutex_lock(&c->mu);
+	struct cpart *cp = find_part(c, topic, partition);
+	int rv = cp == NULL || (c->subscribed && !cp->owned) ? SL_ENOT_ASSIGNED : SL_OK;
+	if (rv == SL_OK)
+		*offset = cp->committed;
+	pthread_mutex_unlock(&c->mu);
+	return rv;
+}
+
+static sluice_err_t set_paused(sluice_consumer_t *c, const char *topic, int32_t partition,
+			       bool paused)
+{
+	if (c == NULL || topic == NULL)
+		return SL_EINVALID_ARGUMENT;
+	pthread_mutex_lock(&c->mu);
+	struct cpart *cp = find_part(c, topic, partition);
+	int rv = cp == NULL || (c->subscribed && !cp->owned) ? SL_ENOT_ASSIGNED : SL_OK;
+	if (rv == SL_OK && paused && !cp->paused) {
+		/* What was fetched and not polled is dropped: resume fetches it
+		 * again from the next record poll would have given. */
+		cp->epoch++;
+		int64_t first = drop_fetched(c, cp);
+		if (cp->next_poll >= 0)
+			cp->position = cp->next_poll;
+		else if (first >= 0)
+			cp->position = first;
+	}
+	if (rv == SL_OK) {
+		cp->paused = paused;
+		kick_locked(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rv;
+}
+
+sluice_err_t sluice_pause(sluice_consumer_t *c, const char *topic, int32_t partition)
+{
+	return set_paused(c, topic, partition, true);
+}
+
+sluice_err_t sluice_resume(sluice_consumer_t *c, const char *topic, int32_t partition)
+{
+	return set_paused(c, topic, partition, false);
+}
+
 static void stop_on_loop(void *arg, struct cl_op *op)
 {
 	sluice_consumer_t *c = arg;
 	pthread_mutex_lock(&c->mu);
 	c->stopping = true;
+	c->leave = c->subscribed;
+	for (struct ccommit *k = c->commits, *next; k != NULL; k = next) {
+		next = k->next;
+		if (!k->sent)
+			commit_end(c, k, SL_ECANCELED, "the consumer is closing");
+	}
 	pthread_mutex_unlock(&c->mu);
 	c->close_op = op;
 	work(c); /* closes now, or when the last call in flight ends */
@@ -945,6 +1953,11 @@ void sluice_consumer_close(sluice_consumer_t *c)
 {
 	if (c == NULL)
 		return;
+	if (c->subscribed && c->cl->conf.auto_commit && !cl_on_loop(c->cl)) {
+		pthread_mutex_lock(&c->mu);
+		(void)commit_sync(c, NULL, 0, NULL); /* what was polled; best effort */
+		pthread_mutex_unlock(&c->mu);
+	}
 	cl_run(c->cl, stop_on_loop, c);
 	pthread_mutex_lock(&c->pmu);
 	batch_unref(c->batch);
@@ -966,6 +1979,21 @@ void sluice_consumer_close(sluice_consumer_t *c)
 		free(t->name);
 		free(t);
 	}
+	while (c->events != NULL) {
+		struct cevent *e = c->events;
+		c->events = e->next;
+		free(e);
+	}
+	while (c->commits != NULL) { /* ended by the stop: none is waited for */
+		struct ccommit *k = c->commits;
+		c->commits = k->next;
+		free(k);
+	}
+	for (size_t i = 0; i < c->nsub; i++)
+		free(c->sub[i]);
+	free(c->sub);
+	free(c->sub_regex);
+	free(c->group);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->pmu);

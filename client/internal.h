@@ -48,9 +48,15 @@ struct sluice_conf {
 	unsigned fetch_wait_ms;
 	uint32_t fetch_partition_bytes;
 	uint64_t fetch_buffer_bytes;
+	/* The group consumer. */
+	bool auto_commit;
+	unsigned auto_commit_ms;
+	char instance_id[65];         /* "": not a static member */
+	int assignor;                 /* ASSIGNOR_* */
 };
 
 enum { OFFSET_RESET_EARLIEST, OFFSET_RESET_LATEST, OFFSET_RESET_NONE };
+enum { ASSIGNOR_UNIFORM, ASSIGNOR_RANGE };
 
 /* Parses "host:port[,host:port...]" into out; SL_OK or
  * SL_EINVALID_ARGUMENT with errmsg. */
@@ -81,6 +87,28 @@ struct rnode {
 	int alive;
 };
 
+/* Groups (gadmin.c). */
+struct rgroup {
+	char *name, *state, *assignor;
+	int32_t members, epoch;
+};
+
+struct rmember {
+	char *id, *instance;
+	int32_t epoch;
+	char **topics;      /* its assignment, one entry per partition */
+	int32_t *parts;
+	int32_t n;
+};
+
+struct roffset {
+	char *topic;
+	int32_t partition;
+	int64_t committed;  /* -1: none */
+	int64_t log_start, log_end; /* -1: not known */
+	int64_t target;     /* reset-offsets: the new offset */
+};
+
 struct sluice_report {
 	int err;
 	char msg[SL_ERRMSG_SIZE];
@@ -94,6 +122,12 @@ struct sluice_report {
 	int32_t nnodes;
 	struct rurp *urp;
 	int32_t nurp;
+	struct rgroup *groups;
+	int32_t ngroups;
+	struct rmember *members;
+	int32_t nmembers;
+	struct roffset *offsets;
+	int32_t noffsets;
 	/* A delivery report (producer.c). */
 	const char *topic;
 	int32_t partition;
@@ -288,6 +322,20 @@ void cl_finish(struct cl_op *op, int err, const char *fmt, ...)
 void cl_ok(struct cl_op *op);
 /* admin.c: records the outcome in a report. */
 void cl_report_error(sluice_report_t *r, int err, const char *msg);
+/* admin.c: whether a response is usable; else the op retries (a
+ * retriable error) or ends with the error. body: the API's response. */
+bool cl_usable(struct cl_op *op, int err, const char *msg, Sluice__Envelope *resp,
+	       const void *body, const char *api);
+/* admin.c: the client address of node id in a Metadata response. */
+bool cl_node_addr(const Sluice__MetadataResponse *m, int64_t id, struct cl_addr *a);
+/* admin.c: a Metadata request for names (n 0: every topic). */
+void cl_metadata_req(Sluice__Envelope *env, Sluice__MetadataRequest *mr, char **names, size_t n);
+/* gadmin.c: frees a report's group parts. */
+void cl_report_clear_groups(sluice_report_t *r);
+
+struct sluice_admin {
+	sluice_client_t *cl;
+};
 
 /* The next bootstrap address to ask, rotating. */
 const struct cl_addr *cl_any(struct cl_op *op);

@@ -10,6 +10,8 @@
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "sluice: ERROR_NAME: message" (one line) on stderr; returns 1. */
 int cli_failed(sluice_err_t err, const char *msg);
+/* A JSON string of s on stdout. */
+void cli_json_str(const char *s);
 /* A decimal in [min, max]. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
 
@@ -27,5 +29,7 @@ sluice_client_t *cli_client(const struct cli_opts *o, const char *const kv[], in
 int cli_produce(const struct cli_opts *o, int argc, char **argv);
 int cli_consume(const struct cli_opts *o, int argc, char **argv);
 int cli_perf(const struct cli_opts *o, int argc, char **argv);
+/* tools/group.c: `group`; argv starts after "group". */
+int cli_group(sluice_admin_t *a, int argc, char **argv);
 
 #endif

@@ -184,6 +184,14 @@ static void on_sigint(int sig)
 	interrupted = 1;
 }
 
+/* An asynchronous commit's end: a failed one is taken up by the next. */
+static void on_commit_done(void *opaque, sluice_err_t err, const sluice_report_t *r)
+{
+	(void)opaque;
+	(void)err;
+	(void)r;
+}
+
 /* Writes bytes with tabs, newlines and backslashes escaped (\t, \n, \\),
  * so that one record stays one line of tab-separated fields. */
 static void put_field(const void *p, size_t n)
@@ -201,18 +209,34 @@ static void put_field(const void *p, size_t n)
 	}
 }
 
+/* A group member commits only what it wrote out: stdout is flushed
+ * first, every COMMIT_MS, when a partition is revoked, and at the end. */
+#define COMMIT_MS 1000
+
+static void commit_printed(sluice_consumer_t *c, bool sync)
+{
+	fflush(stdout);
+	(void)sluice_commit(c, NULL, sync ? NULL : on_commit_done, NULL);
+}
+
+static void on_assign(void *opaque, const char *topic, int32_t partition, int assigned)
+{
+	(void)topic;
+	(void)partition;
+	if (assigned == SLUICE_REVOKED)
+		commit_printed(*(sluice_consumer_t **)opaque, true);
+}
+
 int cli_consume(const struct cli_opts *o, int argc, char **argv)
 {
-	const char *topic = NULL;
+	const char *topic = NULL, *group = NULL;
 	long partition = SLUICE_PARTITION_ANY, offset = -1, max = -1, timeout = -1;
 	bool beginning = false, pkey = false, poff = false, phdr = false;
 	for (int i = 0; i < argc; i++) {
 		bool missing = false;
 		const char *v;
 		if ((v = flag_value(argc, argv, &i, "--group", &missing)) != NULL) {
-			fprintf(stderr, "sluice: consume --group arrives in a later release of "
-					"sluice\n");
-			return 2;
+			group = v;
 		} else if ((v = flag_value(argc, argv, &i, "--partition", &missing)) != NULL) {
 			if (!cli_parse_int(v, 0, INT32_MAX, &partition))
 				return cli_usage_error("consume: --partition '%s' is not a partition",
@@ -250,7 +274,11 @@ int cli_consume(const struct cli_opts *o, int argc, char **argv)
 		return cli_usage_error("consume: a topic name is required");
 	if (offset >= 0 && partition < 0)
 		return cli_usage_error("consume: --offset needs --partition");
-	const char *kv[] = { "auto.offset.reset", beginning ? "earliest" : "latest", NULL };
+	if (group != NULL && partition >= 0)
+		return cli_usage_error("consume: --partition and --group exclude each other (the "
+				       "group assigns partitions)");
+	const char *kv[] = { "auto.offset.reset", beginning ? "earliest" : "latest",
+			     "enable.auto.commit", "false", NULL };
 	int rc;
 	sluice_client_t *cl = cli_client(o, kv, &rc);
 	if (cl == NULL)
@@ -258,15 +286,21 @@ int cli_consume(const struct cli_opts *o, int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_sigint };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
-	sluice_err_t err = c == NULL ? SLUICE_ERR_NOMEM
-				     : sluice_assign(c, topic, (int32_t)partition);
+	static sluice_consumer_t *c;
+	c = sluice_consumer_new(cl, group, group != NULL ? on_assign : NULL, &c);
+	sluice_err_t err = c == NULL		 ? SLUICE_ERR_NOMEM
+			   : group != NULL ? sluice_subscribe(c, &topic, 1)
+					   : sluice_assign(c, topic, (int32_t)partition);
 	if (err == SLUICE_OK && offset >= 0)
 		err = sluice_seek(c, topic, (int32_t)partition, SLUICE_OFFSET, offset);
 	uint64_t count = 0;
-	uint64_t last = mono_us();
+	uint64_t last = mono_us(), committed = last;
 	while (err == SLUICE_OK && !interrupted && (max < 0 || (long)count < max)) {
 		int slice = 100;
+		if (group != NULL && mono_us() - committed >= COMMIT_MS * 1000u) {
+			commit_printed(c, false);
+			committed = mono_us();
+		}
 		if (timeout >= 0) {
 			uint64_t waited = (mono_us() - last) / 1000u;
 			if (waited >= (uint64_t)timeout)
@@ -276,8 +310,10 @@ int cli_consume(const struct cli_opts *o, int argc, char **argv)
 		}
 		sluice_msg_t *m = NULL;
 		sluice_err_t e = sluice_poll(c, slice, &m);
-		if (e == SLUICE_ERR_TIMED_OUT)
+		if (e == SLUICE_ERR_TIMED_OUT) {
+			fflush(stdout); /* idle: what was read shows now */
 			continue;
+		}
 		if (e != SLUICE_OK) {
 			err = e;
 			break;
@@ -312,9 +348,15 @@ int cli_consume(const struct cli_opts *o, int argc, char **argv)
 		count++;
 	}
 	fflush(stdout);
+	/* A group member commits what it printed (every record polled was)
+	 * before it leaves, whatever ended the run. */
+	sluice_err_t cerr = group != NULL && c != NULL ? sluice_commit(c, NULL, NULL, NULL)
+						       : SLUICE_OK;
 	sluice_consumer_close(c);
 	sluice_client_destroy(cl);
 	fprintf(stderr, "consumed %llu records\n", (unsigned long long)count);
+	if (err == SLUICE_OK && cerr != SLUICE_OK)
+		return cli_failed(cerr, "the final commit failed");
 	return err == SLUICE_OK ? 0 : cli_failed(err, sluice_strerror(err));
 }
 
@@ -545,7 +587,7 @@ static int perf_produce(const struct cli_opts *o, int argc, char **argv)
 
 static int perf_consume(const struct cli_opts *o, int argc, char **argv)
 {
-	const char *topic = NULL;
+	const char *topic = NULL, *group = NULL;
 	long records = -1;
 	for (int i = 0; i < argc; i++) {
 		bool missing = false;
@@ -558,9 +600,7 @@ static int perf_consume(const struct cli_opts *o, int argc, char **argv)
 						       "count",
 						       v);
 		} else if ((v = flag_value(argc, argv, &i, "--group", &missing)) != NULL) {
-			fprintf(stderr, "sluice: perf consume --group arrives in a later release "
-					"of sluice\n");
-			return 2;
+			group = v;
 		} else if (missing) {
 			return cli_usage_error("perf consume: %s needs a value", argv[i]);
 		} else {
@@ -574,9 +614,10 @@ static int perf_consume(const struct cli_opts *o, int argc, char **argv)
 	sluice_client_t *cl = cli_client(o, kv, &rc);
 	if (cl == NULL)
 		return rc;
-	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
-	sluice_err_t err = c == NULL ? SLUICE_ERR_NOMEM
-				     : sluice_assign(c, topic, SLUICE_PARTITION_ANY);
+	sluice_consumer_t *c = sluice_consumer_new(cl, group, NULL, NULL);
+	sluice_err_t err = c == NULL		 ? SLUICE_ERR_NOMEM
+			   : group != NULL ? sluice_subscribe(c, &topic, 1)
+					   : sluice_assign(c, topic, SLUICE_PARTITION_ANY);
 	uint64_t start = mono_us(), count = 0, bytes = 0;
 	/* A stall this long ends the run: fewer records than asked exist. */
 	const int stall_ms = 10000;

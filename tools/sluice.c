@@ -29,11 +29,17 @@ static void usage(FILE *out)
 		"  cluster status [--json]\n"
 		"  produce TOPIC [--key-separator SEP] [--acks all|1|0] [--partition P]\n"
 		"          [--header k=v]...\n"
-		"  consume TOPIC [--from-beginning] [--partition P [--offset O]] [--max-messages N]\n"
-		"          [--timeout-ms T] [--print-key] [--print-offset] [--print-headers]\n"
+		"  consume TOPIC [--group G] [--from-beginning] [--partition P [--offset O]]\n"
+		"          [--max-messages N] [--timeout-ms T] [--print-key] [--print-offset]\n"
+		"          [--print-headers]\n"
+		"  group list\n"
+		"  group describe G [--json]\n"
+		"  group delete G\n"
+		"  group reset-offsets G --topic T[:P,...] (--to-earliest|--to-latest|--to-offset O|\n"
+		"          --to-datetime ISO8601|--shift-by N) [--execute]\n"
 		"  perf produce --topic T --num-records N --record-size B [--acks all|1|0]\n"
 		"          [--throughput R] [--producers K] [--compression none|zstd]\n"
-		"  perf consume --topic T --num-records N\n"
+		"  perf consume --topic T --num-records N [--group G]\n"
 		"The bootstrap list defaults to $SLUICE_BOOTSTRAP, then 127.0.0.1:9092.\n");
 }
 
@@ -76,7 +82,7 @@ bool cli_parse_int(const char *s, long min, long max, long *out)
 	return true;
 }
 
-static void json_str(const char *s)
+void cli_json_str(const char *s)
 {
 	putchar('"');
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -112,7 +118,7 @@ static void print_topic(const sluice_report_t *r, bool json)
 	int32_t rep[64], isr[64];
 	if (json) {
 		fputs("{\"name\":", stdout);
-		json_str(sluice_report_topic_name(r, 0));
+		cli_json_str(sluice_report_topic_name(r, 0));
 		fputs(",\"partitions\":[", stdout);
 	} else {
 		printf("topic %s partitions %d\n", sluice_report_topic_name(r, 0), n);
@@ -149,7 +155,7 @@ static void print_cluster(const sluice_report_t *r, bool json)
 	int32_t n = sluice_report_node_count(r);
 	if (json) {
 		fputs("{\"cluster_id\":", stdout);
-		json_str(sluice_report_cluster_id(r));
+		cli_json_str(sluice_report_cluster_id(r));
 		printf(",\"controller\":%d,\"nodes\":[", sluice_report_controller(r));
 	} else {
 		printf("cluster %s\ncontroller %d\n", sluice_report_cluster_id(r),
@@ -159,9 +165,9 @@ static void print_cluster(const sluice_report_t *r, bool json)
 		const char *rack = sluice_report_node_rack(r, i);
 		if (json) {
 			printf("%s{\"id\":%d,\"host\":", i ? "," : "", sluice_report_node_id(r, i));
-			json_str(sluice_report_node_host(r, i));
+			cli_json_str(sluice_report_node_host(r, i));
 			printf(",\"port\":%d,\"rack\":", sluice_report_node_port(r, i));
-			json_str(rack);
+			cli_json_str(rack);
 			printf(",\"alive\":%s,\"leaders\":%d,\"replicas\":%d}",
 			       sluice_report_node_alive(r, i) ? "true" : "false",
 			       sluice_report_node_leaders(r, i), sluice_report_node_replicas(r, i));
@@ -186,7 +192,7 @@ static void print_cluster(const sluice_report_t *r, bool json)
 		ni = ni < 64 ? ni : 64;
 		if (json) {
 			fputs(i ? ",{\"topic\":" : "{\"topic\":", stdout);
-			json_str(sluice_report_under_replicated_topic(r, i));
+			cli_json_str(sluice_report_under_replicated_topic(r, i));
 			printf(",\"partition\":%d,\"leader\":%d,\"replicas\":",
 			       sluice_report_under_replicated_partition(r, i),
 			       sluice_report_under_replicated_leader(r, i));
@@ -412,13 +418,13 @@ int main(int argc, char **argv)
 		return cli_consume(&o, argc - i - 1, argv + i + 1);
 	if (strcmp(cmd, "perf") == 0)
 		return cli_perf(&o, argc - i - 1, argv + i + 1);
-	static const char *const later[] = { "group", "log" };
+	static const char *const later[] = { "log" };
 	for (size_t k = 0; k < sizeof(later) / sizeof(later[0]); k++)
 		if (strcmp(cmd, later[k]) == 0) {
 			fprintf(stderr, "sluice: '%s' arrives in a later release of sluice\n", cmd);
 			return 2;
 		}
-	if (strcmp(cmd, "topic") != 0 && strcmp(cmd, "cluster") != 0)
+	if (strcmp(cmd, "topic") != 0 && strcmp(cmd, "cluster") != 0 && strcmp(cmd, "group") != 0)
 		return cli_usage_error("unknown command '%s'", cmd);
 	int rc;
 	sluice_client_t *cl = cli_client(&o, NULL, &rc);
@@ -430,6 +436,8 @@ int main(int argc, char **argv)
 		rc = 1;
 	} else if (strcmp(cmd, "topic") == 0) {
 		rc = topic(a, argc - i - 1, argv + i + 1);
+	} else if (strcmp(cmd, "group") == 0) {
+		rc = cli_group(a, argc - i - 1, argv + i + 1);
 	} else {
 		rc = cluster(a, argc - i - 1, argv + i + 1);
 	}

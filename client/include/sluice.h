@@ -118,6 +118,17 @@ SLUICE_API int sluice_err_is_retriable(sluice_err_t err);
  *                       one whole batch comes), 1 KiB..64 MiB; default 1 MiB
  *   fetch.buffer.bytes  fetched, not yet polled, at most (memory bound), 1 MiB
  *                       ..1 TiB; default 64 MiB
+ * The group consumer (sluice_subscribe):
+ *   enable.auto.commit  true or false: every auto.commit.interval.ms, when a
+ *                       partition is revoked, and at close, commit what
+ *                       sluice_poll handed out; default true
+ *   auto.commit.interval.ms  1..86400000; default 5000
+ *   group.instance.id   a static member's id (at most 64 bytes): leaving at
+ *                       close keeps its partitions for the group's session
+ *                       timeout, for it to come back; default none
+ *   group.assignor      uniform (balanced and sticky) or range (Kafka's per
+ *                       topic ranges); the group's first member chooses;
+ *                       default uniform
  * An unknown key or a bad value fails here, with a message naming it. */
 SLUICE_API sluice_conf_t *sluice_conf_new(void);
 SLUICE_API sluice_err_t sluice_conf_set(sluice_conf_t *conf, const char *key, const char *value,
@@ -235,10 +246,20 @@ SLUICE_API int64_t sluice_report_offset(const sluice_report_t *r);
 
 /* ---- consumer ------------------------------------------------------------ */
 
-/* group_id must be NULL: consumer groups come with a later release (the
- * argument is there so that this signature stays). cb and opaque are
- * unused until then. NULL: a group was given, out of memory, the client
- * is closing, or called from a callback. */
+/* A consumer reads partitions it assigns itself (sluice_assign, group_id
+ * NULL), or is a member of group group_id (sluice_subscribe): the group's
+ * coordinator assigns it partitions, which start at the group's committed
+ * offsets (none: auto.offset.reset), and cb (may be NULL) hears, inside
+ * sluice_poll, of each partition assigned (SLUICE_ASSIGNED), revoked
+ * (SLUICE_REVOKED: handed to another member; commit in the callback what
+ * must be; with enable.auto.commit what was polled is committed right
+ * after it) or lost (SLUICE_LOST: the member was fenced or timed out;
+ * another member may have it already, so nothing is committed). NULL:
+ * a group id empty or over 255 bytes, out of memory, the client is
+ * closing, or called from a callback. */
+#define SLUICE_ASSIGNED 1
+#define SLUICE_REVOKED 0
+#define SLUICE_LOST (-1)
 typedef void (*sluice_assign_cb)(void *opaque, const char *topic, int32_t partition, int assigned);
 SLUICE_API sluice_consumer_t *sluice_consumer_new(sluice_client_t *cl, const char *group_id,
 						  sluice_assign_cb cb, void *opaque);
@@ -277,9 +298,67 @@ SLUICE_API size_t sluice_msg_header_count(const sluice_msg_t *m);
 SLUICE_API int sluice_msg_header(const sluice_msg_t *m, size_t i, const void **key,
 				 size_t *key_len, const void **value, size_t *value_len);
 SLUICE_API void sluice_msg_destroy(sluice_msg_t *m);
+/* Joins the group with a subscription to these topics (1..256; a topic
+ * that does not exist yet is taken once it does), or to every topic whose
+ * whole name matches a POSIX extended regex (internal topics aside; new
+ * ones are picked up within a heartbeat). Calling it again replaces the
+ * subscription. INVALID_ARGUMENT: no group, or sluice_assign was used. */
+SLUICE_API sluice_err_t sluice_subscribe(sluice_consumer_t *c, const char *const topics[], size_t n);
+SLUICE_API sluice_err_t sluice_subscribe_regex(sluice_consumer_t *c, const char *regex);
+/* Commits the offset after m (m NULL: after every record polled, per
+ * owned partition) to the group's coordinator: with cb NULL, waits for
+ * the answer (up to request.timeout.ms; BUSY from a callback); else cb
+ * runs once on the I/O thread. Errors: NOT_ASSIGNED (m's partition is not
+ * this member's), STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID, TIMED_OUT,
+ * INVALID_ARGUMENT (no group). Nothing new to commit is SLUICE_OK. */
+SLUICE_API sluice_err_t sluice_commit(sluice_consumer_t *c, const sluice_msg_t *m,
+				      sluice_done_cb cb, void *opaque);
+/* An assigned partition's position (the next record poll gives; -1 while
+ * it is being looked up), and its committed offset as this member knows it
+ * (fetched when it was assigned, then its own commits; -1: none). */
+SLUICE_API sluice_err_t sluice_position(sluice_consumer_t *c, const char *topic,
+					int32_t partition, int64_t *offset);
+SLUICE_API sluice_err_t sluice_committed(sluice_consumer_t *c, const char *topic,
+					 int32_t partition, int64_t *offset);
+/* Stops (and starts again) fetching an assigned partition; poll gives no
+ * record of a paused one, and resume goes on from the next record. */
+SLUICE_API sluice_err_t sluice_pause(sluice_consumer_t *c, const char *topic, int32_t partition);
+SLUICE_API sluice_err_t sluice_resume(sluice_consumer_t *c, const char *topic, int32_t partition);
 /* Stops fetching and frees (messages polled stay valid until destroyed).
- * Not from a callback. */
+ * A group member first commits what was polled (enable.auto.commit) and
+ * leaves the group, so that its partitions move at once. Not from a
+ * callback. */
 SLUICE_API void sluice_consumer_close(sluice_consumer_t *c);
+
+/* ---- consumer groups (admin) ---------------------------------------------- */
+
+/* The groups of the cluster (asks every node for those it coordinates;
+ * nodes that do not answer are left out): sluice_report_group_*. */
+SLUICE_API sluice_err_t sluice_group_list(sluice_admin_t *a, sluice_done_cb cb, void *opaque,
+					  sluice_report_t **out);
+/* One group: its state, epoch and assignor (group index 0), its members
+ * with their assignments, and per partition (assigned or committed) the
+ * committed offset, the log end and the lag. GROUP_ID_NOT_FOUND. */
+SLUICE_API sluice_err_t sluice_group_describe(sluice_admin_t *a, const char *group,
+					      sluice_done_cb cb, void *opaque,
+					      sluice_report_t **out);
+/* Removes a group with no members, offsets and all. GROUP_ID_NOT_FOUND,
+ * NON_EMPTY_GROUP. */
+SLUICE_API sluice_err_t sluice_group_delete(sluice_admin_t *a, const char *group,
+					    sluice_done_cb cb, void *opaque, sluice_report_t **out);
+/* Moves a group's committed offsets for topic's partition (-1: every
+ * partition): to the log start or end, to an offset (outside the log:
+ * OFFSET_OUT_OF_RANGE), to the first record at or after a timestamp (ms
+ * since the epoch; none: the end), or shifted by value from the committed
+ * offset (none: from the start), clamped to the log. The plan (per
+ * partition: committed before, new offset) is in the report; with dry_run
+ * nothing is written. Only while the group has no members
+ * (NON_EMPTY_GROUP). */
+SLUICE_API sluice_err_t sluice_group_reset_offsets(sluice_admin_t *a, const char *group,
+						   const char *topic, int32_t partition,
+						   sluice_whence_t whence, int64_t value,
+						   int dry_run, sluice_done_cb cb, void *opaque,
+						   sluice_report_t **out);
 
 /* ---- reports ------------------------------------------------------------ */
 
@@ -325,6 +404,34 @@ SLUICE_API const char *sluice_report_node_rack(const sluice_report_t *r, int32_t
 SLUICE_API int sluice_report_node_alive(const sluice_report_t *r, int32_t i);
 SLUICE_API int32_t sluice_report_node_leaders(const sluice_report_t *r, int32_t i);
 SLUICE_API int32_t sluice_report_node_replicas(const sluice_report_t *r, int32_t i);
+
+/* group_list: per group (i); group_describe: the one group (i = 0). */
+SLUICE_API int32_t sluice_report_group_count(const sluice_report_t *r);
+SLUICE_API const char *sluice_report_group_name(const sluice_report_t *r, int32_t i);
+SLUICE_API const char *sluice_report_group_state(const sluice_report_t *r, int32_t i);
+SLUICE_API int32_t sluice_report_group_members(const sluice_report_t *r, int32_t i);
+SLUICE_API int32_t sluice_report_group_epoch(const sluice_report_t *r, int32_t i);
+SLUICE_API const char *sluice_report_group_assignor(const sluice_report_t *r, int32_t i);
+/* group_describe: member i's id, instance id ("": none), epoch (-2: a
+ * static member away) and assignment (partition j: its topic, and the
+ * partition through *partition). */
+SLUICE_API int32_t sluice_report_member_count(const sluice_report_t *r);
+SLUICE_API const char *sluice_report_member_id(const sluice_report_t *r, int32_t i);
+SLUICE_API const char *sluice_report_member_instance(const sluice_report_t *r, int32_t i);
+SLUICE_API int32_t sluice_report_member_epoch(const sluice_report_t *r, int32_t i);
+SLUICE_API int32_t sluice_report_member_partition_count(const sluice_report_t *r, int32_t i);
+SLUICE_API const char *sluice_report_member_partition(const sluice_report_t *r, int32_t i,
+						      int32_t j, int32_t *partition);
+/* group_describe, group_reset_offsets: per partition row i, sorted by
+ * topic and partition: committed offset (-1: none), log end (-1: not
+ * known), lag (-1: not known), and the reset's new offset. */
+SLUICE_API int32_t sluice_report_offset_count(const sluice_report_t *r);
+SLUICE_API const char *sluice_report_offset_topic(const sluice_report_t *r, int32_t i);
+SLUICE_API int32_t sluice_report_offset_partition(const sluice_report_t *r, int32_t i);
+SLUICE_API int64_t sluice_report_offset_committed(const sluice_report_t *r, int32_t i);
+SLUICE_API int64_t sluice_report_offset_log_end(const sluice_report_t *r, int32_t i);
+SLUICE_API int64_t sluice_report_offset_lag(const sluice_report_t *r, int32_t i);
+SLUICE_API int64_t sluice_report_offset_target(const sluice_report_t *r, int32_t i);
 
 SLUICE_API void sluice_report_destroy(sluice_report_t *r);
 

@@ -47,7 +47,11 @@ static int nnodes;
  * topic lists and load counts of the other tests hold only theirs). */
 static const char *retention_check_ms = "60000";
 static const char *offsets_partitions = "0";
+/* The group coordinator's session timeout and heartbeat interval. */
+static const char *group_session_ms = "45000";
+static const char *group_heartbeat_ms = "3000";
 static char bootstrap[256];
+static char seeds_arg[256];
 
 static bool ready(void *arg)
 {
@@ -58,10 +62,29 @@ static bool ready(void *arg)
 	       status == 200;
 }
 
+/* Starts node i (0-based) of the cluster cluster_up made. */
+static void node_start(int i)
+{
+	struct node *n = &nodes[i];
+	char id[16], cp[16], pp[16], hp[16];
+	snprintf(id, sizeof(id), "%d", i + 1);
+	snprintf(cp, sizeof(cp), "%d", n->ports[0]);
+	snprintf(pp, sizeof(pp), "%d", n->ports[1]);
+	snprintf(hp, sizeof(hp), "%d", n->ports[2]);
+	char *argv[] = { SLUICED_PATH, "--node-id", id, "--data-dir", n->dir, "--client-port", cp,
+			 "--peer-port", pp, "--http-port", hp, "--seeds", seeds_arg,
+			 "--heartbeat-ms", "100", "--election-ms", "500",
+			 "--retention-check-ms", (char *)retention_check_ms,
+			 "--offsets-topic-partitions", (char *)offsets_partitions,
+			 "--group-session-timeout-ms", (char *)group_session_ms,
+			 "--group-heartbeat-ms", (char *)group_heartbeat_ms, NULL };
+	cr_assert_eq(tl_proc_spawn(&n->p, argv, n->log), 0);
+}
+
 /* Starts count nodes (all voters) and waits until each is ready. */
 static void cluster_up(int count)
 {
-	char seeds[256] = "";
+	seeds_arg[0] = '\0';
 	nnodes = count;
 	bootstrap[0] = '\0';
 	for (int i = 0; i < count; i++) {
@@ -69,27 +92,15 @@ static void cluster_up(int count)
 		cr_assert_eq(tl_free_ports(n->ports, 3), 0);
 		snprintf(n->dir, sizeof(n->dir), "%s/n%d", tl_tmpdir(), i + 1);
 		snprintf(n->log, sizeof(n->log), "%s/n%d.log", tl_tmpdir(), i + 1);
-		size_t len = strlen(seeds);
-		snprintf(seeds + len, sizeof(seeds) - len, "%s%d@127.0.0.1:%d", i ? "," : "", i + 1,
-			 n->ports[1]);
+		size_t len = strlen(seeds_arg);
+		snprintf(seeds_arg + len, sizeof(seeds_arg) - len, "%s%d@127.0.0.1:%d", i ? "," : "",
+			 i + 1, n->ports[1]);
 		len = strlen(bootstrap);
 		snprintf(bootstrap + len, sizeof(bootstrap) - len, "%s127.0.0.1:%d", i ? "," : "",
 			 n->ports[0]);
 	}
-	for (int i = 0; i < count; i++) {
-		struct node *n = &nodes[i];
-		char id[16], cp[16], pp[16], hp[16];
-		snprintf(id, sizeof(id), "%d", i + 1);
-		snprintf(cp, sizeof(cp), "%d", n->ports[0]);
-		snprintf(pp, sizeof(pp), "%d", n->ports[1]);
-		snprintf(hp, sizeof(hp), "%d", n->ports[2]);
-		char *argv[] = { SLUICED_PATH, "--node-id", id, "--data-dir", n->dir, "--client-port",
-				 cp, "--peer-port", pp, "--http-port", hp, "--seeds", seeds,
-				 "--heartbeat-ms", "100", "--election-ms", "500",
-				 "--retention-check-ms", (char *)retention_check_ms,
-				 "--offsets-topic-partitions", (char *)offsets_partitions, NULL };
-		cr_assert_eq(tl_proc_spawn(&n->p, argv, n->log), 0);
-	}
+	for (int i = 0; i < count; i++)
+		node_start(i);
 	for (int i = 0; i < count; i++)
 		cr_assert(tl_wait_until(ready, &nodes[i], 30000, 50), "node %d not ready", i + 1);
 }
@@ -331,8 +342,10 @@ Test(cli, topics_on_one_node_through_the_contract)
 	expect_fail(&r, 2, "--partitions needs a positive number");
 	sluice(&r, bootstrap, "topics");
 	expect_fail(&r, 2, "unknown command 'topics'");
-	sluice(&r, bootstrap, "group list");
-	expect_fail(&r, 2, "'group' arrives in a later release");
+	sluice(&r, bootstrap, "log dump x");
+	expect_fail(&r, 2, "'log' arrives in a later release");
+	sluice(&r, bootstrap, "group frob");
+	expect_fail(&r, 2, "group: list, describe, delete or reset-offsets is the subcommand");
 	sluice(&r, NULL, "--bootstrap nonsense topic list");
 	expect_fail(&r, 2, "bootstrap.servers: 'nonsense' is not host:port");
 
@@ -701,8 +714,8 @@ Test(cli, records_produced_are_consumed_once_in_order_where_their_keys_say, .tim
 	expect_fail(&r, 2, "--offset needs --partition");
 	sluice(&r, bootstrap, "consume orders --partition 0 --offset -1");
 	expect_fail(&r, 2, "--offset '-1' is not an offset");
-	sluice(&r, bootstrap, "consume orders --group g");
-	cr_assert_eq(r.status, 2);
+	sluice(&r, bootstrap, "consume orders --group g --partition 1");
+	expect_fail(&r, 2, "--partition and --group exclude each other");
 
 	/* A record above the topic's max.message.bytes: the batch is refused
 	 * whole, and the topic stays empty. */
@@ -1386,4 +1399,395 @@ Test(cli, the_offsets_topic_has_as_many_replicas_as_nodes_up_to_three, .timeout 
 	cluster_up(1);
 	expect_offsets_topic(4, 1);
 	cluster_down();
+}
+
+/* ---- Consumer groups ---------------------------------------------------- */
+
+#define GREC_MAX 8192
+
+/* A `sluice consume --group` process and what it printed. */
+struct gmember {
+	struct tl_proc p;
+	bool running;
+	int n;
+	int part[GREC_MAX];
+	long long off[GREC_MAX];
+	int val[GREC_MAX];
+};
+
+static void gm_start(struct gmember *m, int i, const char *group)
+{
+	char log[700];
+	snprintf(log, sizeof(log), "%s/member%d.log", tl_tmpdir(), i);
+	char *argv[] = { SLUICE_PATH, "--bootstrap", bootstrap, "consume", "orders", "--group",
+			 (char *)group, "--from-beginning", "--print-offset", "--timeout-ms",
+			 "120000", NULL };
+	memset(m, 0, sizeof(*m));
+	cr_assert_eq(tl_proc_spawn(&m->p, argv, log), 0);
+	close(m->p.in_fd);
+	m->p.in_fd = -1;
+	m->running = true;
+}
+
+/* Takes what the members printed so far; waits up to wait_ms for a line. */
+static void gm_pump(struct gmember *ms, int count, int wait_ms)
+{
+	char line[TL_PROC_LINE_MAX];
+	for (int i = 0; i < count; i++) {
+		struct gmember *m = &ms[i];
+		int got;
+		while (m->running &&
+		       (got = tl_proc_read_line(&m->p, line, sizeof(line), i == 0 ? wait_ms : 0)) == 1) {
+			cr_assert_lt(m->n, GREC_MAX);
+			cr_assert_eq(sscanf(line, "%d\t%lld\tv%d", &m->part[m->n], &m->off[m->n],
+					    &m->val[m->n]),
+				     3, "member %d printed '%s'", i, line);
+			m->n++;
+			wait_ms = 0;
+		}
+	}
+}
+
+/* How many distinct values the members read, of 1..max. */
+static int gm_distinct(struct gmember *ms, int count, int max)
+{
+	static bool seen[GREC_MAX];
+	memset(seen, 0, sizeof(seen));
+	int k = 0;
+	for (int i = 0; i < count; i++)
+		for (int j = 0; j < ms[i].n; j++)
+			if (ms[i].val[j] >= 1 && ms[i].val[j] <= max && !seen[ms[i].val[j]]) {
+				seen[ms[i].val[j]] = true;
+				k++;
+			}
+	return k;
+}
+
+static void gm_wait_distinct(struct gmember *ms, int count, int max, int timeout_ms)
+{
+	int64_t until = tl_now_ms() + timeout_ms;
+	while (gm_distinct(ms, count, max) < max && tl_now_ms() < until)
+		gm_pump(ms, count, 50);
+	cr_assert_eq(gm_distinct(ms, count, max), max, "the group read %d of %d records",
+		     gm_distinct(ms, count, max), max);
+}
+
+/* Produces "k<i>:v<i>" for i in [from, to]. */
+static void produce_range(int from, int to)
+{
+	static char input[GREC_MAX * 16];
+	size_t len = 0;
+	for (int i = from; i <= to; i++)
+		len += (size_t)snprintf(input + len, sizeof(input) - len, "k%d:v%d\n", i, i);
+	static struct run r;
+	sluice_in(&r, bootstrap, input, "produce orders --key-separator :");
+	expect_ok(&r);
+}
+
+/* `group describe`, parsed: members, and per partition of orders the
+ * committed offset, log end and whether a member owns it. */
+struct gview {
+	char state[32];
+	int members;
+	long long committed[12], log_end[12];
+	int owner[12]; /* member index; -1: none */
+};
+
+static void describe_group(const char *group, struct gview *v)
+{
+	static struct run r;
+	sluice(&r, bootstrap, "group describe %s", group);
+	expect_ok(&r);
+	memset(v, 0, sizeof(*v));
+	for (int p = 0; p < 12; p++) {
+		v->owner[p] = -1;
+		v->committed[p] = v->log_end[p] = -1;
+	}
+	int m = -1;
+	for (char *save, *line = strtok_r(r.out, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char g[64], parts[1024];
+		int p, e;
+		long long c, le, lag;
+		if (sscanf(line, "group %63s state %31s epoch %d assignor %*s members %d", g, v->state,
+			   &e, &v->members) == 4)
+			continue;
+		if (sscanf(line, "  member %*s instance %*s epoch %d partitions %1023s", &e, parts) == 2) {
+			m++;
+			for (char *s2, *tp = strtok_r(parts, ",", &s2); tp != NULL;
+			     tp = strtok_r(NULL, ",", &s2))
+				if (sscanf(tp, "orders/%d", &p) == 1 && p >= 0 && p < 12)
+					v->owner[p] = m;
+			continue;
+		}
+		if (sscanf(line, "  orders/%d committed %lld log_end %lld lag %lld", &p, &c, &le,
+			   &lag) == 4 &&
+		    p >= 0 && p < 12) {
+			v->committed[p] = c;
+			v->log_end[p] = le;
+		}
+	}
+}
+
+static bool all_owned_by(const struct gview *v, int members)
+{
+	if (v->members != members)
+		return false;
+	for (int p = 0; p < 12; p++)
+		if (v->owner[p] < 0)
+			return false;
+	return true;
+}
+
+static bool all_committed(const struct gview *v)
+{
+	for (int p = 0; p < 12; p++)
+		if (v->log_end[p] < 0 || v->committed[p] != v->log_end[p])
+			return false;
+	return true;
+}
+
+/* Kafka's abs(hashCode) % n for an ASCII id. */
+static int group_partition(const char *id, int n)
+{
+	int32_t h = 0;
+	for (const char *c = id; *c; c++)
+		h = (int32_t)(31u * (uint32_t)h + (uint32_t)(unsigned char)*c);
+	return (int)((h < 0 ? -(int64_t)h : h) % n);
+}
+
+/* The node (0-based) leading partition p of __consumer_offsets. */
+static int offsets_leader(int p)
+{
+	static struct run r;
+	sluice(&r, bootstrap, "topic describe __consumer_offsets --json");
+	expect_ok(&r);
+	char key[64];
+	snprintf(key, sizeof(key), "{\"partition\":%d,\"leader\":", p);
+	const char *at = strstr(r.out, key);
+	cr_assert_not_null(at, "%s", r.out);
+	return atoi(at + strlen(key)) - 1;
+}
+
+Test(cli, a_group_shares_a_topic_survives_a_member_and_its_coordinator_and_replays, .timeout = 240)
+{
+	static struct run r;
+	static struct gmember ms[3];
+	static struct gview v;
+	offsets_partitions = "4";
+	group_session_ms = "3000";
+	group_heartbeat_ms = "1000";
+	cluster_up(3);
+	expect_offsets_topic(4, 3);
+	sluice(&r, bootstrap, "topic create orders --partitions 12 --replication-factor 3");
+	expect_ok(&r);
+
+	/* Three members, stable before anything is written: each then reads
+	 * a disjoint set of partitions, and together everything. */
+	for (int i = 0; i < 3; i++)
+		gm_start(&ms[i], i, "g");
+	int64_t until = tl_now_ms() + 20000;
+	do
+		describe_group("g", &v);
+	while (!(all_owned_by(&v, 3) && strcmp(v.state, "stable") == 0) && tl_now_ms() < until);
+	cr_assert(all_owned_by(&v, 3), "3 members do not share the 12 partitions");
+	produce_range(1, 1200);
+	gm_wait_distinct(ms, 3, 1200, 30000);
+	int owner_of[12];
+	for (int p = 0; p < 12; p++)
+		owner_of[p] = -1;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_gt(ms[i].n, 0, "member %d read nothing", i);
+		for (int j = 0; j < ms[i].n; j++) {
+			int p = ms[i].part[j];
+			cr_assert(owner_of[p] == -1 || owner_of[p] == i,
+				  "partition %d was read by members %d and %d", p, owner_of[p], i);
+			owner_of[p] = i;
+		}
+	}
+	int total = ms[0].n + ms[1].n + ms[2].n;
+	cr_assert_eq(total, 1200, "%d lines for 1200 records: some were read twice", total);
+	/* Each commits what it printed, every second. */
+	until = tl_now_ms() + 15000;
+	do
+		describe_group("g", &v);
+	while (!all_committed(&v) && tl_now_ms() < until);
+	cr_assert(all_committed(&v), "the members did not commit what they read");
+
+	/* While it has members, the group is neither deleted nor reset. */
+	sluice(&r, bootstrap, "group delete g");
+	expect_fail(&r, 1, "NON_EMPTY_GROUP");
+	sluice(&r, bootstrap, "group reset-offsets g --topic orders --to-earliest --execute");
+	expect_fail(&r, 1, "NON_EMPTY_GROUP");
+
+	/* A member killed: after its session timeout (3 s) its partitions
+	 * move, and the others go on from its last commits. */
+	produce_range(1201, 1800);
+	gm_wait_distinct(ms, 3, 1800, 30000);
+	tl_proc_kill(&ms[0].p, SIGKILL);
+	int64_t killed_at = tl_now_ms();
+	gm_pump(ms, 1, 0);
+	ms[0].running = false;
+	cr_assert_eq(tl_proc_wait(&ms[0].p, 5000), 1);
+	tl_proc_close(&ms[0].p);
+	describe_group("g", &v);
+	long long at_kill[12];
+	memcpy(at_kill, v.committed, sizeof(at_kill));
+	until = killed_at + 8000;
+	do
+		describe_group("g", &v);
+	while (!all_owned_by(&v, 2) && tl_now_ms() < until);
+	int64_t moved_ms = tl_now_ms() - killed_at;
+	cr_assert(all_owned_by(&v, 2), "the killed member's partitions did not move");
+	cr_assert_leq(moved_ms, 3000 + 1000 + 500, "partitions moved %lld ms after the kill",
+		      (long long)moved_ms);
+	cr_log_info("a killed member's partitions moved after %lld ms (session timeout 3000)",
+		    (long long)moved_ms);
+	produce_range(1801, 2100);
+	gm_wait_distinct(ms, 3, 2100, 30000);
+	int reread = 0;
+	for (int i = 1; i < 3; i++)
+		for (int j = 0; j < ms[i].n; j++) {
+			int p = ms[i].part[j];
+			if (owner_of[p] != 0)
+				continue;
+			/* A moved partition starts exactly at the committed offset. */
+			cr_assert_geq(ms[i].off[j], at_kill[p],
+				      "partition %d: offset %lld re-read below the commit %lld", p,
+				      ms[i].off[j], at_kill[p]);
+			for (int k = 0; k < ms[0].n; k++)
+				reread += ms[0].part[k] == p && ms[0].off[k] == ms[i].off[j];
+		}
+	/* What it read past its last commit, and nothing before, is read again. */
+	int killed_after = 0, killed_parts = 0;
+	for (int p = 0; p < 12; p++) {
+		if (owner_of[p] != 0)
+			continue;
+		killed_parts++;
+		cr_assert_geq(at_kill[p], 0, "partition %d: nothing committed", p);
+		long long first = -1;
+		for (int i = 1; i < 3; i++)
+			for (int j = 0; j < ms[i].n; j++)
+				if (ms[i].part[j] == p && (first < 0 || ms[i].off[j] < first))
+					first = ms[i].off[j];
+		/* The first record at or past the commit (Raft's own entries take
+		 * offsets too), as any member saw it. */
+		long long expect = -1;
+		for (int i = 0; i < 3; i++)
+			for (int j = 0; j < ms[i].n; j++)
+				if (ms[i].part[j] == p && ms[i].off[j] >= at_kill[p] &&
+				    (expect < 0 || ms[i].off[j] < expect))
+					expect = ms[i].off[j];
+		cr_assert_eq(first, expect, "partition %d: read again from %lld, committed %lld", p,
+			     first, at_kill[p]);
+		for (int k = 0; k < ms[0].n; k++)
+			killed_after += ms[0].part[k] == p && ms[0].off[k] >= at_kill[p];
+	}
+	cr_assert_gt(killed_parts, 0);
+	cr_assert_eq(reread, killed_after);
+	cr_log_info("records read again after the kill: %d, all past its last commit", reread);
+
+	/* The coordinator's node killed: the group goes on, offsets intact. */
+	until = tl_now_ms() + 15000;
+	do
+		describe_group("g", &v);
+	while (!all_committed(&v) && tl_now_ms() < until);
+	cr_assert(all_committed(&v), "auto-commit did not catch up");
+	long long before[12];
+	memcpy(before, v.committed, sizeof(before));
+	int coord = offsets_leader(group_partition("g", 4));
+	tl_proc_kill(&nodes[coord].p, SIGKILL);
+	cr_assert_eq(tl_proc_wait(&nodes[coord].p, 5000), 1);
+	tl_proc_close(&nodes[coord].p);
+	char live[256];
+	snprintf(live, sizeof(live), "127.0.0.1:%d", nodes[(coord + 1) % 3].ports[0]);
+	sluice(&r, live, "group describe g");
+	expect_ok(&r);
+	describe_group("g", &v);
+	for (int p = 0; p < 12; p++)
+		cr_assert_geq(v.committed[p], before[p], "partition %d: commit %lld, was %lld", p,
+			      v.committed[p], before[p]);
+	produce_range(2101, 2400);
+	gm_wait_distinct(ms, 3, 2400, 30000);
+	node_start(coord);
+	cr_assert(tl_wait_until(ready, &nodes[coord], 30000, 50));
+
+	/* The members stop (SIGINT): each commits what it printed and leaves. */
+	for (int i = 1; i < 3; i++) {
+		tl_proc_kill(&ms[i].p, SIGINT);
+		while (tl_proc_read_line(&ms[i].p, (char[TL_PROC_LINE_MAX]){ 0 }, TL_PROC_LINE_MAX,
+					 10000) == 1)
+			;
+		cr_assert_eq(tl_proc_wait(&ms[i].p, 10000), 1);
+		cr_assert(WIFEXITED(ms[i].p.status) && WEXITSTATUS(ms[i].p.status) == 0);
+		tl_proc_close(&ms[i].p);
+	}
+	describe_group("g", &v);
+	cr_assert_str_eq(v.state, "empty");
+	cr_assert_eq(v.members, 0);
+	cr_assert(all_committed(&v), "the members' last commits are missing");
+	sluice(&r, bootstrap, "group list");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "g\tempty\t0\n");
+
+	/* Replay: the plan first (nothing changes), then the reset, then the
+	 * whole topic again. */
+	sluice(&r, bootstrap, "group reset-offsets g --topic orders --to-earliest");
+	expect_ok(&r);
+	cr_assert(strstr(r.out, "g\torders\t0\t") == r.out, "%s", r.out);
+	cr_assert(strstr(r.err, "plan only") != NULL, "%s", r.err);
+	describe_group("g", &v);
+	cr_assert(all_committed(&v));
+	sluice(&r, bootstrap, "group reset-offsets g --topic orders --to-earliest --execute");
+	expect_ok(&r);
+	sluice(&r, bootstrap, "consume orders --group g --timeout-ms 3000");
+	expect_ok(&r);
+	cr_assert_str_eq(r.err, "consumed 2400 records\n");
+
+	/* By time: the first record at or after it. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[64];
+	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	produce_range(2401, 2500);
+	sluice(&r, bootstrap, "group reset-offsets g --topic orders --to-datetime %s --execute", when);
+	expect_ok(&r);
+	sluice(&r, bootstrap, "consume orders --group g --timeout-ms 3000");
+	expect_ok(&r);
+	cr_assert_str_eq(r.err, "consumed 100 records\n");
+	for (char *save, *line = strtok_r(r.out, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		int val;
+		cr_assert_eq(sscanf(line, "v%d", &val), 1);
+		cr_assert(val >= 2401 && val <= 2500, "read v%d, older than %s", val, when);
+	}
+
+	/* Bad input: precise errors, nothing changed. */
+	sluice(&r, bootstrap, "group reset-offsets g --topic orders:3 --to-offset 999999 --execute");
+	expect_fail(&r, 1, "OFFSET_OUT_OF_RANGE: offset 999999 is outside orders/3's log");
+	sluice(&r, bootstrap, "group reset-offsets g --topic orders:12 --to-earliest");
+	expect_fail(&r, 1, "UNKNOWN_TOPIC_OR_PARTITION");
+	sluice(&r, bootstrap, "group describe nope");
+	expect_fail(&r, 1, "GROUP_ID_NOT_FOUND");
+	sluice(&r, bootstrap, "group delete g");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "deleted group g\n");
+	sluice(&r, bootstrap, "group describe g");
+	expect_fail(&r, 1, "GROUP_ID_NOT_FOUND");
+
+	/* A group used for the first time while a node is down. */
+	tl_proc_kill(&nodes[2].p, SIGKILL);
+	cr_assert_eq(tl_proc_wait(&nodes[2].p, 5000), 1);
+	tl_proc_close(&nodes[2].p);
+	sluice(&r, bootstrap, "consume orders --group fresh --from-beginning --timeout-ms 3000");
+	expect_ok(&r);
+	cr_assert_str_eq(r.err, "consumed 2500 records\n");
+	node_start(2);
+	cr_assert(tl_wait_until(ready, &nodes[2], 30000, 50));
+	cluster_down();
+	group_session_ms = "45000";
+	group_heartbeat_ms = "3000";
 }

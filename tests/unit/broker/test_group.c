@@ -372,3 +372,93 @@ Test(group, a_group_lands_on_the_partition_kafka_would_pick)
 	/* Bytes that are not UTF-8 still place the group, each on its own. */
 	cr_assert_lt(sl_group_partition("\xff\xfe", 16), 16);
 }
+
+Test(group, a_group_comes_back_from_its_record_and_its_members_carry_on)
+{
+	uint32_t counts[] = { 12, 0, 0 };
+	struct sl_group_config cfg = { .partitions = partitions_of, .arg = counts,
+				       .session_timeout_ms = 1000 };
+	struct sl_group *g = sl_group_new("g", &cfg);
+	struct client cs[4] = { { .alive = true }, { .alive = true }, { .alive = true } };
+	int64_t now = 0;
+	for (int round = 0; round < 5; round++, now += 100)
+		for (size_t i = 0; i < 3; i++)
+			beat(g, &cs[i], now);
+	/* Mid-move: a fourth joined, one round only (some partitions are
+	 * withheld, not yet released). */
+	cs[3].alive = true;
+	for (size_t i = 0; i < 4; i++, now += 10)
+		beat(g, &cs[i], now);
+	uint64_t v = sl_group_version(g);
+	cr_assert_gt(v, 0);
+	uint8_t *rec;
+	size_t len;
+	cr_assert_eq(sl_group_export(g, &rec, &len), SL_OK);
+	struct sl_group *h;
+	char why[256];
+	cr_assert_eq(sl_group_import("g", &cfg, rec, len, now, &h, why), SL_OK, "%s", why);
+	cr_assert_eq(sl_group_epoch(h), sl_group_epoch(g));
+	cr_assert_eq(sl_group_members(h), 4);
+	for (size_t i = 0; i < 4; i++) {
+		struct sl_group_member_info a, b;
+		sl_group_member_info(g, i, &a);
+		sl_group_member_info(h, i, &b);
+		cr_assert_str_eq(a.id, b.id);
+		cr_assert_eq(a.epoch, b.epoch);
+		cr_assert_eq(b.ntopics, 1);
+		cr_assert_str_eq(b.topics[0], "orders");
+	}
+	sl_group_free(g);
+	/* The members heartbeat the new copy as if nothing happened: nobody
+	 * is fenced, no partition ever has two owners, and it settles. */
+	for (int round = 0; round < 6; round++, now += 100)
+		for (size_t i = 0; i < 4; i++) {
+			beat(h, &cs[i], now);
+			no_two_owners(cs, 4);
+		}
+	for (size_t i = 0; i < 4; i++)
+		cr_assert_eq(owned_count(&cs[i]), 3, "member %zu owns %d", i, owned_count(&cs[i]));
+	cr_assert_str_eq(sl_group_state(h), "stable");
+	sl_group_free(h);
+	free(rec);
+}
+
+Test(group, a_damaged_record_is_refused_whole)
+{
+	uint32_t counts[] = { 8, 0, 0 };
+	struct sl_group_config cfg = { .partitions = partitions_of, .arg = counts };
+	struct sl_group *g = sl_group_new("g", &cfg);
+	struct client cs[2] = { { .alive = true }, { .alive = true } };
+	for (int round = 0; round < 3; round++)
+		for (size_t i = 0; i < 2; i++)
+			beat(g, &cs[i], round);
+	uint8_t *rec;
+	size_t len;
+	cr_assert_eq(sl_group_export(g, &rec, &len), SL_OK);
+	char why[256];
+	struct sl_group *h;
+	/* Every cut is refused. */
+	for (size_t cut = 0; cut < len; cut++)
+		cr_assert_eq(sl_group_import("g", &cfg, rec, cut, 0, &h, why), SL_EINVALID_RECORD,
+			     "cut at %zu", cut);
+	/* A trailing byte too. */
+	uint8_t *longer = malloc(len + 1);
+	memcpy(longer, rec, len);
+	longer[len] = 0;
+	cr_assert_eq(sl_group_import("g", &cfg, longer, len + 1, 0, &h, why), SL_EINVALID_RECORD);
+	/* Any one byte changed: refused, or a group that works. */
+	for (size_t i = 0; i < len; i++)
+		for (int bit = 0; bit < 8; bit++) {
+			memcpy(longer, rec, len);
+			longer[i] ^= (uint8_t)(1u << bit);
+			int rv = sl_group_import("g", &cfg, longer, len, 0, &h, why);
+			cr_assert(rv == SL_OK || rv == SL_EINVALID_RECORD);
+			if (rv == SL_OK) {
+				cr_assert_leq(sl_group_members(h), 2);
+				sl_group_free(h);
+			}
+		}
+	free(longer);
+	free(rec);
+	sl_group_free(g);
+}

@@ -61,6 +61,8 @@ Test(conf, takes_and_checks_the_producer_and_consumer_keys)
 		{ "buffer.block.ms", "0" },	{ "max.in.flight", "5" },
 		{ "auto.offset.reset", "none" }, { "fetch.wait.ms", "0" },
 		{ "fetch.partition.bytes", "1024" }, { "fetch.buffer.bytes", "1099511627776" },
+		{ "enable.auto.commit", "false" }, { "auto.commit.interval.ms", "1" },
+		{ "group.instance.id", "host-7" }, { "group.assignor", "range" },
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		cr_assert_eq(set1(good[i][0], good[i][1]), SLUICE_OK, "%s=%s: %s", good[i][0],
@@ -75,6 +77,12 @@ Test(conf, takes_and_checks_the_producer_and_consumer_keys)
 	refused("max.in.flight", "6", "max.in.flight");
 	refused("buffer.bytes", "-1", "buffer.bytes");
 	refused("fetch.buffer.bytes", "1099511627777", "fetch.buffer.bytes");
+	refused("enable.auto.commit", "1", "enable.auto.commit: '1' is not true or false");
+	refused("auto.commit.interval.ms", "0", "auto.commit.interval.ms");
+	refused("group.assignor", "sticky", "group.assignor: 'sticky' is not uniform or range");
+	refused("group.instance.id",
+		"0123456789012345678901234567890123456789012345678901234567890123456789",
+		"group.instance.id: at most 64 bytes");
 }
 
 /* Kafka's clients/src/test/.../UtilsTest: the same keys must hash the
@@ -123,8 +131,19 @@ Test(conf, a_producer_without_a_cluster_fails_on_metadata_within_its_block_time)
 	cr_assert(rv == SLUICE_ERR_TIMED_OUT || rv == SLUICE_ERR_IO, "%s", sluice_err_name(rv));
 	cr_assert_eq(sluice_producer_flush(p, 0), SLUICE_OK); /* nothing was taken */
 	sluice_producer_close(p);
-	sluice_consumer_t *c = sluice_consumer_new(cl, "group", NULL, NULL);
-	cr_assert_null(c, "groups come later: a group id is refused");
+	/* A group id is 1 to 255 bytes. */
+	char longid[300];
+	memset(longid, 'g', sizeof(longid) - 1);
+	longid[sizeof(longid) - 1] = '\0';
+	cr_assert_null(sluice_consumer_new(cl, "", NULL, NULL));
+	cr_assert_null(sluice_consumer_new(cl, longid, NULL, NULL));
+	/* Without a group: no subscription, no commit. */
+	sluice_consumer_t *c = sluice_consumer_new(cl, NULL, NULL, NULL);
+	cr_assert_not_null(c);
+	const char *topics[] = { "t" };
+	cr_assert_eq(sluice_subscribe(c, topics, 1), SLUICE_ERR_INVALID_ARGUMENT);
+	cr_assert_eq(sluice_commit(c, NULL, NULL, NULL), SLUICE_ERR_INVALID_ARGUMENT);
+	sluice_consumer_close(c);
 	c = sluice_consumer_new(cl, NULL, NULL, NULL);
 	cr_assert_not_null(c);
 	sluice_msg_t *m = (sluice_msg_t *)1;
