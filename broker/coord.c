@@ -192,8 +192,8 @@ static void send_heartbeat(const struct sl_coord *co, sl_api_reply_fn reply, voi
 	r.error_message = (char *)a->errmsg;
 	r.member_id = (char *)(a->member_id != NULL ? a->member_id : "");
 	r.member_epoch = a->member_epoch;
-	r.heartbeat_interval_ms = co->cfg.heartbeat_ms;
-	r.session_timeout_ms = co->cfg.session_timeout_ms;
+	r.heartbeat_interval_ms = co != NULL ? co->cfg.heartbeat_ms : 0;
+	r.session_timeout_ms = co != NULL ? co->cfg.session_timeout_ms : 0;
 	/* The assignment comes sorted by topic: one entry per topic. */
 	size_t nt = 0;
 	for (size_t i = 0; i < a->nassignment; i++)

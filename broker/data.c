@@ -767,6 +767,14 @@ int sl_data_produce(const struct sl_api_node *node, const struct sl_frame *f,
 		struct ppart *pp = &pr->p[i];
 		unsigned count;
 		pp->err = locate(node, pr->topics[i], pr->partitions[i], &pp->pl, pp->msg);
+		if (pp->err == SL_OK && strncmp(pr->topics[i], "__", 2) == 0) {
+			/* Sluice's own topics (__consumer_offsets): their
+			 * records are written by the broker alone. */
+			pp->err = SL_EINVALID_TOPIC;
+			snprintf(pp->msg, MSG, "topic '%.200s' is Sluice's own: clients do not "
+					       "write to it",
+				 pr->topics[i]);
+		}
 		if (pp->err == SL_OK)
 			pp->err = led(node, &pp->pl, pr->topics[i], pr->partitions[i], &rs[i], &ios[i],
 				      pp->msg);

@@ -858,8 +858,7 @@ int sl_group_import(const char *id, const struct sl_group_config *cfg, const uin
 	struct imember *im = calloc(n + 1, sizeof(*im));
 	if (im == NULL)
 		return SL_ENOMEM;
-	size_t got = 0;
-	for (; got < n && !r.bad && !nomem; got++) {
+	for (size_t got = 0; got < n && !r.bad && !nomem; got++) {
 		struct member *m = calloc(1, sizeof(*m));
 		if (m == NULL) {
 			nomem = true;
@@ -914,7 +913,7 @@ int sl_group_import(const char *id, const struct sl_group_config *cfg, const uin
 	if (g != NULL && (g->m = calloc(n + 1, sizeof(*g->m))) == NULL)
 		nomem = true;
 	if (r.bad || nomem) {
-		imembers_free(im, got);
+		imembers_free(im, n); /* calloc'd: the members not reached are empty */
 		sl_group_free(g);
 		if (r.bad)
 			snprintf(why, 256, "group record: cut short, malformed or with trailing bytes");

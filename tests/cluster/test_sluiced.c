@@ -1887,3 +1887,188 @@ Test(sluiced, find_coordinator_names_the_leader_of_the_groups_offsets_partition)
 	sluice__envelope__free_unpacked(r, NULL);
 	stop_cleanly(&n);
 }
+
+/* ---- The group coordinator's refusals ---------------------------------------- */
+
+static Sluice__Envelope *heartbeat(int fd, const char *group, const char *member, int32_t epoch,
+				   const char *topic, const Sluice__TopicPartitions *owned)
+{
+	Sluice__ConsumerGroupHeartbeatRequest hb = SLUICE__CONSUMER_GROUP_HEARTBEAT_REQUEST__INIT;
+	char *topics[] = { (char *)topic };
+	Sluice__TopicPartitions *op = (Sluice__TopicPartitions *)owned;
+	hb.group = (char *)group;
+	hb.member_id = (char *)member;
+	hb.member_epoch = epoch;
+	hb.topics = topics;
+	hb.n_topics = topic != NULL ? 1 : 0;
+	hb.owned = &op;
+	hb.n_owned = owned != NULL ? 1 : 0;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__CONSUMER_GROUP_HEARTBEAT;
+	env.body_case = SLUICE__ENVELOPE__BODY_CONSUMER_GROUP_HEARTBEAT_REQUEST;
+	env.consumer_group_heartbeat_request = &hb;
+	Sluice__Envelope *r = call(fd, &env);
+	cr_assert_not_null(r->consumer_group_heartbeat_response, "%s", r->error_message);
+	return r;
+}
+
+static Sluice__Envelope *commit1(int fd, const char *group, const char *member, int32_t epoch,
+				 const char *topic, uint32_t partition, int64_t offset)
+{
+	Sluice__OffsetCommitPartition p = SLUICE__OFFSET_COMMIT_PARTITION__INIT;
+	Sluice__OffsetCommitPartition *pp = &p;
+	p.topic = (char *)topic;
+	p.partition = partition;
+	p.offset = offset;
+	p.leader_epoch = -1;
+	Sluice__OffsetCommitRequest cr = SLUICE__OFFSET_COMMIT_REQUEST__INIT;
+	cr.group = (char *)group;
+	cr.member_id = (char *)member;
+	cr.member_epoch = epoch;
+	cr.partitions = &pp;
+	cr.n_partitions = 1;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__OFFSET_COMMIT;
+	env.body_case = SLUICE__ENVELOPE__BODY_OFFSET_COMMIT_REQUEST;
+	env.offset_commit_request = &cr;
+	Sluice__Envelope *r = call(fd, &env);
+	cr_assert_not_null(r->offset_commit_response, "%s", r->error_message);
+	return r;
+}
+
+/* The one partition's error of a commit (the request's own error first). */
+static int commit_err(const Sluice__Envelope *r, char *msg, size_t cap)
+{
+	const Sluice__OffsetCommitResponse *c = r->offset_commit_response;
+	if (c->error_code != 0) {
+		snprintf(msg, cap, "%s", c->error_message);
+		return c->error_code;
+	}
+	cr_assert_eq(c->n_results, 1);
+	snprintf(msg, cap, "%s", c->results[0]->error_message);
+	return c->results[0]->error_code;
+}
+
+static int64_t fetch1(int fd, const char *group, const char *topic, uint32_t partition,
+		      int *err)
+{
+	Sluice__TopicPartitions tp = SLUICE__TOPIC_PARTITIONS__INIT;
+	Sluice__TopicPartitions *tpp = &tp;
+	tp.name = (char *)topic;
+	tp.partitions = &partition;
+	tp.n_partitions = 1;
+	Sluice__OffsetFetchRequest fr = SLUICE__OFFSET_FETCH_REQUEST__INIT;
+	fr.group = (char *)group;
+	fr.partitions = &tpp;
+	fr.n_partitions = 1;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__OFFSET_FETCH;
+	env.body_case = SLUICE__ENVELOPE__BODY_OFFSET_FETCH_REQUEST;
+	env.offset_fetch_request = &fr;
+	Sluice__Envelope *r = call(fd, &env);
+	const Sluice__OffsetFetchResponse *f = r->offset_fetch_response;
+	cr_assert_not_null(f);
+	*err = f->error_code;
+	int64_t off = f->error_code == 0 && f->n_offsets == 1 ? f->offsets[0]->offset : -2;
+	sluice__envelope__free_unpacked(r, NULL);
+	return off;
+}
+
+Test(sluiced, the_coordinator_refuses_bad_commits_precisely_and_keeps_what_it_took)
+{
+	static struct node n;
+	setup_node(&n, "n1");
+	const char *const extra[] = { "--offsets-topic-partitions", "4", NULL };
+	start(&n, 1, extra);
+	wait_ready(&n);
+	cr_assert(tl_wait_until(coordinator_found, &n, 30000, 50), "no coordinator for g");
+	int fd = connect_to(n.ports[0]);
+	Sluice__Envelope *r = create_topic_wait(fd, "t", 2, 1, NULL, NULL, 10000);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = create_topic_wait(fd, "u", 1, 1, NULL, NULL, 10000);
+	sluice__envelope__free_unpacked(r, NULL);
+	char msg[512];
+
+	/* A member joins (subscribed to t only) and gets both partitions. */
+	r = heartbeat(fd, "g", "", 0, "t", NULL);
+	const Sluice__ConsumerGroupHeartbeatResponse *hb = r->consumer_group_heartbeat_response;
+	cr_assert_eq(hb->error_code, 0, "%s", hb->error_message);
+	char member[80];
+	snprintf(member, sizeof(member), "%s", hb->member_id);
+	int32_t epoch = hb->member_epoch;
+	cr_assert_gt(epoch, 0);
+	cr_assert_eq(hb->n_assignment, 1);
+	cr_assert_eq(hb->assignment[0]->n_partitions, 2);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* A commit of what it owns is taken, and read back. */
+	r = commit1(fd, "g", member, epoch, "t", 1, 42);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), 0, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	int err;
+	cr_assert_eq(fetch1(fd, "g", "t", 1, &err), 42);
+
+	/* Refusals, each precise; the offset stays. */
+	r = commit1(fd, "g", member, epoch, "u", 0, 7);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_ENOT_ASSIGNED);
+	cr_assert(strstr(msg, "u/0 is not assigned to member") != NULL, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "g", member, epoch + 1, "t", 1, 7);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_ESTALE_MEMBER_EPOCH, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "g", "nobody", epoch, "t", 1, 7);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_EUNKNOWN_MEMBER_ID, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "other", "someone", 1, "t", 1, 7);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_EUNKNOWN_MEMBER_ID, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "g", member, epoch, "t", 9, 7);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_EUNKNOWN_TOPIC_OR_PARTITION, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "g", member, epoch, "t", 1, -5);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_EINVALID_REQUEST, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "g", "", -1, "t", 1, 7); /* an administrator's, with a member in */
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_ENON_EMPTY_GROUP, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "", member, epoch, "t", 1, 7);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_EINVALID_GROUP_ID, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	cr_assert_eq(fetch1(fd, "g", "t", 1, &err), 42);
+	cr_assert_eq(fetch1(fd, "g", "t", 0, &err), -1); /* none */
+
+	/* A heartbeat with an epoch it was never given is fenced; an unknown
+	 * member must join again. */
+	r = heartbeat(fd, "g", member, epoch + 7, "t", NULL);
+	cr_assert_eq(r->consumer_group_heartbeat_response->error_code, SL_EFENCED_MEMBER_EPOCH);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = heartbeat(fd, "g", "nobody", 1, "t", NULL);
+	cr_assert_eq(r->consumer_group_heartbeat_response->error_code, SL_EUNKNOWN_MEMBER_ID);
+	sluice__envelope__free_unpacked(r, NULL);
+
+	/* Leaving empties the group: then an administrator may commit. */
+	r = heartbeat(fd, "g", member, -1, NULL, NULL);
+	cr_assert_eq(r->consumer_group_heartbeat_response->error_code, 0);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = commit1(fd, "g", "", -1, "t", 0, 5);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), 0, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
+	close(fd);
+
+	/* The coordinator reads its partition back after a restart. */
+	stop_cleanly(&n);
+	start(&n, 1, extra);
+	wait_ready(&n);
+	cr_assert(tl_wait_until(coordinator_found, &n, 30000, 50));
+	fd = connect_to(n.ports[0]);
+	int64_t got = -2;
+	int64_t until = tl_now_ms() + 10000;
+	while ((got = fetch1(fd, "g", "t", 1, &err)) == -2 &&
+	       (err == SL_ECOORDINATOR_LOADING || err == SL_ENOT_COORDINATOR) &&
+	       tl_now_ms() < until)
+		;
+	cr_assert_eq(got, 42, "err %d", err);
+	cr_assert_eq(fetch1(fd, "g", "t", 0, &err), 5);
+	close(fd);
+	stop_cleanly(&n);
+}

@@ -7,18 +7,71 @@
  * bytes. Applying the record to a view changes it only when both decode:
  * then the view returns what the value says.
  *
+ * The whole input is also taken as a group's record (group.h,
+ * sl_group_import): SL_OK, SL_EINVALID_RECORD or SL_ENOMEM, nothing else;
+ * a group that comes back exports again, answers a heartbeat of each of
+ * its members, and never has a partition owned twice.
+ *
  * Seeds: tests/fuzz/corpus/offsets/. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
 #include "fuzz.h"
+#include "group.h"
 #include "offsets.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static uint32_t eight(void *arg, const char *topic)
+{
+	(void)arg;
+	return topic[0] == 'x' ? 0 : 8;
+}
+
+static void group_record(const uint8_t *data, size_t size)
+{
+	struct sl_group_config cfg = { .partitions = eight };
+	struct sl_group *g;
+	char why[256];
+	int rv = sl_group_import("g", &cfg, data, size, 0, &g, why);
+	CHECK(rv == SL_OK || rv == SL_EINVALID_RECORD || rv == SL_ENOMEM);
+	if (rv != SL_OK)
+		return;
+	uint8_t *out;
+	size_t len;
+	if (sl_group_export(g, &out, &len) == SL_OK)
+		free(out);
+	/* Each member heartbeats what it was given: no partition twice. */
+	static char *topics[4096];
+	static uint32_t parts[4096];
+	size_t n = 0;
+	for (size_t i = 0; i < sl_group_members(g); i++) {
+		struct sl_group_member_info mi;
+		sl_group_member_info(g, i, &mi);
+		char id[SL_GROUP_MEMBER_ID_MAX + 1];
+		snprintf(id, sizeof(id), "%s", mi.id);
+		struct sl_group_hb hb = { .member_id = id, .member_epoch = mi.epoch };
+		struct sl_group_answer a;
+		sl_group_heartbeat(g, &hb, 1, &a);
+		for (size_t j = 0; a.err == SL_OK && j < a.nassignment && n < 4096; j++) {
+			CHECK(a.assignment[j].partition < 8);
+			for (size_t k = 0; k < n; k++)
+				CHECK(parts[k] != a.assignment[j].partition ||
+				      strcmp(topics[k], a.assignment[j].topic) != 0);
+			topics[n] = strdup(a.assignment[j].topic);
+			parts[n++] = a.assignment[j].partition;
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		free(topics[k]);
+	sl_group_free(g);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	group_record(data, size);
 	if (size < 1)
 		return 0;
 	size_t klen = data[0];
