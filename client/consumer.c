@@ -829,7 +829,7 @@ static bool is_owned(const struct cpart *cp)
 static bool wants_committed(const struct cpart *cp)
 {
 	return cp->owned && !cp->revoking && cp->position < 0 && cp->reset == R_COMMITTED &&
-	       !cp->busy;
+	       !(cp->busy && cp->busy_epoch == cp->epoch);
 }
 
 /* (mu) The member's answer: its partitions now. */
@@ -917,8 +917,14 @@ static void on_heartbeat(struct cl_op *op, void *arg, int err, const char *msg,
 			c->hb_interval_ms = r->heartbeat_interval_ms;
 		take_assignment(c, r);
 		/* The coordinator held it if nothing changed: the next one goes
-		 * at once (not faster than HB_MIN_GAP_MS). */
-		c->hb_at = news ? now : c->hb_sent + HB_MIN_GAP_MS;
+		 * at once (not faster than HB_MIN_GAP_MS). While partitions
+		 * wait for the application to release them, it answers at
+		 * once: the next one waits for the release (hb_now), or the
+		 * interval. */
+		bool revoking = false;
+		for (struct cpart *cp = c->parts; cp != NULL && !revoking; cp = cp->next)
+			revoking = cp->revoking;
+		c->hb_at = news ? now : revoking ? now + c->hb_interval_ms : c->hb_sent + HB_MIN_GAP_MS;
 	}
 	pthread_mutex_unlock(&c->mu);
 	work(c);

@@ -1389,8 +1389,8 @@ Test(cli, the_controller_creates_the_offsets_topic_and_clients_cannot_touch_it, 
 	sluice(&r, bootstrap, "topic create __mine --partitions 1 --replication-factor 1");
 	expect_fail(&r, 1, "INVALID_TOPIC");
 	sluice_in(&r, bootstrap, "x\n", "produce __consumer_offsets --partition 0");
-	expect_produce_fail(&r, "INVALID_TOPIC: record 1 of standard input: topic "
-				"'__consumer_offsets' is Sluice's own");
+	expect_produce_fail(&r, "INVALID_TOPIC: topic '__consumer_offsets' is Sluice's own: "
+				"clients do not write to it");
 	sluice(&r, bootstrap, "topic list");
 	cr_assert_str_eq(r.out, "__consumer_offsets\n");
 	cluster_down();
