@@ -1161,6 +1161,18 @@ int sl_coord_offset_commit(const struct sl_api_node *node, const Sluice__Envelop
 			if (rv != SL_OK)
 				continue;
 		}
+		/* Past the high watermark, where this node leads the partition
+		 * and knows it exactly (elsewhere the commit is taken). */
+		int64_t start, end;
+		if (node->parts != NULL &&
+		    sl_parts_offsets(node->parts, t->parts[p->partition].group, &start, &end) ==
+			    SL_OK &&
+		    p->offset > end) {
+			creq_set(cq, i, SL_EOFFSET_OUT_OF_RANGE,
+				 "offset %lld is past the log end %lld of %.200s/%u",
+				 (long long)p->offset, (long long)end, p->topic, p->partition);
+			continue;
+		}
 		struct sl_offsets_key k = { .group = q->group, .group_len = strlen(q->group),
 					    .topic = p->topic, .topic_len = strlen(p->topic),
 					    .partition = p->partition };
@@ -1610,7 +1622,9 @@ static void metric_each(void *arg, const struct sl_offsets_key *k,
 				return;
 			value = end > v->offset ? end - v->offset : 0;
 		}
-		fprintf(x->out, "%s{group=\"", lag ? "sluice_group_lag" : "sluice_group_committed_offset");
+		fprintf(x->out, "%s{node=\"%llu\",group=\"",
+			lag ? "sluice_consumer_group_lag" : "sluice_consumer_group_committed_offset",
+			(unsigned long long)x->co->node->node_id);
 		label(x->out, k->group, k->group_len);
 		fputs("\",topic=\"", x->out);
 		label(x->out, topic, k->topic_len);
@@ -1622,18 +1636,27 @@ void sl_coord_metrics(struct sl_coord *co, FILE *out)
 {
 	if (co == NULL)
 		return;
-	fputs("# TYPE sluice_group_members gauge\n# TYPE sluice_group_epoch gauge\n"
-	      "# TYPE sluice_group_committed_offset gauge\n# TYPE sluice_group_lag gauge\n",
+	fputs("# HELP sluice_consumer_group_members Live members of each group this node coordinates.\n"
+	      "# TYPE sluice_consumer_group_members gauge\n"
+	      "# HELP sluice_consumer_group_epoch Each coordinated group's epoch.\n"
+	      "# TYPE sluice_consumer_group_epoch gauge\n"
+	      "# HELP sluice_consumer_group_committed_offset A group's committed offset per "
+	      "partition.\n"
+	      "# TYPE sluice_consumer_group_committed_offset gauge\n"
+	      "# HELP sluice_consumer_group_lag Records between a group's committed offset and the "
+	      "partition's high watermark, where a replica runs on this node.\n"
+	      "# TYPE sluice_consumer_group_lag gauge\n",
 	      out);
 	struct mctx x = { co, meta_of(co), out };
 	for (struct cpart *cp = co->parts; cp != NULL; cp = cp->next) {
 		if (!cp->loaded)
 			continue;
 		for (struct cgroup *g = cp->groups; g != NULL; g = g->next) {
-			fputs("sluice_group_members{group=\"", out);
+			unsigned long long id = (unsigned long long)co->node->node_id;
+			fprintf(out, "sluice_consumer_group_members{node=\"%llu\",group=\"", id);
 			label(out, g->id, strlen(g->id));
 			fprintf(out, "\"} %zu\n", sl_group_live_members(g->grp));
-			fputs("sluice_group_epoch{group=\"", out);
+			fprintf(out, "sluice_consumer_group_epoch{node=\"%llu\",group=\"", id);
 			label(out, g->id, strlen(g->id));
 			fprintf(out, "\"} %d\n", sl_group_epoch(g->grp));
 		}

@@ -298,6 +298,22 @@ static int recompute(struct sl_group *g)
 		free(owner);
 		return rv;
 	}
+	/* The members' last answers point at topic names: the new ones now
+	 * (a partition of a topic gone leaves the answer). */
+	for (size_t i = 0; i < g->n; i++) {
+		struct member *m = g->m[i];
+		size_t k = 0;
+		for (size_t j = 0; j < m->nanswer; j++) {
+			ssize_t f = flat(t, nt, m->answer[j].topic, m->answer[j].partition);
+			if (f < 0)
+				continue;
+			for (size_t x = 0; x < nt; x++)
+				if (t[x].first <= (size_t)f && (size_t)f < t[x].first + t[x].parts)
+					m->answer[k++] = (struct sl_group_tp){ t[x].name,
+									     m->answer[j].partition };
+		}
+		m->nanswer = k;
+	}
 	topics_free(g->t, g->nt);
 	free(g->owner);
 	free(g->target);
@@ -907,6 +923,13 @@ int sl_group_import(const char *id, const struct sl_group_config *cfg, const uin
 	}
 	if (!r.bad && !nomem && r.at != len)
 		r.bad = true;
+	/* Ids are the members' keys: each at most once (instance ids too). */
+	for (size_t i = 0; i < n && !r.bad && !nomem; i++)
+		for (size_t j = 0; j < i && !r.bad; j++)
+			if (strcmp(im[i].m->id, im[j].m->id) == 0 ||
+			    (im[i].m->instance != NULL && im[j].m->instance != NULL &&
+			     strcmp(im[i].m->instance, im[j].m->instance) == 0))
+				r.bad = true;
 	struct sl_group *g = NULL;
 	if (!r.bad && !nomem && (g = sl_group_new(id, cfg)) == NULL)
 		nomem = true;

@@ -58,6 +58,7 @@ struct ccommit {
 	struct {
 		struct cpart *cp;
 		int64_t offset;
+		int32_t epoch; /* the term of the record read last; -1: unknown */
 	} e[];
 };
 
@@ -72,6 +73,7 @@ struct cpart {
 	int64_t reset_value; /* R_TIMESTAMP: ms; R_SHIFT: the offset wanted */
 	int64_t next_poll;   /* the offset after the last record polled; -1: none */
 	int64_t committed;   /* the last offset committed from here; -1: none */
+	int32_t poll_epoch;  /* the leader epoch (term) of the last record polled */
 	bool owned;          /* group: the coordinator gave it and it is not released */
 	bool revoking;       /* group: taken away; released once the application saw it */
 	bool paused;         /* sluice_pause: not fetched until sluice_resume */
@@ -682,6 +684,7 @@ static struct cpart *part_of(sluice_consumer_t *c, const char *topic, int32_t pa
 	cp->partition = partition;
 	cp->position = -1;
 	cp->next_poll = -1;
+	cp->poll_epoch = -1;
 	cp->committed = -1;
 	struct cpart **pp = &c->parts;
 	while (*pp != NULL)
@@ -1217,7 +1220,7 @@ static void send_commit(sluice_consumer_t *c, struct ccommit *k)
 		p[i].topic = k->e[i].cp->topic->name;
 		p[i].partition = (uint32_t)k->e[i].cp->partition;
 		p[i].offset = k->e[i].offset;
-		p[i].leader_epoch = -1;
+		p[i].leader_epoch = k->e[i].epoch;
 		pp[i] = &p[i];
 	}
 	Sluice__OffsetCommitRequest q = SLUICE__OFFSET_COMMIT_REQUEST__INIT;
@@ -1259,6 +1262,7 @@ static struct ccommit *commit_new(sluice_consumer_t *c, const struct cpart *only
 		if ((c->subscribed && !cp->owned) || at < 0 || at == cp->committed)
 			continue;
 		k->e[k->n].cp = cp;
+		k->e[k->n].epoch = only == NULL || at == cp->next_poll ? cp->poll_epoch : -1;
 		k->e[k->n++].offset = at;
 	}
 	if (k->n == 0) {
@@ -1631,8 +1635,10 @@ sluice_err_t sluice_poll(sluice_consumer_t *c, int timeout_ms, sluice_msg_t **ou
 			/* A seek since the record was fetched moves past it. */
 			pthread_mutex_lock(&c->mu);
 			bool stale = m->b->chunk->epoch != m->b->chunk->cp->epoch;
-			if (!stale)
+			if (!stale) {
 				m->b->chunk->cp->next_poll = m->rec.offset + 1;
+				m->b->chunk->cp->poll_epoch = m->b->it.h.leader_epoch;
+			}
 			pthread_mutex_unlock(&c->mu);
 			if (stale) {
 				sluice_msg_destroy(m);

@@ -53,6 +53,15 @@ typedef int sluice_err_t;
 #define SLUICE_ERR_NOT_LEADER 6
 #define SLUICE_ERR_CLOSED 1008
 #define SLUICE_ERR_QUEUE_FULL 1010 /* the producer's buffer.bytes are taken */
+/* Consumer groups. */
+#define SLUICE_ERR_COORDINATOR_LOADING 14
+#define SLUICE_ERR_NOT_COORDINATOR 16
+#define SLUICE_ERR_UNKNOWN_MEMBER_ID 25
+#define SLUICE_ERR_NON_EMPTY_GROUP 68
+#define SLUICE_ERR_GROUP_ID_NOT_FOUND 69
+#define SLUICE_ERR_FENCED_MEMBER_EPOCH 110
+#define SLUICE_ERR_STALE_MEMBER_EPOCH 113
+#define SLUICE_ERR_NOT_ASSIGNED 1011 /* the partition is not this member's */
 
 SLUICE_API const char *sluice_err_name(sluice_err_t err); /* "NOT_LEADER" */
 SLUICE_API const char *sluice_strerror(sluice_err_t err);

@@ -1791,3 +1791,181 @@ Test(cli, a_group_shares_a_topic_survives_a_member_and_its_coordinator_and_repla
 	group_session_ms = "45000";
 	group_heartbeat_ms = "3000";
 }
+
+/* ---- The group consumer's API (libsluice) --------------------------------- */
+
+/* What a member's assignment callback heard, and what it polled. */
+struct heard {
+	sluice_consumer_t *c;
+	int assigned[4], revoked[4], lost[4];
+	int commit_in_revoke; /* the result of a commit made in the callback */
+	int got[4];           /* records polled per partition */
+	int64_t last[4];      /* the last offset polled per partition */
+};
+
+static void on_heard(void *opaque, const char *topic, int32_t partition, int assigned)
+{
+	struct heard *h = opaque;
+	cr_assert_str_eq(topic, "orders");
+	cr_assert(partition >= 0 && partition < 4);
+	if (assigned == SLUICE_ASSIGNED)
+		h->assigned[partition]++;
+	else if (assigned == SLUICE_REVOKED) {
+		h->revoked[partition]++;
+		/* Committing from the callback works (the partition is still
+		 * this member's until it returns). */
+		h->commit_in_revoke = sluice_commit(h->c, NULL, NULL, NULL);
+	} else {
+		h->lost[partition]++;
+	}
+}
+
+static sluice_client_t *api_client(void)
+{
+	char err[256];
+	sluice_conf_t *conf = sluice_conf_new();
+	cr_assert_eq(sluice_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)), 0);
+	cr_assert_eq(sluice_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)), 0);
+	sluice_client_t *cl = sluice_client_new(conf, err, sizeof(err));
+	cr_assert_not_null(cl, "%s", err);
+	return cl;
+}
+
+/* Polls h (and other, when given) for up to ms; returns records taken. */
+static int poll_for(struct heard *h, struct heard *other, int ms)
+{
+	int n = 0;
+	int64_t until = tl_now_ms() + ms;
+	while (tl_now_ms() < until)
+		for (struct heard *x = h; x != NULL; x = x == h ? other : NULL) {
+			sluice_msg_t *m = NULL;
+			sluice_err_t e = sluice_poll(x->c, 10, &m);
+			if (e == SLUICE_ERR_TIMED_OUT)
+				continue;
+			cr_assert_eq(e, SLUICE_OK, "%s", sluice_err_name(e));
+			int32_t p = sluice_msg_partition(m);
+			x->got[p]++;
+			x->last[p] = sluice_msg_offset(m);
+			sluice_msg_destroy(m);
+			n++;
+		}
+	return n;
+}
+
+static int total(const int *v)
+{
+	return v[0] + v[1] + v[2] + v[3];
+}
+
+static void on_async(void *opaque, sluice_err_t err, const sluice_report_t *r)
+{
+	(void)r;
+	int *calls = opaque;
+	cr_assert_eq(err, SLUICE_OK);
+	__atomic_add_fetch(calls, 1, __ATOMIC_SEQ_CST);
+}
+
+Test(cli, a_group_member_hears_of_its_partitions_commits_pauses_and_hands_over, .timeout = 120)
+{
+	static struct run r;
+	offsets_partitions = "4";
+	group_heartbeat_ms = "1000";
+	cluster_up(1);
+	expect_offsets_topic(4, 1);
+	sluice(&r, bootstrap, "topic create orders --partitions 4 --replication-factor 1");
+	expect_ok(&r);
+	produce_range(1, 40);
+
+	static struct heard a, b;
+	sluice_client_t *cla = api_client(), *clb = api_client();
+	a.c = sluice_consumer_new(cla, "api", on_heard, &a);
+	cr_assert_not_null(a.c);
+	cr_assert_eq(sluice_assign(a.c, "orders", 0), SLUICE_OK); /* before subscribing: fine */
+	static const char *const topics[] = { "orders" };
+	cr_assert_eq(sluice_subscribe(a.c, topics, 1), SLUICE_ERR_INVALID_ARGUMENT,
+		     "assign and subscribe do not mix");
+	sluice_consumer_close(a.c);
+	a.c = sluice_consumer_new(cla, "api", on_heard, &a);
+	cr_assert_eq(sluice_subscribe(a.c, topics, 1), SLUICE_OK);
+	cr_assert_eq(sluice_assign(a.c, "orders", 0), SLUICE_ERR_INVALID_ARGUMENT);
+	int64_t until = tl_now_ms() + 20000;
+	while (total(a.got) < 40 && tl_now_ms() < until)
+		poll_for(&a, NULL, 100);
+	cr_assert_eq(total(a.got), 40);
+	for (int p = 0; p < 4; p++)
+		cr_assert_eq(a.assigned[p], 1, "partition %d assigned %d times", p, a.assigned[p]);
+
+	/* Position: after the last record polled; committed: nothing yet,
+	 * then what a synchronous commit wrote. */
+	int64_t pos, com;
+	for (int p = 0; p < 4; p++) {
+		cr_assert_eq(sluice_position(a.c, "orders", p, &pos), SLUICE_OK);
+		cr_assert_eq(pos, a.last[p] + 1);
+		cr_assert_eq(sluice_committed(a.c, "orders", p, &com), SLUICE_OK);
+		cr_assert_eq(com, -1);
+	}
+	cr_assert_eq(sluice_commit(a.c, NULL, NULL, NULL), SLUICE_OK);
+	for (int p = 0; p < 4; p++) {
+		cr_assert_eq(sluice_committed(a.c, "orders", p, &com), SLUICE_OK);
+		cr_assert_eq(com, a.last[p] + 1);
+	}
+	cr_assert_eq(sluice_position(a.c, "orders", 9, &pos), SLUICE_ERR_NOT_ASSIGNED);
+	/* An asynchronous commit calls back once (nothing new: still once). */
+	static int calls;
+	cr_assert_eq(sluice_commit(a.c, NULL, on_async, &calls), SLUICE_OK);
+	until = tl_now_ms() + 10000;
+	while (__atomic_load_n(&calls, __ATOMIC_SEQ_CST) < 1 && tl_now_ms() < until)
+		poll_for(&a, NULL, 20);
+	cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_SEQ_CST), 1);
+
+	/* Paused: nothing from partition 0 until it resumes. */
+	cr_assert_eq(sluice_pause(a.c, "orders", 0), SLUICE_OK);
+	int before[4];
+	memcpy(before, a.got, sizeof(before));
+	produce_range(41, 120);
+	until = tl_now_ms() + 20000;
+	int others = 0;
+	do {
+		poll_for(&a, NULL, 100);
+		others = a.got[1] + a.got[2] + a.got[3] - before[1] - before[2] - before[3];
+	} while (others < 60 && tl_now_ms() < until);
+	poll_for(&a, NULL, 300);
+	cr_assert_eq(a.got[0], before[0], "partition 0 was read while paused");
+	cr_assert_eq(sluice_resume(a.c, "orders", 0), SLUICE_OK);
+	until = tl_now_ms() + 10000;
+	while (total(a.got) < 120 && tl_now_ms() < until)
+		poll_for(&a, NULL, 100);
+	cr_assert_eq(total(a.got), 120, "resume did not go on where it stopped");
+
+	/* A second member: two partitions are revoked from the first (it
+	 * commits in its callback) and assigned to the second, which starts
+	 * at those commits and so reads nothing old. */
+	b.c = sluice_consumer_new(clb, "api", on_heard, &b);
+	cr_assert_eq(sluice_subscribe(b.c, topics, 1), SLUICE_OK);
+	until = tl_now_ms() + 20000;
+	while ((total(b.assigned) < 2 || total(a.revoked) < 2) && tl_now_ms() < until)
+		poll_for(&a, &b, 50);
+	cr_assert_eq(total(a.revoked), 2);
+	cr_assert_eq(total(b.assigned), 2);
+	cr_assert_eq(a.commit_in_revoke, SLUICE_OK);
+	poll_for(&a, &b, 300);
+	cr_assert_eq(total(b.got), 0, "the second member read records committed already");
+	for (int p = 0; p < 4; p++) {
+		cr_assert(!(a.revoked[p] && !b.assigned[p]), "partition %d went nowhere", p);
+		if (b.assigned[p])
+			cr_assert_eq(sluice_position(a.c, "orders", p, &pos), SLUICE_ERR_NOT_ASSIGNED);
+	}
+	/* It leaves cleanly: its partitions come back to the first. */
+	sluice_consumer_close(b.c);
+	until = tl_now_ms() + 10000;
+	while (total(a.assigned) < 6 && tl_now_ms() < until)
+		poll_for(&a, NULL, 50);
+	cr_assert_eq(total(a.assigned), 6);
+	cr_assert_eq(total(a.lost), 0);
+	sluice_consumer_close(a.c);
+	sluice_client_destroy(cla);
+	sluice_client_destroy(clb);
+	cluster_down();
+	group_heartbeat_ms = "3000";
+}

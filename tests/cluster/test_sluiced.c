@@ -1974,6 +1974,40 @@ static int64_t fetch1(int fd, const char *group, const char *topic, uint32_t par
 	return off;
 }
 
+static Sluice__Envelope *regex_heartbeat(int fd, const char *group, const char *member,
+					 int32_t epoch, const char *regex)
+{
+	Sluice__ConsumerGroupHeartbeatRequest hb = SLUICE__CONSUMER_GROUP_HEARTBEAT_REQUEST__INIT;
+	hb.group = (char *)group;
+	hb.member_id = (char *)member;
+	hb.member_epoch = epoch;
+	hb.topic_regex = (char *)regex;
+	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
+	env.api_key = SLUICE__API_KEY__CONSUMER_GROUP_HEARTBEAT;
+	env.body_case = SLUICE__ENVELOPE__BODY_CONSUMER_GROUP_HEARTBEAT_REQUEST;
+	env.consumer_group_heartbeat_request = &hb;
+	Sluice__Envelope *r = call(fd, &env);
+	cr_assert_not_null(r->consumer_group_heartbeat_response, "%s", r->error_message);
+	return r;
+}
+
+/* Group g's commit of t/1 (1) and its lag (t/1's end less 1). */
+static bool group_metrics_shown(void *arg)
+{
+	struct node *n = arg;
+	int status;
+	static char body[1 << 20];
+	if (tl_http_get(n->ports[2], "/metrics", &status, body, sizeof(body), 2000) != 0 ||
+	    status != 200)
+		return false;
+	const char *lag = "sluice_consumer_group_lag{node=\"1\",group=\"g\",topic=\"t\",partition=\"1\"} ";
+	const char *at = strstr(body, lag);
+	return strstr(body, "sluice_consumer_group_committed_offset{node=\"1\",group=\"g\",topic=\"t\","
+			    "partition=\"1\"} 1\n") != NULL &&
+	       at != NULL && atoll(at + strlen(lag)) >= 0 &&
+	       strstr(body, "sluice_consumer_group_members{node=\"1\",group=\"g\"} 1\n") != NULL;
+}
+
 Test(sluiced, the_coordinator_refuses_bad_commits_precisely_and_keeps_what_it_took)
 {
 	static struct node n;
@@ -2001,12 +2035,17 @@ Test(sluiced, the_coordinator_refuses_bad_commits_precisely_and_keeps_what_it_to
 	cr_assert_eq(hb->assignment[0]->n_partitions, 2);
 	sluice__envelope__free_unpacked(r, NULL);
 
-	/* A commit of what it owns is taken, and read back. */
-	r = commit1(fd, "g", member, epoch, "t", 1, 42);
+	/* A commit of what it owns is taken, and read back (the partition
+	 * holds Raft's first entries, so offset 1 is within it). */
+	r = commit1(fd, "g", member, epoch, "t", 1, 1);
 	cr_assert_eq(commit_err(r, msg, sizeof(msg)), 0, "%s", msg);
 	sluice__envelope__free_unpacked(r, NULL);
 	int err;
-	cr_assert_eq(fetch1(fd, "g", "t", 1, &err), 42);
+	cr_assert_eq(fetch1(fd, "g", "t", 1, &err), 1);
+	r = commit1(fd, "g", member, epoch, "t", 1, 42);
+	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_EOFFSET_OUT_OF_RANGE, "%s", msg);
+	cr_assert(strstr(msg, "offset 42 is past the log end") != NULL, "%s", msg);
+	sluice__envelope__free_unpacked(r, NULL);
 
 	/* Refusals, each precise; the offset stays. */
 	r = commit1(fd, "g", member, epoch, "u", 0, 7);
@@ -2034,8 +2073,56 @@ Test(sluiced, the_coordinator_refuses_bad_commits_precisely_and_keeps_what_it_to
 	r = commit1(fd, "", member, epoch, "t", 1, 7);
 	cr_assert_eq(commit_err(r, msg, sizeof(msg)), SL_EINVALID_GROUP_ID, "%s", msg);
 	sluice__envelope__free_unpacked(r, NULL);
-	cr_assert_eq(fetch1(fd, "g", "t", 1, &err), 42);
+	cr_assert_eq(fetch1(fd, "g", "t", 1, &err), 1);
 	cr_assert_eq(fetch1(fd, "g", "t", 0, &err), -1); /* none */
+	/* The commit and the lag behind the log's end show at /metrics. */
+	if (!tl_wait_until(group_metrics_shown, &n, 10000, 100)) {
+		int status;
+		static char body[1 << 20];
+		tl_http_get(n.ports[2], "/metrics", &status, body, sizeof(body), 2000);
+		const char *at = strstr(body, "sluice_consumer_group");
+		cr_assert_fail("no group metrics: %.2000s", at != NULL ? at : body);
+	}
+
+	/* A regex subscription takes topics created later (within a
+	 * heartbeat); so does a topic list naming one that did not exist. */
+	r = regex_heartbeat(fd, "rx", "", 0, "t.*");
+	hb = r->consumer_group_heartbeat_response;
+	cr_assert_eq(hb->error_code, 0, "%s", hb->error_message);
+	char rmember[80];
+	snprintf(rmember, sizeof(rmember), "%s", hb->member_id);
+	int32_t repoch = hb->member_epoch;
+	cr_assert_eq(hb->n_assignment, 1);
+	cr_assert_str_eq(hb->assignment[0]->name, "t");
+	sluice__envelope__free_unpacked(r, NULL);
+	Sluice__Envelope *cr = create_topic_wait(fd, "t2", 1, 1, NULL, NULL, 10000);
+	sluice__envelope__free_unpacked(cr, NULL);
+	r = regex_heartbeat(fd, "rx", rmember, repoch, "t.*");
+	hb = r->consumer_group_heartbeat_response;
+	cr_assert_eq(hb->error_code, 0, "%s", hb->error_message);
+	cr_assert_eq(hb->n_assignment, 2, "t2 was not picked up");
+	cr_assert_str_eq(hb->assignment[1]->name, "t2");
+	sluice__envelope__free_unpacked(r, NULL);
+	r = regex_heartbeat(fd, "rx2", "", 0, "(");
+	cr_assert_eq(r->consumer_group_heartbeat_response->error_code, SL_EINVALID_REQUEST);
+	cr_assert(strstr(r->consumer_group_heartbeat_response->error_message, "topic regex") !=
+		  NULL);
+	sluice__envelope__free_unpacked(r, NULL);
+	r = heartbeat(fd, "later", "", 0, "v", NULL);
+	hb = r->consumer_group_heartbeat_response;
+	cr_assert_eq(hb->error_code, 0, "%s", hb->error_message);
+	cr_assert_eq(hb->n_assignment, 0);
+	snprintf(rmember, sizeof(rmember), "%s", hb->member_id);
+	repoch = hb->member_epoch;
+	sluice__envelope__free_unpacked(r, NULL);
+	cr = create_topic_wait(fd, "v", 3, 1, NULL, NULL, 10000);
+	sluice__envelope__free_unpacked(cr, NULL);
+	r = heartbeat(fd, "later", rmember, repoch, "v", NULL);
+	hb = r->consumer_group_heartbeat_response;
+	cr_assert_eq(hb->error_code, 0, "%s", hb->error_message);
+	cr_assert_eq(hb->n_assignment, 1);
+	cr_assert_eq(hb->assignment[0]->n_partitions, 3);
+	sluice__envelope__free_unpacked(r, NULL);
 
 	/* A heartbeat with an epoch it was never given is fenced; an unknown
 	 * member must join again. */
@@ -2050,7 +2137,7 @@ Test(sluiced, the_coordinator_refuses_bad_commits_precisely_and_keeps_what_it_to
 	r = heartbeat(fd, "g", member, -1, NULL, NULL);
 	cr_assert_eq(r->consumer_group_heartbeat_response->error_code, 0);
 	sluice__envelope__free_unpacked(r, NULL);
-	r = commit1(fd, "g", "", -1, "t", 0, 5);
+	r = commit1(fd, "g", "", -1, "t", 0, 0);
 	cr_assert_eq(commit_err(r, msg, sizeof(msg)), 0, "%s", msg);
 	sluice__envelope__free_unpacked(r, NULL);
 	close(fd);
@@ -2067,8 +2154,8 @@ Test(sluiced, the_coordinator_refuses_bad_commits_precisely_and_keeps_what_it_to
 	       (err == SL_ECOORDINATOR_LOADING || err == SL_ENOT_COORDINATOR) &&
 	       tl_now_ms() < until)
 		;
-	cr_assert_eq(got, 42, "err %d", err);
-	cr_assert_eq(fetch1(fd, "g", "t", 0, &err), 5);
+	cr_assert_eq(got, 1, "err %d", err);
+	cr_assert_eq(fetch1(fd, "g", "t", 0, &err), 0);
 	close(fd);
 	stop_cleanly(&n);
 }

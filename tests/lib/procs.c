@@ -527,9 +527,13 @@ int tl_http_get(int port, const char *path, int *status, char *body, size_t cap,
 		return -1;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	char resp[16384];
+	/* The head and the body, as much of it as cap takes. */
+	size_t size = cap + 4096;
+	char *resp = malloc(size);
 	size_t len = 0;
 	int rv = -1;
+	if (resp == NULL)
+		goto out;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS)
 		goto out;
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
@@ -549,13 +553,13 @@ int tl_http_get(int port, const char *path, int *status, char *body, size_t cap,
 		p = (struct pollfd){ .fd = fd, .events = POLLIN };
 		if (left <= 0 || poll(&p, 1, left) != 1)
 			goto out;
-		ssize_t got = read(fd, resp + len, sizeof(resp) - 1 - len);
+		ssize_t got = read(fd, resp + len, size - 1 - len);
 		if (got < 0 && errno == EAGAIN)
 			continue;
 		if (got <= 0)
 			break;
 		len += (size_t)got;
-		if (len == sizeof(resp) - 1)
+		if (len == size - 1)
 			break;
 	}
 	resp[len] = '\0';
@@ -565,6 +569,7 @@ int tl_http_get(int port, const char *path, int *status, char *body, size_t cap,
 	snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
 	rv = 0;
 out:
+	free(resp);
 	close(fd);
 	return rv;
 }

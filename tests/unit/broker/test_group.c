@@ -462,3 +462,30 @@ Test(group, a_damaged_record_is_refused_whole)
 	free(rec);
 	sl_group_free(g);
 }
+
+Test(group, a_members_last_answer_outlives_a_new_target)
+{
+	uint32_t counts[] = { 4, 2, 0 };
+	struct sl_group_config cfg = { .partitions = partitions_of, .arg = counts };
+	struct sl_group *g = sl_group_new("g", &cfg);
+	struct client cs[2] = { { .alive = true }, { .alive = true } };
+	beat(g, &cs[0], 0);
+	/* The topics are computed again when another member joins, and when
+	 * the subscriptions change: the first member's answer (it has not
+	 * heartbeated since) still names its topics. */
+	beat(g, &cs[1], 1);
+	static const char *const both[] = { "orders", "audit" };
+	struct sl_group_hb hb = { .member_id = cs[1].id, .member_epoch = cs[1].epoch,
+				  .topics = both, .ntopics = 2, .has_topics = true };
+	struct sl_group_answer a;
+	sl_group_heartbeat(g, &hb, 2, &a);
+	cr_assert_eq(a.err, SL_OK, "%s", a.errmsg);
+	for (size_t i = 0; i < sl_group_members(g); i++) {
+		struct sl_group_member_info mi;
+		sl_group_member_info(g, i, &mi);
+		for (size_t j = 0; j < mi.nassignment; j++)
+			cr_assert(strcmp(mi.assignment[j].topic, "orders") == 0 ||
+				  strcmp(mi.assignment[j].topic, "audit") == 0);
+	}
+	sl_group_free(g);
+}

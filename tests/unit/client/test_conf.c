@@ -281,3 +281,24 @@ Test(conf, an_unreachable_node_fails_at_the_deadline)
 	sluice_admin_destroy(a);
 	sluice_client_destroy(cl);
 }
+
+Test(conf, the_public_error_numbers_are_the_tables)
+{
+	static const struct {
+		int code;
+		const char *name;
+	} pub[] = {
+		{ SLUICE_ERR_COORDINATOR_LOADING, "COORDINATOR_LOADING" },
+		{ SLUICE_ERR_NOT_COORDINATOR, "NOT_COORDINATOR" },
+		{ SLUICE_ERR_UNKNOWN_MEMBER_ID, "UNKNOWN_MEMBER_ID" },
+		{ SLUICE_ERR_NON_EMPTY_GROUP, "NON_EMPTY_GROUP" },
+		{ SLUICE_ERR_GROUP_ID_NOT_FOUND, "GROUP_ID_NOT_FOUND" },
+		{ SLUICE_ERR_FENCED_MEMBER_EPOCH, "FENCED_MEMBER_EPOCH" },
+		{ SLUICE_ERR_STALE_MEMBER_EPOCH, "STALE_MEMBER_EPOCH" },
+		{ SLUICE_ERR_NOT_ASSIGNED, "NOT_ASSIGNED" },
+		{ SLUICE_ERR_QUEUE_FULL, "QUEUE_FULL" },
+		{ SLUICE_ERR_TIMED_OUT, "REQUEST_TIMED_OUT" },
+	};
+	for (size_t i = 0; i < sizeof(pub) / sizeof(pub[0]); i++)
+		cr_assert_str_eq(sluice_err_name(pub[i].code), pub[i].name);
+}
