@@ -195,6 +195,36 @@ int sl_log_retain(sl_log *log, int64_t floor, int64_t now_ms, size_t *deleted);
 int sl_log_set_limits(sl_log *log, uint64_t segment_bytes, int64_t retention_bytes,
 		      int64_t retention_ms);
 
+/* ---- Reading a log directory as it is (`sluice log dump`) ------------- */
+
+/* One batch found in a segment file, or where a segment stops making
+ * sense. err is SL_OK for a whole batch whose CRC was checked (crc_ok
+ * says how it went: a batch with a bad CRC is reported and the walk goes
+ * on past it, its length being readable); any other err (BATCH_TRUNCATED,
+ * BATCH_BAD_MAGIC, BATCH_BAD_LENGTH, ...) is where the walk of that
+ * segment stopped, at pos, with the bytes left after it in size. */
+struct sl_dump_batch {
+	const char *segment;   /* the file's name, e.g. 00000000000000000000.log */
+	uint64_t pos;          /* its position in the file */
+	int err;
+	int64_t base_offset, last_offset;
+	int32_t leader_epoch;  /* the Raft term that wrote it */
+	int32_t count;         /* records */
+	uint64_t size;         /* bytes */
+	int16_t attributes;    /* SL_ATTR_* (control, codec) */
+	int64_t max_timestamp;
+	bool crc_ok;
+};
+
+/* Walks the log in dir (the directory of its .log files) without changing
+ * anything: every segment file in offset order, every batch in it, up to
+ * the file's end or the zeroed space written ahead of the end; fn is
+ * called for each (a non-zero return stops the walk and is returned).
+ * Returns SL_OK, or SL_EIO / SL_ENOT_FOUND (no such directory, or no
+ * segment in it) with errmsg (SL_ERRMSG_SIZE bytes). vfs NULL: POSIX. */
+int sl_log_dump(const char *dir, sl_vfs *vfs, int (*fn)(void *arg, const struct sl_dump_batch *b),
+		void *arg, char *errmsg);
+
 /* ---- Compaction (cleanup policy compact) ------------------------------ */
 
 /* A compaction rewrites the sealed segments below floor, keeping the newest

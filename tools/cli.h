@@ -29,6 +29,8 @@ sluice_client_t *cli_client(const struct cli_opts *o, const char *const kv[], in
 int cli_produce(const struct cli_opts *o, int argc, char **argv);
 int cli_consume(const struct cli_opts *o, int argc, char **argv);
 int cli_perf(const struct cli_opts *o, int argc, char **argv);
+/* tools/logdump.c: `log`; argv starts after "log". */
+int cli_log(int argc, char **argv);
 /* tools/group.c: `group`; argv starts after "group". */
 int cli_group(sluice_admin_t *a, int argc, char **argv);
 

@@ -40,6 +40,7 @@ static void usage(FILE *out)
 		"  perf produce --topic T --num-records N --record-size B [--acks all|1|0]\n"
 		"          [--throughput R] [--producers K] [--compression none|zstd]\n"
 		"  perf consume --topic T --num-records N [--group G]\n"
+		"  log dump DIR [--json]\n"
 		"The bootstrap list defaults to $SLUICE_BOOTSTRAP, then 127.0.0.1:9092.\n");
 }
 
@@ -418,12 +419,8 @@ int main(int argc, char **argv)
 		return cli_consume(&o, argc - i - 1, argv + i + 1);
 	if (strcmp(cmd, "perf") == 0)
 		return cli_perf(&o, argc - i - 1, argv + i + 1);
-	static const char *const later[] = { "log" };
-	for (size_t k = 0; k < sizeof(later) / sizeof(later[0]); k++)
-		if (strcmp(cmd, later[k]) == 0) {
-			fprintf(stderr, "sluice: '%s' arrives in a later release of sluice\n", cmd);
-			return 2;
-		}
+	if (strcmp(cmd, "log") == 0)
+		return cli_log(argc - i - 1, argv + i + 1);
 	if (strcmp(cmd, "topic") != 0 && strcmp(cmd, "cluster") != 0 && strcmp(cmd, "group") != 0)
 		return cli_usage_error("unknown command '%s'", cmd);
 	int rc;
