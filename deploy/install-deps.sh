@@ -10,6 +10,7 @@ PKGS=(
   libraft-dev libuv1-dev libzstd-dev
   libprotobuf-c-dev protobuf-c-compiler
   libcriterion-dev libinih-dev libxxhash-dev uuid-dev libmicrohttpd-dev
+  python3 python3-yaml
 )
 
 missing=()
