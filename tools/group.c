@@ -17,7 +17,8 @@ static int failed(sluice_err_t err, sluice_report_t *r)
 
 static int list(sluice_admin_t *a, int argc, char **argv)
 {
-	if (argc > 0)
+	bool json = argc == 1 && strcmp(argv[0], "--json") == 0;
+	if (argc > 0 && !json)
 		return cli_usage_error("group list: unexpected '%s'", argv[0]);
 	sluice_report_t *r = NULL;
 	sluice_err_t err = sluice_group_list(a, NULL, NULL, &r);
@@ -39,9 +40,24 @@ static int list(sluice_admin_t *a, int argc, char **argv)
 		}
 		order[j] = i;
 	}
-	for (int32_t k = 0; k < n; k++)
-		printf("%s\t%s\t%d\n", sluice_report_group_name(r, order[k]),
-		       sluice_report_group_state(r, order[k]), sluice_report_group_members(r, order[k]));
+	if (json)
+		fputs("{\"groups\":[", stdout);
+	for (int32_t k = 0; k < n; k++) {
+		const char *name = sluice_report_group_name(r, order[k]);
+		const char *state = sluice_report_group_state(r, order[k]);
+		int32_t members = sluice_report_group_members(r, order[k]);
+		if (json) {
+			fputs(k ? ",{\"group\":" : "{\"group\":", stdout);
+			cli_json_str(name);
+			fputs(",\"state\":", stdout);
+			cli_json_str(state);
+			printf(",\"members\":%d}", members);
+		} else {
+			printf("%s\t%s\t%d\n", name, state, members);
+		}
+	}
+	if (json)
+		fputs("]}\n", stdout);
 	free(order);
 	sluice_report_destroy(r);
 	return 0;

@@ -23,7 +23,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: sluice [--bootstrap HOST:PORT,...] [--timeout-ms MS] COMMAND\n"
 		"  topic create NAME --partitions P --replication-factor R [--config k=v]...\n"
-		"  topic list\n"
+		"  topic list [--json]\n"
 		"  topic describe NAME [--json]\n"
 		"  topic delete NAME\n"
 		"  cluster status [--json]\n"
@@ -32,7 +32,7 @@ static void usage(FILE *out)
 		"  consume TOPIC [--group G] [--from-beginning] [--partition P [--offset O]]\n"
 		"          [--max-messages N] [--timeout-ms T] [--print-key] [--print-offset]\n"
 		"          [--print-headers]\n"
-		"  group list\n"
+		"  group list [--json]\n"
 		"  group describe G [--json]\n"
 		"  group delete G\n"
 		"  group reset-offsets G --topic T[:P,...] (--to-earliest|--to-latest|--to-offset O|\n"
@@ -42,6 +42,50 @@ static void usage(FILE *out)
 		"  perf consume --topic T --num-records N [--group G]\n"
 		"  log dump DIR [--json]\n"
 		"The bootstrap list defaults to $SLUICE_BOOTSTRAP, then 127.0.0.1:9092.\n");
+}
+
+/* `sluice COMMAND ... --help`: the usage lines of that command (and
+ * their continuation lines). */
+static int command_help(const char *cmd)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (f == NULL)
+		return 1;
+	usage(f);
+	fclose(f);
+	size_t clen = strlen(cmd);
+	char *out = NULL;
+	size_t olen = 0;
+	FILE *o = open_memstream(&out, &olen);
+	if (o == NULL) {
+		free(text);
+		return 1;
+	}
+	bool inside = false;
+	int lines = 0;
+	for (char *save, *line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		bool mine = strncmp(line, "  ", 2) == 0 && strncmp(line + 2, cmd, clen) == 0 &&
+			    (line[2 + clen] == ' ' || line[2 + clen] == '\0');
+		inside = mine || (inside && strncmp(line, "          ", 10) == 0);
+		if (inside) {
+			fprintf(o, "%s\n", line);
+			lines += mine;
+		}
+	}
+	fclose(o);
+	free(text);
+	if (lines == 0) {
+		free(out);
+		return cli_usage_error("unknown command '%s'", cmd);
+	}
+	printf("usage: sluice [--bootstrap HOST:PORT,...] [--timeout-ms MS] COMMAND\n%s", out);
+	puts("Options before COMMAND: --bootstrap HOST:PORT,... (default $SLUICE_BOOTSTRAP, then "
+	     "127.0.0.1:9092), --timeout-ms MS (how long retriable errors are retried, 30000).");
+	free(out);
+	return 0;
 }
 
 int cli_usage_error(const char *fmt, ...)
@@ -311,11 +355,23 @@ static int topic(sluice_admin_t *a, int argc, char **argv)
 	if (strcmp(sub, "create") == 0)
 		return topic_create(a, argc - 1, argv + 1);
 	if (strcmp(sub, "list") == 0) {
-		if (argc > 1)
+		json = argc == 2 && strcmp(argv[1], "--json") == 0;
+		if (argc > 1 && !json)
 			return cli_usage_error("topic list: unexpected '%s'", argv[1]);
 		sluice_err_t err = sluice_topic_list(a, NULL, NULL, &r);
-		for (int32_t i = 0; err == SLUICE_OK && i < sluice_report_topic_count(r); i++)
-			puts(sluice_report_topic_name(r, i));
+		if (err == SLUICE_OK && json)
+			fputs("{\"topics\":[", stdout);
+		for (int32_t i = 0; err == SLUICE_OK && i < sluice_report_topic_count(r); i++) {
+			if (json) {
+				if (i > 0)
+					putchar(',');
+				cli_json_str(sluice_report_topic_name(r, i));
+			} else {
+				puts(sluice_report_topic_name(r, i));
+			}
+		}
+		if (err == SLUICE_OK && json)
+			fputs("]}\n", stdout);
 		return outcome(err, r, NULL, false);
 	}
 	if (strcmp(sub, "describe") == 0) {
@@ -412,6 +468,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[i];
+	for (int k = i + 1; k < argc; k++)
+		if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0)
+			return command_help(cmd);
 	struct cli_opts o = { .bootstrap = bootstrap, .timeout_ms = timeout };
 	if (strcmp(cmd, "produce") == 0)
 		return cli_produce(&o, argc - i - 1, argv + i + 1);
