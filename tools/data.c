@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cli.h"
@@ -24,6 +25,39 @@ static uint64_t mono_us(void)
 
 /* The value of "--flag V" or "--flag=V" at argv[*i] (advancing *i), or
  * NULL when argv[*i] is not that flag; *missing when it has no value. */
+/* Progress on a terminal: "\rWHAT N records (R/s)" on stderr at most
+ * every second, and nothing when stderr is not a terminal (piped or
+ * redirected). progress_end clears the line. */
+struct progress {
+	bool on;
+	uint64_t start_us, last_us;
+};
+
+static void progress_start(struct progress *pr)
+{
+	pr->on = isatty(STDERR_FILENO) == 1;
+	pr->start_us = pr->last_us = mono_us();
+}
+
+static void progress(struct progress *pr, const char *what, uint64_t n)
+{
+	if (!pr->on)
+		return;
+	uint64_t now = mono_us();
+	if (now - pr->last_us < 1000000)
+		return;
+	pr->last_us = now;
+	double secs = (double)(now - pr->start_us) / 1e6;
+	fprintf(stderr, "\r%s %llu records (%.0f/s)\033[K", what, (unsigned long long)n,
+		secs > 0 ? (double)n / secs : 0.0);
+}
+
+static void progress_end(struct progress *pr)
+{
+	if (pr->on && pr->last_us != pr->start_us)
+		fputs("\r\033[K", stderr);
+}
+
 static const char *flag_value(int argc, char **argv, int *i, const char *flag, bool *missing)
 {
 	size_t n = strlen(flag);
@@ -131,7 +165,10 @@ int cli_produce(const struct cli_opts *o, int argc, char **argv)
 	size_t cap = 0;
 	ssize_t n;
 	uint64_t lines = 0;
+	struct progress pr;
+	progress_start(&pr);
 	while (err == SLUICE_OK && (n = getline(&line, &cap, stdin)) >= 0) {
+		progress(&pr, "producing: acknowledged", atomic_load(&t.acked));
 		if (n > 0 && line[n - 1] == '\n')
 			line[--n] = '\0';
 		sluice_rec_clear(rec);
@@ -156,6 +193,7 @@ int cli_produce(const struct cli_opts *o, int argc, char **argv)
 	sluice_rec_destroy(rec);
 	sluice_producer_close(p); /* waits for every record's fate */
 	sluice_client_destroy(cl);
+	progress_end(&pr);
 	uint64_t acked = atomic_load(&t.acked);
 	fprintf(stderr, "produced %llu records\n", (unsigned long long)acked);
 	if (err != SLUICE_OK) {
@@ -295,8 +333,11 @@ int cli_consume(const struct cli_opts *o, int argc, char **argv)
 		err = sluice_seek(c, topic, (int32_t)partition, SLUICE_OFFSET, offset);
 	uint64_t count = 0;
 	uint64_t last = mono_us(), committed = last;
+	struct progress pr;
+	progress_start(&pr);
 	while (err == SLUICE_OK && !interrupted && (max < 0 || (long)count < max)) {
 		int slice = 100;
+		progress(&pr, "consumed", count);
 		if (group != NULL && mono_us() - committed >= COMMIT_MS * 1000u) {
 			commit_printed(c, false);
 			committed = mono_us();
@@ -354,6 +395,7 @@ int cli_consume(const struct cli_opts *o, int argc, char **argv)
 						       : SLUICE_OK;
 	sluice_consumer_close(c);
 	sluice_client_destroy(cl);
+	progress_end(&pr);
 	fprintf(stderr, "consumed %llu records\n", (unsigned long long)count);
 	if (err == SLUICE_OK && cerr != SLUICE_OK)
 		return cli_failed(cerr, "the final commit failed");
@@ -528,7 +570,9 @@ static int perf_produce(const struct cli_opts *o, int argc, char **argv)
 	for (; rc == 0 && started < k; started++)
 		if (pthread_create(&pp[started].thread, NULL, perf_produce_thread, &pp[started]) != 0)
 			break;
-	/* Progress every 5 s, until every thread closed its producer. */
+	/* Progress every 5 s on a terminal, until every thread closed its
+	 * producer; nothing when stderr is piped. */
+	bool tty = isatty(STDERR_FILENO) == 1;
 	uint64_t last_at = start, last_acked = 0;
 	for (long joined = 0; joined < started;) {
 		struct timespec ts;
@@ -539,7 +583,7 @@ static int perf_produce(const struct cli_opts *o, int argc, char **argv)
 			continue;
 		}
 		uint64_t now = mono_us();
-		if (now - last_at < 5000000u)
+		if (!tty || now - last_at < 5000000u)
 			continue;
 		uint64_t acked = atomic_load(&perf_tally.acked);
 		double secs = (double)(now - last_at) / 1e6;

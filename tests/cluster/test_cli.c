@@ -336,6 +336,24 @@ Test(cli, topics_on_one_node_through_the_contract)
 	expect_fail(&r, 1, "UNKNOWN_TOPIC_OR_PARTITION");
 	sluice(&r, bootstrap, "topic list");
 	cr_assert_str_eq(r.out, "audit\norders\n");
+	sluice(&r, bootstrap, "topic list --json");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "{\"topics\":[\"audit\",\"orders\"]}\n");
+	sluice(&r, bootstrap, "group list --json");
+	expect_ok(&r);
+	cr_assert_str_eq(r.out, "{\"groups\":[]}\n");
+	/* Every command has --help: its usage, exit 0. */
+	static const char *const cmds[] = { "topic", "produce", "consume", "group", "cluster",
+					    "perf", "log" };
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+		sluice(&r, bootstrap, "%s --help", cmds[k]);
+		expect_ok(&r);
+		char want[64];
+		snprintf(want, sizeof(want), "\n  %s ", cmds[k]);
+		cr_assert(strstr(r.out, want) != NULL, "%s --help: %s", cmds[k], r.out);
+	}
+	sluice(&r, bootstrap, "nope --help");
+	expect_fail(&r, 2, "unknown command 'nope'");
 
 	/* Usage errors exit 2; later commands say so. */
 	sluice(&r, bootstrap, "topic create y --partitions many --replication-factor 1");
