@@ -8,41 +8,18 @@
 # SLUICED_BIN and SLUICE_BIN come from meson.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source tests/cluster/lib.sh
 SH=deploy/local/cluster.sh
 S=$SLUICE_BIN
 dir=$(mktemp -d)
-fails=0
 
 cleanup() {
-	$SH down --dir "$dir" >/dev/null 2>&1
-	for f in "$dir"/node*.pid; do
-		[ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
-	done
+	stop_cluster "$dir"
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 
-ok() { echo "ok: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-check() { # description, command...
-	local what=$1
-	shift
-	if "$@"; then ok "$what"; else fail "$what"; fi
-}
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-top=$((eph - 1000))
-[ "$top" -gt 11000 ] || top=32768
-base=""
-for _ in $(seq 1 50); do
-	b=$((10000 + RANDOM % (top - 10000)))
-	free=1
-	for i in 0 1 2; do
-		for off in 0 1 552; do port_free $((b + off + 100 * i)) || free=0; done
-	done
-	if [ $free = 1 ]; then base=$b; break; fi
-done
+base=$(free_base_port 3)
 [ -n "$base" ] || { echo "FAIL: no free port range"; exit 1; }
 
 if ! $SH up 3 --dir "$dir" --base-port "$base" >"$dir/up.log" 2>&1; then

@@ -7,21 +7,15 @@
 # it). BUILD_DIR and SLUICED_BIN come from meson.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source tests/cluster/lib.sh
 SH=deploy/local/cluster.sh
 dir=$(mktemp -d)
-fails=0
 
 cleanup() {
-	$SH down --dir "$dir/cluster" >/dev/null 2>&1
-	for f in "$dir"/cluster/node*.pid; do
-		[ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
-	done
+	stop_cluster "$dir/cluster"
 	rm -rf "$dir"
 }
 trap cleanup EXIT
-
-ok() { echo "ok: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 meson install -C "$BUILD_DIR" --no-rebuild --quiet --destdir "$dir/root" >"$dir/install.log" 2>&1 \
 	&& ok "meson install" || { fail "meson install: $(tail -n 3 "$dir/install.log")"; exit 1; }
@@ -48,16 +42,7 @@ else
 	exit 1
 fi
 
-# A one-node cluster on a free port range below the ephemeral ports.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-top=$((eph - 1000))
-[ "$top" -gt 11000 ] || top=32768
-base=""
-for _ in $(seq 1 50); do
-	b=$((10000 + RANDOM % (top - 10000)))
-	if port_free "$b" && port_free $((b + 1)) && port_free $((b + 552)); then base=$b; break; fi
-done
+base=$(free_base_port 1)
 [ -n "$base" ] || { fail "no free port range"; exit 1; }
 if ! $SH up 1 --dir "$dir/cluster" --base-port "$base" >"$dir/up.log" 2>&1; then
 	fail "cluster up: $(tail -n 1 "$dir/up.log")"
