@@ -782,8 +782,13 @@ static void on_pid(struct cl_op *op, void *arg, int err, const char *msg, Sluice
 static void init_pid(sluice_producer_t *p)
 {
 	struct cl_addr addr;
-	if (!cl_meta_controller(p->cl, &addr))
-		return; /* the metadata's answer kicks work() again */
+	if (!cl_meta_controller(p->cl, &addr)) {
+		/* The metadata's answer kicks work() again; until then this
+		 * is not due (a retry time in the past would make the timer
+		 * fire at once, again and again, and starve the loop). */
+		p->pid_retry_at = cl_mono_ms() + BACKOFF_MIN_MS;
+		return;
+	}
 	Sluice__InitProducerIdRequest req = SLUICE__INIT_PRODUCER_ID_REQUEST__INIT;
 	Sluice__Envelope env = SLUICE__ENVELOPE__INIT;
 	env.api_key = SLUICE__API_KEY__INIT_PRODUCER_ID;

@@ -76,8 +76,12 @@ void cl_service_wake(struct cl_service *svc)
 
 void cl_service_arm(struct cl_service *svc, uint64_t at)
 {
+	/* At least 1 ms: a timer started with 0 inside a timer callback
+	 * runs again in the same pass of the loop (libuv's clock does not
+	 * move within it), and one that keeps doing so never lets the loop
+	 * read its sockets. */
 	uint64_t now = cl_mono_ms();
-	uv_timer_start(&svc->timer, on_timer, at > now ? at - now : 0, 0);
+	uv_timer_start(&svc->timer, on_timer, at > now + 1 ? at - now : 1, 0);
 }
 
 static void handle_closed(uv_handle_t *h)

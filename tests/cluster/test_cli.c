@@ -2014,3 +2014,34 @@ Test(cli, a_group_member_hears_of_its_partitions_commits_pauses_and_hands_over, 
 	cluster_down();
 	group_heartbeat_ms = "3000";
 }
+
+/* A new idempotent producer right after the controller's leader died: it
+ * gets its producer id from the new leader within seconds. (Its client
+ * once kept re-arming a timer at once while no controller was known,
+ * which starved its loop until the delivery timeout, 120 s.) */
+Test(cli, a_producer_started_as_the_controller_dies_gets_its_id_from_the_next, .timeout = 120)
+{
+	static struct run r;
+	cluster_up(3);
+	sluice(&r, bootstrap, "topic create after --partitions 2 --replication-factor 3");
+	expect_ok(&r);
+	sluice(&r, bootstrap, "cluster status --json");
+	expect_ok(&r);
+	const char *c = strstr(r.out, "\"controller\":");
+	cr_assert_not_null(c);
+	int controller = atoi(c + 13);
+	cr_assert(controller >= 1 && controller <= 3, "%s", r.out);
+	cr_assert_eq(tl_proc_kill(&nodes[controller - 1].p, SIGKILL), 0);
+	cr_assert_eq(tl_proc_wait(&nodes[controller - 1].p, 5000), 1);
+	tl_proc_close(&nodes[controller - 1].p);
+	int64_t t0 = tl_now_ms();
+	sluice_in(&r, bootstrap, "a\nb\nc\n", "produce after");
+	int64_t took = tl_now_ms() - t0;
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.err, "produced 3 records\n");
+	cr_assert_lt(took, 20000, "it took %lld ms", (long long)took);
+	cr_log_info("produced %lld ms after the controller's leader was killed", (long long)took);
+	node_start(controller - 1);
+	cr_assert(tl_wait_until(ready, &nodes[controller - 1], 30000, 50));
+	cluster_down();
+}
