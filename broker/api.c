@@ -308,6 +308,7 @@ static void part_info(Sluice__PartitionInfo *pi, const struct sl_meta *m,
 	pi->partition = index;
 	pi->leader = leader_of(m, p);
 	pi->leader_term = p->term;
+	pi->raft_group = p->group;
 	pi->n_replicas = p->nreplicas;
 	pi->replicas = (uint64_t *)p->replicas;
 	pi->n_isr = p->nisr;

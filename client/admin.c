@@ -162,6 +162,7 @@ static int take_topic(sluice_report_t *r, const Sluice__TopicInfo *t)
 			continue;
 		struct rpart *q = &r->parts[p->partition];
 		q->leader = p->leader >= 1 ? (int32_t)p->leader : -1;
+		q->raft_group = p->raft_group;
 		q->nrep = (unsigned)copy_ids(q->rep, p->replicas, p->n_replicas);
 		q->nisr = (unsigned)copy_ids(q->isr, p->isr, p->n_isr);
 		q->log_start = q->log_end = -1;
@@ -777,6 +778,11 @@ int32_t sluice_report_partition_count(const sluice_report_t *r)
 int32_t sluice_report_leader(const sluice_report_t *r, int32_t p)
 {
 	return part(r, p) != NULL ? part(r, p)->leader : -1;
+}
+
+int64_t sluice_report_raft_group(const sluice_report_t *r, int32_t p)
+{
+	return part(r, p) != NULL && part(r, p)->raft_group > 0 ? (int64_t)part(r, p)->raft_group : -1;
 }
 
 static size_t ids(const int32_t *src, unsigned n, int32_t *dst, size_t cap)

@@ -69,6 +69,7 @@ int cl_parse_bootstrap(const char *text, struct cl_addr *out, size_t cap, size_t
 
 struct rpart {
 	int32_t leader;
+	uint32_t raft_group;
 	unsigned nrep, nisr;
 	int32_t rep[MAX_RF], isr[MAX_RF];
 	int64_t log_start, log_end;

@@ -179,16 +179,19 @@ static void print_topic(const sluice_report_t *r, bool json)
 			json_ids(rep, nr);
 			fputs(",\"isr\":", stdout);
 			json_ids(isr, ni);
-			printf(",\"log_start\":%lld,\"log_end\":%lld}",
+			printf(",\"log_start\":%lld,\"log_end\":%lld,\"raft_group\":%lld}",
 			       (long long)sluice_report_log_start(r, p),
-			       (long long)sluice_report_log_end(r, p));
+			       (long long)sluice_report_log_end(r, p),
+			       (long long)sluice_report_raft_group(r, p));
 		} else {
 			printf("  partition %d leader %d replicas ", p, sluice_report_leader(r, p));
 			text_ids(rep, nr);
 			fputs(" isr ", stdout);
 			text_ids(isr, ni);
-			printf(" log_start %lld log_end %lld\n", (long long)sluice_report_log_start(r, p),
-			       (long long)sluice_report_log_end(r, p));
+			printf(" log_start %lld log_end %lld raft_group %lld\n",
+			       (long long)sluice_report_log_start(r, p),
+			       (long long)sluice_report_log_end(r, p),
+			       (long long)sluice_report_raft_group(r, p));
 		}
 	}
 	if (json)

@@ -382,6 +382,9 @@ SLUICE_API const char *sluice_report_topic_name(const sluice_report_t *r, int32_
  * -1 for an index out of range or a value not known. */
 SLUICE_API int32_t sluice_report_partition_count(const sluice_report_t *r);
 SLUICE_API int32_t sluice_report_leader(const sluice_report_t *r, int32_t partition);
+/* The partition's Raft group: each replica keeps its log in its node's
+ * DATA_DIR/raft/g<N>/log (what `sluice log dump` reads). */
+SLUICE_API int64_t sluice_report_raft_group(const sluice_report_t *r, int32_t partition);
 /* Copies at most cap node ids into ids; returns how many there are. */
 SLUICE_API size_t sluice_report_replicas(const sluice_report_t *r, int32_t partition,
 					 int32_t *ids, size_t cap);

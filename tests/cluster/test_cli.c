@@ -231,6 +231,12 @@ static void expect_led_json(const char *json, const char *name, int partitions, 
 		cr_assert_eq(count, rf, "partition %d: %s", p, json);
 		cr_assert_not_null(strstr(at, "\"isr\":["));
 		cr_assert_not_null(strstr(at, "\"log_start\":0,\"log_end\":"));
+		/* Its Raft group names the leader's directory of it. */
+		const char *g = strstr(at, "\"raft_group\":");
+		cr_assert_not_null(g, "partition %d: no raft_group: %s", p, json);
+		char dir[700];
+		snprintf(dir, sizeof(dir), "%s/raft/g%d/log", nodes[leader - 1].dir, atoi(g + 13));
+		cr_assert_eq(access(dir, F_OK), 0, "partition %d: no %s", p, dir);
 	}
 	cr_assert(strstr(json, "]}\n") != NULL, "%s", json);
 }
