@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds and runs every test:
-#   1. build/       gcc, warnings as errors: unit tests
+#   1. build/       gcc, warnings as errors: unit tests, then the chaos suite's
+#                   short profile (tests/chaos)
 #   2. build-asan/  gcc with AddressSanitizer + UndefinedBehaviorSanitizer: unit tests
 #   3. build-noguards/  raft/ without its guards: each guard test must fail
 #   4. build-fuzz/  clang (warnings as errors) with libFuzzer: each fuzzer ~30 s
@@ -58,6 +59,17 @@ unit() { # dir, label
 
 setup build -Dwerror=true
 unit build "gcc -Werror"
+
+# The fault-injection suite's short profile (tests/chaos/README.md): a
+# 3-node and a 5-node cluster under faults, each on a new seed (printed).
+echo "== chaos: short profile"
+if ! meson test -C build --suite chaos --print-errorlogs; then
+	failures+=("chaos short profile")
+fi
+grep -h -A5 '^chaos summary' build/meson-logs/testlog.txt || true
+n=$(grep -c '^chaos result: PASS' build/meson-logs/testlog.txt || true)
+passed=$((passed + n))
+failed=$((failed + 2 - (n < 2 ? n : 2)))
 
 setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 # Criterion's own runner leaks a little at exit; its module is suppressed.
