@@ -293,20 +293,20 @@ static int view_nodes(struct view *v, const struct sl_meta *m)
 	return SL_OK;
 }
 
-/* A partition's leader for clients: -1 when none is known or the node the
- * last report named is not alive. */
-static int64_t leader_of(const struct sl_meta *m, const struct sl_meta_partition *p)
+/* A partition's leader for clients (sl_parts_client_leader): -1 when
+ * none is known. */
+static int64_t leader_of(const struct sl_api_node *node, const struct sl_meta *m,
+			 const struct sl_meta_partition *p)
 {
-	const struct sl_meta_node *n = sl_meta_node(m, p->leader);
-	return n != NULL && n->alive ? (int64_t)p->leader : -1;
+	return sl_parts_client_leader(node->parts, m, p);
 }
 
-static void part_info(Sluice__PartitionInfo *pi, const struct sl_meta *m,
-		      const struct sl_meta_partition *p, uint32_t index)
+static void part_info(const struct sl_api_node *node, Sluice__PartitionInfo *pi,
+		      const struct sl_meta *m, const struct sl_meta_partition *p, uint32_t index)
 {
 	sluice__partition_info__init(pi);
 	pi->partition = index;
-	pi->leader = leader_of(m, p);
+	pi->leader = leader_of(node, m, p);
 	pi->leader_term = p->term;
 	pi->raft_group = p->group;
 	pi->n_replicas = p->nreplicas;
@@ -316,7 +316,8 @@ static void part_info(Sluice__PartitionInfo *pi, const struct sl_meta *m,
 }
 
 /* Topics named in want (all when n_want is 0); unknown ones get an error. */
-static int view_topics(struct view *v, const struct sl_meta *m, char **want, size_t n_want)
+static int view_topics(const struct sl_api_node *node, struct view *v, const struct sl_meta *m,
+		       char **want, size_t n_want)
 {
 	size_t nt = n_want > 0 ? n_want : m->ntopics, np = 0;
 	for (size_t i = 0; i < nt; i++) {
@@ -346,7 +347,7 @@ static int view_topics(struct view *v, const struct sl_meta *m, char **want, siz
 		ti->n_partitions = t->npartitions;
 		ti->partitions = &v->pp[k];
 		for (uint32_t p = 0; p < t->npartitions; p++, k++) {
-			part_info(&v->parts[k], m, &t->parts[p], p);
+			part_info(node, &v->parts[k], m, &t->parts[p], p);
 			v->pp[k] = &v->parts[k];
 		}
 	}
@@ -362,7 +363,7 @@ static int metadata(const struct sl_api_node *node, const Sluice__Envelope *req,
 	struct view v = { 0 };
 	int rv = view_nodes(&v, m);
 	if (rv == SL_OK)
-		rv = view_topics(&v, m, mr->topics, mr->n_topics);
+		rv = view_topics(node, &v, m, mr->topics, mr->n_topics);
 	if (rv == SL_OK) {
 		Sluice__MetadataResponse r = SLUICE__METADATA_RESPONSE__INIT;
 		r.cluster_id = (char *)m->cluster_id;
@@ -469,7 +470,7 @@ static int describe_topics(const struct sl_api_node *node, const Sluice__Envelop
 	const struct sl_meta *m = sl_controller_meta(node->ctl);
 	const Sluice__DescribeTopicsRequest *dr = req->describe_topics_request;
 	struct view v = { 0 };
-	int rv = view_topics(&v, m, dr->names, dr->n_names);
+	int rv = view_topics(node, &v, m, dr->names, dr->n_names);
 	size_t n = v.ntopics;
 	Sluice__TopicDescription *td = calloc(n + 1, sizeof(*td));
 	Sluice__TopicDescription **tdp = calloc(n + 1, sizeof(*tdp));
@@ -537,7 +538,7 @@ static void offsets_of(const struct sl_api_node *node, const struct sl_meta *m,
 		return;
 	}
 	const struct sl_meta_partition *p = &t->parts[part];
-	po->leader = leader_of(m, p);
+	po->leader = leader_of(node, m, p);
 	if (node->parts != NULL &&
 	    sl_parts_offsets(node->parts, p->group, &po->log_start, &po->log_end) == SL_OK) {
 		po->leader = (int64_t)node->node_id;
@@ -711,8 +712,10 @@ static bool leaders_missing(struct write_op *op, const char *why)
 			continue;
 		const struct sl_meta_topic *t = sl_meta_topic(m, op->t[i].name);
 		uint32_t none = 0;
+		/* The leaders as reported (with their in-sync replicas), not
+		 * as one replica may know them a moment earlier. */
 		for (uint32_t p = 0; t != NULL && p < t->npartitions; p++)
-			none += leader_of(m, &t->parts[p]) < 0;
+			none += sl_parts_client_leader(NULL, m, &t->parts[p]) < 0;
 		if (none == 0) { /* led, or deleted meanwhile */
 			op->t[i].wait = false;
 		} else if (why != NULL) {
@@ -1147,7 +1150,7 @@ static int find_coordinator(const struct sl_api_node *node, const Sluice__Envelo
 		snprintf(msg, sizeof(msg), "%s does not exist yet", SL_OFFSETS_TOPIC);
 	} else {
 		r.partition = sl_group_partition(q->group, t->npartitions);
-		int64_t leader = leader_of(m, &t->parts[r.partition]);
+		int64_t leader = leader_of(node, m, &t->parts[r.partition]);
 		const struct sl_meta_node *n = leader > 0 ? sl_meta_node(m, (uint64_t)leader) : NULL;
 		if (n == NULL) {
 			r.error_code = SL_ECOORDINATOR_NOT_AVAILABLE;

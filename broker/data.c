@@ -58,8 +58,9 @@ static int locate(const struct sl_api_node *node, const char *topic, uint32_t pa
 	*pl = (struct place){ .group = p->group, .leader = -1,
 			      .max_batch = t->config.max_message_bytes ? t->config.max_message_bytes
 								       : d.max_batch_bytes };
-	const struct sl_meta_node *n = p->leader != 0 ? sl_meta_node(m, p->leader) : NULL;
-	if (n != NULL && n->alive) {
+	int64_t leader = sl_parts_client_leader(node->parts, m, p);
+	const struct sl_meta_node *n = leader > 0 ? sl_meta_node(m, (uint64_t)leader) : NULL;
+	if (n != NULL) {
 		pl->leader = (int64_t)n->id;
 		snprintf(pl->host, sizeof(pl->host), "%s", n->host);
 		pl->port = n->client_port;

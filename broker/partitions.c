@@ -315,6 +315,19 @@ int sl_parts_committed_end(struct sl_parts *p, uint32_t group, int64_t *end)
 	return SL_OK;
 }
 
+int64_t sl_parts_client_leader(struct sl_parts *p, const struct sl_meta *m,
+			       const struct sl_meta_partition *mp)
+{
+	struct sl_rgroup_state st;
+	if (p != NULL && find(p, mp->group) != NULL && sl_rreg_state(p->reg, mp->group, &st) == SL_OK &&
+	    st.role != SL_RROLE_STOPPED && st.term > mp->term) {
+		uint64_t id = st.role == SL_RROLE_LEADER ? (st.ready ? p->node_id : 0) : st.leader;
+		return id > 0 && sl_meta_node(m, id) != NULL ? (int64_t)id : -1;
+	}
+	const struct sl_meta_node *n = mp->leader != 0 ? sl_meta_node(m, mp->leader) : NULL;
+	return n != NULL && n->alive ? (int64_t)mp->leader : -1;
+}
+
 int sl_parts_find_time(struct sl_parts *p, uint32_t group, int64_t ts, int64_t *offset)
 {
 	struct raft *r;

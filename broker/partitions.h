@@ -57,6 +57,15 @@ int sl_parts_offsets(struct sl_parts *p, uint32_t group, int64_t *start, int64_t
  * little). SL_OK, or SL_ENOT_FOUND when the group does not run here. */
 int sl_parts_committed_end(struct sl_parts *p, uint32_t group, int64_t *end);
 
+/* The node clients should send partition mp's requests to (-1: none
+ * known): the metadata's leader while it is alive, unless this node's
+ * replica (p may be NULL: none) is in a newer term than the metadata
+ * shows; then the leader this replica follows, -1 while an election is
+ * on. So a new leader is known to every replica's node within a Raft
+ * heartbeat of its election, before its report reaches the metadata. */
+int64_t sl_parts_client_leader(struct sl_parts *p, const struct sl_meta *m,
+			       const struct sl_meta_partition *mp);
+
 /* A led group's first committed offset whose record's timestamp is >= ts
  * (the log's time index), or -1 in *offset when every committed record
  * is older. SL_OK, SL_ENOT_LEADER as sl_parts_led, or the log's error. */

@@ -305,6 +305,27 @@ void cl_meta_forget_controller(sluice_client_t *cl);
 /* A NOT_LEADER answer named the leader: take it without a refresh. */
 void cl_meta_set_leader(sluice_client_t *cl, const char *topic, int32_t partition, int64_t id,
 			const char *host, uint32_t port);
+/* Node id could not be reached for the partition: while it is still the
+ * leader known, none is (the next request waits for a refresh, which asks
+ * another node, instead of trying the dead one again). */
+void cl_meta_forget_leader(sluice_client_t *cl, const char *topic, int32_t partition, int64_t id);
+
+/* producer.c: when a partition's next attempt may go, after failures.
+ * The batches in flight fail together (a connection lost, a NOT_LEADER
+ * for each): one failed attempt is one step of the backoff (100 ms,
+ * doubling to 1 s), however many batches it carried. A leader known now
+ * that was not known when the attempt failed is tried at once; a success
+ * ends the backoff, so the batches queued behind go at once. */
+struct cl_backoff {
+	uint64_t retry_at;   /* ms (cl_mono_ms); 0: now */
+	unsigned step_ms;
+	int64_t failed_at;   /* the node the failed attempt went to, -1: that
+			      * node knew of no leader; 0: no failure */
+};
+void cl_backoff_failed(struct cl_backoff *b, uint64_t now, int64_t failed_at);
+void cl_backoff_ok(struct cl_backoff *b);
+/* leader: the partition's leader now (-1: none known). */
+bool cl_backoff_due(const struct cl_backoff *b, uint64_t now, int64_t leader);
 
 /* producer.c: Kafka's murmur2 (as its clients hash keys), and the
  * partition of a key among nparts. */

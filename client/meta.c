@@ -176,6 +176,8 @@ static void on_metadata(struct cl_op *op, int err, const char *msg, Sluice__Enve
 		}
 	} else {
 		m->again = true; /* that node could not answer: ask another */
+		if (err != SL_OK)
+			m->last_at = 0; /* at once: it is down, not busy */
 	}
 	if (m->again)
 		cl_meta_refresh(cl);
@@ -305,6 +307,17 @@ void cl_meta_set_leader(sluice_client_t *cl, const char *topic, int32_t partitio
 				m->nodes[i].addr.port = (int)port;
 			}
 	}
+}
+
+void cl_meta_forget_leader(sluice_client_t *cl, const char *topic, int32_t partition, int64_t id)
+{
+	struct cl_meta *m = cl->meta;
+	struct cl_mtopic *t = m != NULL ? find(m, topic) : NULL;
+	if (t == NULL || t->err != SL_OK || partition < 0 || partition >= t->nparts ||
+	    t->leader[partition] != id)
+		return;
+	t->leader[partition] = -1;
+	cl_meta_refresh(cl);
 }
 
 bool cl_meta_controller(sluice_client_t *cl, struct cl_addr *out)

@@ -64,8 +64,7 @@ struct ppart {
 	struct pbatch *fresh, **fresh_tail;   /* taken from sealed, not finished */
 	struct pbatch *flight, **flight_tail; /* sent, in order */
 	unsigned nflight;
-	uint64_t retry_at;
-	unsigned backoff_ms;
+	struct cl_backoff backoff;
 	int32_t next_seq;
 };
 
@@ -114,6 +113,7 @@ struct sluice_producer {
  * its partitions is. */
 struct preq {
 	sluice_producer_t *p;
+	int64_t leader; /* the node it went to */
 	size_t n;
 	struct {
 		struct ppart *pp;
@@ -528,8 +528,8 @@ static bool is_retriable(int err)
 /* A batch of pp failed in a retriable way: it and every later batch in
  * flight go back to the front of the queue, to go again after a backoff;
  * a batch past its delivery deadline fails instead. */
-static void requeue(sluice_producer_t *p, struct ppart *pp, struct pbatch *b, int err,
-		    const char *msg)
+static void requeue(sluice_producer_t *p, struct ppart *pp, struct pbatch *b, int64_t node,
+		    int err, const char *msg)
 {
 	/* Unlink b from flight. */
 	struct pbatch **pp_b = &pp->flight;
@@ -557,10 +557,28 @@ static void requeue(sluice_producer_t *p, struct ppart *pp, struct pbatch *b, in
 	*q = b;
 	if (b->next == NULL)
 		pp->queue_tail = &b->next;
-	pp->backoff_ms = pp->backoff_ms == 0 ? BACKOFF_MIN_MS : pp->backoff_ms * 2;
-	if (pp->backoff_ms > BACKOFF_MAX_MS)
-		pp->backoff_ms = BACKOFF_MAX_MS;
-	pp->retry_at = now + pp->backoff_ms;
+	cl_backoff_failed(&pp->backoff, now, node);
+}
+
+void cl_backoff_failed(struct cl_backoff *b, uint64_t now, int64_t failed_at)
+{
+	b->failed_at = failed_at;
+	if (now < b->retry_at)
+		return; /* another batch of the same attempt */
+	b->step_ms = b->step_ms == 0 ? BACKOFF_MIN_MS : b->step_ms * 2;
+	if (b->step_ms > BACKOFF_MAX_MS)
+		b->step_ms = BACKOFF_MAX_MS;
+	b->retry_at = now + b->step_ms;
+}
+
+void cl_backoff_ok(struct cl_backoff *b)
+{
+	*b = (struct cl_backoff){ 0 };
+}
+
+bool cl_backoff_due(const struct cl_backoff *b, uint64_t now, int64_t leader)
+{
+	return now >= b->retry_at || (b->failed_at != 0 && leader >= 1 && leader != b->failed_at);
 }
 
 static void on_produce(struct cl_op *op, void *arg, int err, const char *msg,
@@ -624,16 +642,32 @@ static void on_produce(struct cl_op *op, void *arg, int err, const char *msg,
 				pp->flight_tail = q;
 			pp->nflight--;
 			if (e == SL_OK)
-				pp->backoff_ms = 0;
+				cl_backoff_ok(&pp->backoff);
 			deliver(p, pp, b, e, base, m);
 			continue;
 		}
-		if (e != SL_ENOT_LEADER)
+		if (pr == NULL) /* no answer from the node: do not go back to it blindly */
+			cl_meta_forget_leader(p->cl, pp->topic->name, pp->partition, rq->leader);
+		else if (e != SL_ENOT_LEADER)
 			cl_meta_refresh(p->cl);
-		requeue(p, pp, b, e, m);
+		bool leaderless = pr != NULL && e == SL_ENOT_LEADER && pr->leader < 1;
+		requeue(p, pp, b, leaderless ? -1 : rq->leader, e, m);
 	}
 	free(rq);
 	work(p);
+}
+
+/* Whether the partition's next attempt may go (cl_backoff_due). */
+static bool may_send(sluice_producer_t *p, struct ppart *pp, uint64_t now)
+{
+	struct cl_addr addr;
+	int64_t id = -1;
+	if (now >= pp->backoff.retry_at)
+		return true;
+	if (pp->backoff.failed_at != 0 &&
+	    !cl_meta_leader(p->cl, pp->topic->name, pp->partition, &addr, &id))
+		id = -1;
+	return cl_backoff_due(&pp->backoff, now, id);
 }
 
 /* A partition with a batch to send, and its leader. */
@@ -673,6 +707,7 @@ static void send_ready(sluice_producer_t *p, struct ready *rd, size_t n)
 			break; /* a later kick tries again */
 		}
 		rq->p = p;
+		rq->leader = rd[i].leader;
 		rq->n = 0;
 		/* How long the leader may hold the request for its
 		 * acknowledgement: request.timeout.ms, within every batch's
@@ -941,9 +976,14 @@ static void work_once(sluice_producer_t *p)
 			continue;
 		if (pp->queue->deadline < due)
 			due = pp->queue->deadline;
-		if (now < pp->retry_at) {
-			if (pp->retry_at < due)
-				due = pp->retry_at;
+		if (!may_send(p, pp, now)) {
+			/* Watch the metadata meanwhile (at most every 100 ms;
+			 * each answer kicks this loop): a new leader is tried
+			 * as soon as it is known, not a backoff later. */
+			if (pp->backoff.failed_at != 0)
+				cl_meta_refresh(p->cl);
+			if (pp->backoff.retry_at < due)
+				due = pp->backoff.retry_at;
 			continue;
 		}
 		if (pp->nflight >= max_flight)
