@@ -294,6 +294,16 @@ void sl_cluster_metrics(struct sl_cluster *c, FILE *out)
 		     "# TYPE sluice_cluster_topics gauge\n"
 		     "sluice_cluster_topics{node=\"%llu\"} %zu\n",
 		node, meta->nnodes, node, meta->ntopics);
+	struct sl_rreg_stats rs;
+	sl_rreg_get_stats(c->reg, &rs);
+	fprintf(out, "# HELP sluice_raft_faults_total Raft groups stopped on this node by a disk "
+		     "error (a failed write or sync: a full disk, a bad sector), each restarted "
+		     "from its log after a pause.\n# TYPE sluice_raft_faults_total counter\n"
+		     "sluice_raft_faults_total{node=\"%llu\"} %llu\n"
+		     "# HELP sluice_raft_restarts_total Raft groups restarted after a fault.\n"
+		     "# TYPE sluice_raft_restarts_total counter\n"
+		     "sluice_raft_restarts_total{node=\"%llu\"} %llu\n",
+		node, (unsigned long long)rs.faults, node, (unsigned long long)rs.restarts);
 	struct metrics_ctx m = { c, out };
 	sl_rreg_foreach(c->reg, group_metrics, &m);
 }

@@ -78,6 +78,7 @@ static struct {
 	int nodes, seconds, producers, consumers, rate, partitions;
 	uint64_t seed;
 	bool test_timeouts, full_disk, keep;
+	bool acks1; /* --acks 1: what the checker must catch (no quorum, no idempotence) */
 	bool enabled[F_COUNT];
 	int base_port;
 	int recover_ms;
@@ -568,6 +569,21 @@ static int coordinator_of_group(void)
 	return -1;
 }
 
+/* The value of a node's counter `name{node="N"}` at /metrics, -1: none. */
+static long long node_metric(int i, const char *name)
+{
+	static char body[1 << 20];
+	int status;
+	if (!nodes[i].up || nodes[i].paused ||
+	    tl_http_get(nodes[i].hport, "/metrics", &status, body, sizeof(body), 2000) != 0 ||
+	    status != 200)
+		return -1;
+	char key[160];
+	snprintf(key, sizeof(key), "\n%s{node=\"%d\"} ", name, nodes[i].id);
+	const char *at = strstr(body, key);
+	return at != NULL ? atoll(at + strlen(key)) : -1;
+}
+
 /* Every partition of topic led, all its replicas in sync. */
 static bool topic_whole(const char *topic, char *why, size_t cap)
 {
@@ -726,8 +742,9 @@ static void *producer_main(void *arg)
 
 static void producers_start(int count, uint64_t cap)
 {
-	const char *const kv[] = { "acks", "all", "enable.idempotence", "true", "linger.ms", "5",
-				   "client.id", "chaos-producer", NULL };
+	const char *const kv[] = { "acks", opt.acks1 ? "1" : "all", "enable.idempotence",
+				   opt.acks1 ? "false" : "true", "linger.ms", "5", "client.id",
+				   "chaos-producer", NULL };
 	for (int i = 0; i < count; i++) {
 		struct prod *pr = &prods[i];
 		pr->idx = i;
@@ -1054,7 +1071,6 @@ static void run_fault(enum fault f, int dur, const uint64_t r[4])
 	if (victim < 0)
 		victim = random_node(r[1]);
 	struct node *n = &nodes[victim];
-	int64_t t0 = tl_now_ms();
 	switch (f) {
 	case F_KILL_NODE:
 	case F_KILL_LEADER:
@@ -1111,12 +1127,28 @@ static void run_fault(enum fault f, int dur, const uint64_t r[4])
 		hold(dur);
 		break;
 	}
-	case F_DISK_FULL:
-		say("%s: node %d's disk full for %d ms", fault_names[f], n->id, dur);
+	case F_DISK_FULL: {
+		/* Full until a write of the node fails (its Raft groups stop on
+		 * the error: sluice_raft_faults_total), at most 20 s. */
+		say("%s: node %d's disk full for at least %d ms, until a write fails",
+		    fault_names[f], n->id, dur);
+		long long before = node_metric(victim, "sluice_raft_faults_total");
+		int64_t t0 = tl_now_ms();
 		fill_disk(victim);
 		hold(dur);
+		long long now = before;
+		while (n->up && (now = node_metric(victim, "sluice_raft_faults_total")) <= before &&
+		       tl_now_ms() < t0 + 20000)
+			hold(100);
+		if (now > before)
+			say("  disk-full: node %d stopped %lld Raft group(s) on write errors within %"
+			    PRId64 " ms", n->id, now - before, tl_now_ms() - t0);
+		else
+			say("  disk-full: no write of node %d failed within 20 s%s", n->id,
+			    n->up ? "" : " (it exited)");
 		free_disk(victim);
 		break;
+	}
 	case F_COUNT:
 		break;
 	}
@@ -1124,7 +1156,6 @@ static void run_fault(enum fault f, int dur, const uint64_t r[4])
 	check_exited();
 	restart_down();
 	faults_done[f]++;
-	(void)t0;
 	await_recovery(f, tl_now_ms());
 }
 
@@ -1612,7 +1643,7 @@ static void usage(FILE *f)
 	fputs("usage: chaos --sluiced PATH [--dir DIR] [--nodes 3|5] [--seconds S] [--seed N]\n"
 	      "             [--producers K] [--rate R] [--consumers C] [--partitions P]\n"
 	      "             [--faults LIST] [--timeouts test|default] [--base-port P]\n"
-	      "             [--recover-ms MS] [--full-disk] [--keep]\n"
+	      "             [--recover-ms MS] [--full-disk] [--keep] [--acks all|1]\n"
 	      "       chaos --sluiced PATH --failover RUNS [--timeouts test|default] ...\n"
 	      "faults (default: all but disk-full): kill-node, kill-leader, kill-controller,\n"
 	      "  kill-coordinator, pause-leader, torn-write, isolate, split, one-way, disk-full\n"
@@ -1744,6 +1775,7 @@ int main(int argc, char **argv)
 		{ "full-disk", no_argument, NULL, 'D' },
 		{ "keep", no_argument, NULL, 'k' },
 		{ "failover", required_argument, NULL, 'F' },
+		{ "acks", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -1782,6 +1814,13 @@ int main(int argc, char **argv)
 		case 'D': opt.full_disk = true; break;
 		case 'k': opt.keep = true; break;
 		case 'F': opt.failover_runs = parse_int(optarg, 1, 1000, "--failover"); break;
+		case 'A':
+			if (strcmp(optarg, "all") != 0 && strcmp(optarg, "1") != 0) {
+				fprintf(stderr, "chaos: --acks is all or 1\n");
+				return 2;
+			}
+			opt.acks1 = strcmp(optarg, "1") == 0;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1838,10 +1877,11 @@ int main(int argc, char **argv)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
 				 list[0] ? "," : "", fault_names[f]);
 	printf("chaos: seed %" PRIu64 " (replay: --seed %" PRIu64 "), %d nodes, %d s of faults "
-	       "(%s), %d producers x %d records/s over %d partitions, %d group members, "
+	       "(%s), %d producers x %d records/s over %d partitions (%s), %d group members, "
 	       "%s timeouts, dir %s\n",
 	       opt.seed, opt.seed, nn, opt.seconds, list, opt.producers, opt.rate, opt.partitions,
-	       opt.consumers, opt.test_timeouts ? "test" : "default", opt.dir);
+	       opt.acks1 ? "acks=1, not idempotent" : "acks=all, idempotent", opt.consumers,
+	       opt.test_timeouts ? "test" : "default", opt.dir);
 	fflush(stdout);
 	setup_cluster();
 	say("cluster whole: %d nodes, %s with %d partitions", nn, TOPIC, opt.partitions);
