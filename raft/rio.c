@@ -1897,6 +1897,7 @@ void sl_rio_tune(struct raft *r, unsigned heartbeat_ms, unsigned election_ms)
 {
 	raft_set_heartbeat_timeout(r, heartbeat_ms ? heartbeat_ms : 200);
 	raft_set_election_timeout(r, election_ms ? election_ms : 1000);
+	raft_set_install_snapshot_timeout(r, 5 * (election_ms ? election_ms : 1000));
 	raft_set_pre_vote(r, true);
 	raft_set_snapshot_threshold(r, 256);
 	raft_set_snapshot_trailing(r, 64);

@@ -194,6 +194,11 @@ void sl_rio_transfer_poll(struct raft_io *io);
 
 /* Sluice's settings for a group's libraft instance, after raft_init:
  * heartbeat 200 ms, election 1 s (libraft randomizes 1x-2x), pre-vote on,
+ * an install-snapshot timeout of 5 elections (libraft's 30 s default
+ * left a follower whose group restarted during an install, e.g. after a
+ * disk error, unreplicated for 30 s: the leader waits for the answer the
+ * old instance never sends; a copy longer than that is unharmed, as the
+ * InstallSnapshot sent again meanwhile is refused busy and dropped),
  * and explicit snapshot threshold (256) and trailing (64) entries. libraft
  * keeps every entry since the last snapshot, plus the trailing ones and the
  * unapplied tail, in memory: about 320 entries, 5 MiB with 16 KiB batches

@@ -620,11 +620,18 @@ static bool healthy(void *arg)
 	if (err != SLUICE_OK)
 		snprintf(health_why, sizeof(health_why), "cluster describe: %s",
 			 sluice_err_name(err));
-	else if (!ok)
+	else if (!ok && sluice_report_under_replicated(r) > 0) {
+		int32_t isr[8];
+		size_t ni = sluice_report_under_replicated_isr(r, 0, isr, 8);
 		snprintf(health_why, sizeof(health_why),
-			 "controller %d, %d nodes known, %d partitions under-replicated",
-			 sluice_report_controller(r), sluice_report_node_count(r),
-			 sluice_report_under_replicated(r));
+			 "%d partition(s) under-replicated, the first %s/%d: leader %d, %zu in sync",
+			 sluice_report_under_replicated(r), sluice_report_under_replicated_topic(r, 0),
+			 sluice_report_under_replicated_partition(r, 0),
+			 sluice_report_under_replicated_leader(r, 0), ni);
+	} else if (!ok) {
+		snprintf(health_why, sizeof(health_why), "controller %d, %d nodes known",
+			 sluice_report_controller(r), sluice_report_node_count(r));
+	}
 	for (int32_t i = 0; ok && i < sluice_report_node_count(r); i++)
 		if (!sluice_report_node_alive(r, i)) {
 			snprintf(health_why, sizeof(health_why), "node %d not alive",
@@ -896,7 +903,17 @@ static int recover_late;
 /* Waits until the cluster is whole again, within the bound. */
 static void await_recovery(enum fault f, int64_t since)
 {
-	if (!tl_wait_until(healthy, NULL, opt.recover_ms, 100)) {
+	int64_t t0 = tl_now_ms();
+	bool said = false;
+	while (!healthy(NULL) && tl_now_ms() < t0 + opt.recover_ms) {
+		if (!said && tl_now_ms() > t0 + 10000) {
+			say("  still not whole after 10 s: %s", health_why);
+			said = true;
+		}
+		struct timespec ts = { 0, 100 * 1000 * 1000 }; /* re-check interval */
+		nanosleep(&ts, NULL);
+	}
+	if (!healthy(NULL)) {
 		recover_late++;
 		say("CHECK not whole %d ms after %s healed: %s", opt.recover_ms, fault_names[f],
 		    health_why);
@@ -1689,11 +1706,22 @@ static void mount_tmpfs(struct node *n)
 	n->mounted = true;
 }
 
+static bool keep_mounted_data; /* a failed run: copy each tmpfs out first */
+
 static void cleanup_mounts(void)
 {
-	for (int i = 0; i < nn; i++)
-		if (nodes[i].mounted && umount2(nodes[i].dir, MNT_DETACH) == 0)
+	for (int i = 0; i < nn; i++) {
+		if (!nodes[i].mounted)
+			continue;
+		if (keep_mounted_data) {
+			char cmd[1200];
+			snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s.saved'", nodes[i].dir, nodes[i].dir);
+			if (system(cmd) != 0)
+				fprintf(stderr, "chaos: could not save %s\n", nodes[i].dir);
+		}
+		if (umount2(nodes[i].dir, MNT_DETACH) == 0)
 			nodes[i].mounted = false;
+	}
 }
 
 static void setup_cluster(void)
@@ -1919,6 +1947,7 @@ int main(int argc, char **argv)
 	pthread_join(cw.th, NULL);
 	say("checking");
 	bool ok = check_all();
+	keep_mounted_data = !ok;
 	producers_close(opt.producers);
 	sluice_admin_destroy(admin);
 	sluice_client_destroy(admin_cl);

@@ -807,8 +807,7 @@ static void start_node(struct sl_sim *s, struct snode *n, bool bootstrap)
 		n->io.close(&n->io, io_closed);
 		return;
 	}
-	raft_set_heartbeat_timeout(&n->raft, s->cfg.heartbeat_ms);
-	raft_set_election_timeout(&n->raft, s->cfg.election_ms);
+	sl_rio_tune(&n->raft, s->cfg.heartbeat_ms, s->cfg.election_ms); /* as the broker does */
 	raft_set_snapshot_threshold(&n->raft, s->cfg.snapshot_threshold);
 	raft_set_snapshot_trailing(&n->raft, s->cfg.snapshot_trailing);
 	raft_set_pre_vote(&n->raft, s->cfg.pre_vote);
