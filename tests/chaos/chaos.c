@@ -1234,6 +1234,7 @@ struct replica {
 	size_t n, cap;
 	int fd;
 	char dir[800], seg[300];
+	int64_t last_seg_base; /* the first offset of its last segment */
 	bool broken;
 };
 
@@ -1253,6 +1254,7 @@ static int replica_cb(void *arg, const struct sl_dump_batch *d)
 		snprintf(path, sizeof(path), "%s/%s", rp->dir, d->segment);
 		rp->fd = open(path, O_RDONLY | O_CLOEXEC);
 		snprintf(rp->seg, sizeof(rp->seg), "%s", d->segment);
+		rp->last_seg_base = d->base_offset;
 	}
 	uint8_t *bytes = malloc(d->size);
 	if (bytes == NULL || rp->fd < 0 || pread(rp->fd, bytes, d->size, (off_t)d->pos) != (ssize_t)d->size) {
@@ -1285,8 +1287,9 @@ static uint64_t replica_mismatches, replica_gaps, replica_broken;
 
 /* Every replica of a Raft group holds the same batches over the range
  * they all keep; without compaction, a replica's batches follow each other
- * with no gap. Returns the first replica's batches (for the offsets
- * check) in *first. */
+ * with no gap. A compacted topic's replicas compact their sealed segments
+ * each on its own clock, so only their active segments are compared. Returns
+ * the first replica's batches (for the offsets check) in *first. */
 static void check_replicas(const struct groupcheck *gc, struct replica *first)
 {
 	struct replica reps[MAX_NODES];
@@ -1306,8 +1309,14 @@ static void check_replicas(const struct groupcheck *gc, struct replica *first)
 		if (rp->fd >= 0)
 			close(rp->fd);
 		replica_broken += rp->broken;
-		for (size_t k = 1; !gc->compacted && k < rp->n; k++)
-			if (rp->b[k].base != rp->b[k - 1].last + 1) {
+		for (size_t k = 1; k < rp->n; k++)
+			if (rp->b[k].base <= rp->b[k - 1].last) {
+				replica_gaps++;
+				say("CHECK %s/%d on node %d: batch %" PRId64 "..%" PRId64
+				    " overlaps the one before it (..%" PRId64 ")", gc->topic,
+				    gc->partition, nodes[i].id, rp->b[k].base, rp->b[k].last,
+				    rp->b[k - 1].last);
+			} else if (!gc->compacted && rp->b[k].base != rp->b[k - 1].last + 1) {
 				replica_gaps++;
 				say("CHECK %s/%d on node %d: offsets %" PRId64 "..%" PRId64 " missing",
 				    gc->topic, gc->partition, nodes[i].id, rp->b[k - 1].last + 1,
@@ -1324,6 +1333,8 @@ static void check_replicas(const struct groupcheck *gc, struct replica *first)
 			continue;
 		if (reps[k].b[0].base > lo)
 			lo = reps[k].b[0].base;
+		if (gc->compacted && reps[k].last_seg_base > lo)
+			lo = reps[k].last_seg_base;
 		if (reps[k].b[reps[k].n - 1].last + 1 < hi)
 			hi = reps[k].b[reps[k].n - 1].last + 1;
 	}
