@@ -900,12 +900,14 @@ static int faults_done[F_COUNT];
 static int64_t recover_max_ms[F_COUNT];
 static int recover_late;
 
-/* Waits until the cluster is whole again, within the bound. */
-static void await_recovery(enum fault f, int64_t since)
+/* Waits until the cluster is whole again, within the bound (from now:
+ * the fault was just healed). */
+static void await_recovery(enum fault f)
 {
 	int64_t t0 = tl_now_ms();
 	bool said = false;
-	while (!healthy(NULL) && tl_now_ms() < t0 + opt.recover_ms) {
+	bool whole;
+	while (!(whole = healthy(NULL)) && tl_now_ms() < t0 + opt.recover_ms) {
 		if (!said && tl_now_ms() > t0 + 10000) {
 			say("  still not whole after 10 s: %s", health_why);
 			said = true;
@@ -913,7 +915,7 @@ static void await_recovery(enum fault f, int64_t since)
 		struct timespec ts = { 0, 100 * 1000 * 1000 }; /* re-check interval */
 		nanosleep(&ts, NULL);
 	}
-	if (!healthy(NULL)) {
+	if (!whole) {
 		recover_late++;
 		say("CHECK not whole %d ms after %s healed: %s", opt.recover_ms, fault_names[f],
 		    health_why);
@@ -922,7 +924,7 @@ static void await_recovery(enum fault f, int64_t since)
 			die("the cluster did not heal within %d s after %s: %s",
 			    (opt.recover_ms + 120000) / 1000, fault_names[f], health_why);
 	}
-	int64_t ms = tl_now_ms() - since;
+	int64_t ms = tl_now_ms() - t0;
 	if (ms > recover_max_ms[f])
 		recover_max_ms[f] = ms;
 	say("  whole again %" PRId64 " ms after healing", ms);
@@ -1173,7 +1175,7 @@ static void run_fault(enum fault f, int dur, const uint64_t r[4])
 	check_exited();
 	restart_down();
 	faults_done[f]++;
-	await_recovery(f, tl_now_ms());
+	await_recovery(f);
 }
 
 /* How long each kind of fault lasts, in ms (drawn from the seed). */
