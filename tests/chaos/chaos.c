@@ -1329,36 +1329,50 @@ static void check_replicas(const struct groupcheck *gc, struct replica *first)
 	if (nr < 2)
 		say("CHECK %s/%d: %d replica(s) on disk", gc->topic, gc->partition, nr);
 	replica_mismatches += nr < 2;
-	int64_t lo = INT64_MIN, hi = INT64_MAX;
+	/* [lo, hi): what every replica keeps; from active on, every batch is
+	 * compared, below it (sealed segments of a compacted topic) only
+	 * Raft's own entries, which compaction copies as they are. */
+	int64_t lo = INT64_MIN, hi = INT64_MAX, active = INT64_MIN;
 	for (int k = 0; k < nr; k++) {
 		if (reps[k].n == 0)
 			continue;
 		if (reps[k].b[0].base > lo)
 			lo = reps[k].b[0].base;
-		if (gc->compacted && reps[k].last_seg_base > lo)
-			lo = reps[k].last_seg_base;
+		if (reps[k].last_seg_base > active)
+			active = reps[k].last_seg_base;
 		if (reps[k].b[reps[k].n - 1].last + 1 < hi)
 			hi = reps[k].b[reps[k].n - 1].last + 1;
 	}
+	if (!gc->compacted)
+		active = lo;
 	for (int k = 1; k < nr; k++) {
-		size_t a = 0, b = 0;
 		const struct replica *x = &reps[0], *y = &reps[k];
-		while (a < x->n && x->b[a].base < lo)
-			a++;
-		while (b < y->n && y->b[b].base < lo)
-			b++;
-		for (; a < x->n && b < y->n && x->b[a].last < hi && y->b[b].last < hi; a++, b++)
-			if (x->b[a].base != y->b[b].base || x->b[a].last != y->b[b].last ||
+		size_t a = 0, b = 0;
+		for (;;) {
+			while (a < x->n && x->b[a].base < hi &&
+			       (x->b[a].base < lo || (x->b[a].base < active &&
+						      !(x->b[a].attributes & SL_ATTR_CONTROL))))
+				a++;
+			while (b < y->n && y->b[b].base < hi &&
+			       (y->b[b].base < lo || (y->b[b].base < active &&
+						      !(y->b[b].attributes & SL_ATTR_CONTROL))))
+				b++;
+			bool xa = a < x->n && x->b[a].last < hi, yb = b < y->n && y->b[b].last < hi;
+			if (!xa && !yb)
+				break;
+			if (!xa || !yb || x->b[a].base != y->b[b].base || x->b[a].last != y->b[b].last ||
 			    x->b[a].hash != y->b[b].hash || x->b[a].term != y->b[b].term) {
+				const struct batch *m = xa ? &x->b[a] : &y->b[b];
 				replica_mismatches++;
-				say("CHECK %s/%d: replicas differ at offset %" PRId64
-				    " (batch %" PRId64 "..%" PRId64 " term %d vs %" PRId64
-				    "..%" PRId64 " term %d)",
-				    gc->topic, gc->partition, x->b[a].base, x->b[a].base,
-				    x->b[a].last, x->b[a].term, y->b[b].base, y->b[b].last,
-				    y->b[b].term);
+				say("CHECK %s/%d: replicas differ at offset %" PRId64 " (batch %" PRId64
+				    "..%" PRId64 " term %d on one, %s on the other)",
+				    gc->topic, gc->partition, m->base, m->base, m->last, m->term,
+				    xa && yb ? "another" : "none");
 				break;
 			}
+			a++;
+			b++;
+		}
 	}
 	*first = nr > 0 ? reps[0] : (struct replica){ .fd = -1 };
 	for (int k = 1; k < nr; k++)
