@@ -74,7 +74,8 @@ static int fenced(sl_log *log)
 	if (!log->fenced)
 		return SL_OK;
 	return sl_log_errf(log, SL_ESTORAGE,
-			   "%s: an fdatasync failed earlier; reopen the log to recover it", log->dir);
+			   "%s: a write or fdatasync failed earlier; reopen the log to recover it",
+			   log->dir);
 }
 
 /* fdatasync of seg's file; a failure fences the log. */
@@ -611,6 +612,13 @@ int sl_log_append(sl_log *log, const void *buf, size_t len)
 	}
 	if (rv == SL_OK)
 		rv = write_run(log, p + run_start, len - run_start);
+	if (rv == SL_ESTORAGE) {
+		/* A write that failed (a full disk, an I/O error) left the
+		 * end where it was: an append after it would leave a hole of
+		 * the batches that failed (gaps are allowed, for compaction's).
+		 * Whatever wrote them must find out by reopening. */
+		log->fenced = true;
+	}
 	pthread_mutex_unlock(&log->mu);
 	return rv;
 }

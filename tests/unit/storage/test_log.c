@@ -676,6 +676,42 @@ Test(log, failed_fdatasync_fences_the_log_until_reopened)
 	sim_free(sd);
 }
 
+/* Found by tests/chaos (a full disk): a failed write left the log's end
+ * where it was, and the next append, from a writer that had not heard of
+ * the failure yet, was taken past it: a hole of the batches that failed,
+ * on a replica Raft counted as holding them. */
+Test(log, failed_write_fences_the_log_so_no_append_leaves_a_hole)
+{
+	sim_disk *sd = sim_new();
+	sl_vfs *vfs = sim_vfs(sd);
+	cr_assert_eq(vfs->mkdir(vfs, "/sim", 0755), 0);
+	char err[SL_ERRMSG_SIZE];
+	cr_assert_eq(sl_log_open("/sim/p", &cfg, vfs, &log_, err), SL_OK, "%s", err);
+	append(2, 1, 100);
+	cr_assert_eq(sl_log_flush(log_), SL_OK);
+	size_t l1, l2;
+	uint8_t *b1 = make_batch(2, 1, 1, 10, SL_CODEC_NONE, &l1);
+	uint8_t *b2 = make_batch(3, 1, 1, 10, SL_CODEC_NONE, &l2);
+	sim_fail_after(sd, 0, ENOSPC);
+	cr_assert_eq(sl_log_append(log_, b1, l1), SL_ESTORAGE);
+	sim_fail_after(sd, -1, 0); /* space again */
+	cr_assert_eq(sl_log_append(log_, b2, l2), SL_ESTORAGE, "offset 2 is missing");
+	cr_assert_neq(strstr(sl_log_errmsg(log_), "reopen"), NULL, "%s", sl_log_errmsg(log_));
+	cr_assert_eq(sl_log_end_offset(log_), 2);
+	sl_log_close(log_);
+	cr_assert_eq(sl_log_open("/sim/p", &cfg, vfs, &log_, err), SL_OK, "%s", err);
+	cr_assert_eq(sl_log_end_offset(log_), 2);
+	cr_assert_eq(sl_log_append(log_, b1, l1), SL_OK);
+	cr_assert_eq(sl_log_append(log_, b2, l2), SL_OK);
+	cr_assert_eq(sl_log_flush(log_), SL_OK);
+	cr_assert_eq(sl_log_end_offset(log_), 4);
+	free(b1);
+	free(b2);
+	sl_log_close(log_);
+	log_ = NULL;
+	sim_free(sd);
+}
+
 Test(log, first_batch_far_past_an_empty_segment_gets_its_own_segment)
 {
 	open_log();
