@@ -127,7 +127,8 @@ int sl_log_close(sl_log *log);
  * cfg.verify_append_crc), and its base offset must be at or above the end
  * offset (LOG_OFFSET_ORDER otherwise). Nothing is appended unless every
  * batch passes. The data reaches the page cache; sl_log_flush() makes it
- * durable. */
+ * durable. A write that fails (SL_ESTORAGE) fences the log, as a failed
+ * flush does: nothing more is appended until it is reopened. */
 int sl_log_append(sl_log *log, const void *buf, size_t len);
 
 /* fdatasync of everything appended so far; afterwards the durable offset is
