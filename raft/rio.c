@@ -615,6 +615,38 @@ static int load_base(sl_vfs *vfs, const char *dir, int64_t *base, char *errmsg)
 	return SL_OK;
 }
 
+/* A log that ends below its snapshot's anchor lost batches the snapshot
+ * counts as held: a torn write, or a tail lost with its disk cache, under
+ * a manifest that was durable. Loading the snapshot would have libraft
+ * believe it holds entries it has not, and take the next ones past the
+ * hole (a replica that then leads has lost acknowledged records). The
+ * replica starts over empty instead, durably (the log emptied at its
+ * start, then the manifest dropped; a crash between the two finds the same
+ * state again): term and vote stay, and the leader's InstallSnapshot
+ * brings the log back through the bulk copy (install_copy). */
+static int drop_torn_snapshot(struct sl_rio *rio)
+{
+	if (rio->snap == NULL || sl_log_end_offset(rio->log) >= rio->snap_anchor)
+		return 0;
+	char errmsg[SL_ERRMSG_SIZE];
+	int64_t start = sl_log_start_offset(rio->log);
+	if (sl_log_reset(rio->log, start) != SL_OK)
+		return errf(rio, RAFT_IOERR, sl_log_errmsg(rio->log));
+	if (sl_slot_store(rio->vfs, rio->dir, "snap", NULL, 0, rio->snap_version + 1, errmsg) != SL_OK)
+		return errf(rio, RAFT_IOERR, errmsg);
+	rio->snap_version++;
+	raft_free(rio->snap);
+	rio->snap = NULL;
+	rio->snap_len = 0;
+	rio->snap_index = 0;
+	rio->snap_term = 0;
+	rio->snap_anchor = 0;
+	rio->first = 1;
+	rio->next_offset = start;
+	rio->last_stored = 0;
+	return 0;
+}
+
 /* Opens the directory, the log, term and vote and the snapshot manifest
  * (once). Returns a RAFT_* code. */
 static int open_state(struct sl_rio *rio)
@@ -665,7 +697,10 @@ static int open_state(struct sl_rio *rio)
 		return errf(rio, RAFT_IOERR, errmsg);
 	}
 	rv = sl_slot_load(rio->vfs, rio->dir, "snap", &data, &len, &version, errmsg);
-	if (rv == SL_OK) {
+	if (rv == SL_OK && len == 0) { /* dropped: see drop_torn_snapshot */
+		free(data);
+		rio->snap_version = version;
+	} else if (rv == SL_OK) {
 		struct sl_rmanifest m;
 		if (sl_rmanifest_decode(data, len, &m) != SL_OK) {
 			free(data);
@@ -725,7 +760,7 @@ static int open_state(struct sl_rio *rio)
 	} else if (rv != SL_ENOT_FOUND) {
 		return errf(rio, RAFT_IOERR, errmsg);
 	}
-	return 0;
+	return drop_torn_snapshot(rio);
 }
 
 static int store_meta(struct sl_rio *rio, raft_term term, raft_id vote)
