@@ -7,11 +7,42 @@
 #include "bigendian.h"
 #include "raft_int.h"
 
+size_t sl_rconf_used(const uint8_t *p, size_t len)
+{
+	if (len < 9 || p[0] != 1)
+		return len;
+	uint64_t n = 0;
+	for (int i = 8; i >= 1; i--)
+		n = n << 8 | p[i];
+	size_t pos = 9;
+	for (uint64_t k = 0; k < n; k++) {
+		if (len - pos < 8)
+			return len;
+		pos += 8; /* id */
+		const uint8_t *nul = memchr(p + pos, 0, len - pos);
+		if (nul == NULL || (size_t)(nul - p) + 2 > len)
+			return len;
+		pos = (size_t)(nul - p) + 2; /* the address, its NUL, the role */
+	}
+	return pos;
+}
+
 int sl_rentry_control(int64_t offset, raft_term term, unsigned short type, const void *payload,
 		      size_t len, uint8_t **out, size_t *out_len)
 {
 	if (term > INT32_MAX || len > INT32_MAX)
 		return SL_EINVALID_ARGUMENT;
+	uint8_t *clean = NULL;
+	if (type == RAFT_CHANGE && sl_rconf_used(payload, len) < len) {
+		/* libraft pads an encoded configuration to 8 bytes without
+		 * writing the padding: heap bytes that differ per replica. */
+		if ((clean = malloc(len)) == NULL)
+			return SL_ENOMEM;
+		size_t used = sl_rconf_used(payload, len);
+		memcpy(clean, payload, used);
+		memset(clean + used, 0, len - used);
+		payload = clean;
+	}
 	struct sl_batch_opts o;
 	struct sl_batch_builder b;
 	uint8_t key[4];
@@ -34,6 +65,7 @@ int sl_rentry_control(int64_t offset, raft_term term, unsigned short type, const
 		*out_len = n;
 	}
 	sl_batch_builder_free(&b);
+	free(clean);
 	return rv;
 }
 

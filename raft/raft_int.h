@@ -12,10 +12,16 @@
 /* Builds the control batch that stores a CHANGE or BARRIER entry: one
  * record, key = {version 0, type} (int16 each, big-endian), value = the
  * entry's payload, timestamp 0, stamped with offset and term. The bytes
- * depend only on the arguments, so every replica stores the same ones.
+ * depend only on the arguments (a CHANGE's padding is zeroed: libraft
+ * leaves it unwritten), so every replica stores the same ones.
  * *out is malloc'd. */
 int sl_rentry_control(int64_t offset, raft_term term, unsigned short type, const void *payload,
 		      size_t len, uint8_t **out, size_t *out_len);
+
+/* The bytes an encoded raft configuration (libraft's format: version 1,
+ * server count, then per server id, NUL-terminated address and role)
+ * uses of len; the rest is padding. len when it does not parse. */
+size_t sl_rconf_used(const uint8_t *p, size_t len);
 
 /* Reads a stored batch back as an entry: its type, its term (the batch's
  * leader epoch) and where its payload lies in the batch (the value of a
