@@ -539,6 +539,30 @@ static int batch_end(void *arg, const struct sl_dump_batch *b)
 	return 0;
 }
 
+static void append_entries_now(int n, raft_term term);
+static void free_cbufs(void);
+
+/* A snapshot at index (single voter n1), through snapshot_put: the
+ * callback's status + 1 (0: it did not run). */
+static int put_snapshot(raft_index index)
+{
+	struct raft_snapshot s = { .index = index, .term = 1, .configuration_index = 1 };
+	raft_configuration_init(&s.configuration);
+	raft_configuration_add(&s.configuration, 1, "n1", RAFT_VOTER);
+	char fsm[] = "state";
+	struct raft_buffer fb = { fsm, sizeof(fsm) };
+	s.bufs = &fb;
+	s.n_bufs = 1;
+	static struct raft_io_snapshot_put put;
+	static int st;
+	st = 0;
+	put.data = &st;
+	cr_assert_eq(io.snapshot_put(&io, 1, &put, &s, snap_put_cb), 0);
+	sl_qenv_pump(&env);
+	raft_configuration_close(&s.configuration);
+	return st;
+}
+
 /* Found by tests/chaos: every replica writes its group's first CHANGE
  * entry itself, and libraft leaves the padding of an encoded
  * configuration unwritten, so the replicas' first batches differed by a
@@ -596,32 +620,9 @@ Test(rio, a_log_torn_below_its_snapshot_loads_empty_not_with_a_hole)
 	struct loaded l;
 	load(&l);
 	free_loaded(&l);
-	struct raft_buffer bufs[4];
-	for (int k = 0; k < 4; k++) {
-		bufs[k] = command(1, 2, k);
-		struct raft_entry e = { .term = 1, .type = RAFT_COMMAND, .buf = bufs[k] };
-		struct raft_io_append req;
-		struct appended d = { 0 };
-		req.data = &d;
-		cr_assert_eq(io.append(&io, &req, &e, 1, append_cb), 0);
-		sl_qenv_pump(&env);
-		cr_assert(d.fired);
-	}
+	append_entries_now(4, 1);
 	/* A snapshot at the last entry (index 5: the CHANGE, then 4). */
-	struct raft_snapshot s = { .index = 5, .term = 1, .configuration_index = 1 };
-	raft_configuration_init(&s.configuration);
-	raft_configuration_add(&s.configuration, 1, "n1", RAFT_VOTER);
-	char fsm[] = "state";
-	struct raft_buffer fb = { fsm, sizeof(fsm) };
-	s.bufs = &fb;
-	s.n_bufs = 1;
-	struct raft_io_snapshot_put put;
-	int put_status = 0;
-	put.data = &put_status;
-	cr_assert_eq(io.snapshot_put(&io, 1, &put, &s, snap_put_cb), 0);
-	sl_qenv_pump(&env);
-	cr_assert_eq(put_status, 1);
-	raft_configuration_close(&s.configuration);
+	cr_assert_eq(put_snapshot(5), 1);
 	int64_t anchor = sl_log_end_offset(sl_rio_log(&io));
 	sim_crash(sd); /* a SIGKILL: no clean close, no index trusted */
 	close_io();
@@ -649,8 +650,7 @@ Test(rio, a_log_torn_below_its_snapshot_loads_empty_not_with_a_hole)
 	cr_assert_null(l.snap);
 	cr_assert_eq(l.n, 0);
 	free_loaded(&l);
-	for (int k = 0; k < 4; k++)
-		raft_free(bufs[k].base);
+	free_cbufs();
 }
 
 Test(rio, commands_not_stamped_for_the_log_fence_the_group)
@@ -1253,19 +1253,7 @@ static void snapshot_scenario(int phase)
 		append_entries_now(5, 1); /* entries 2..6 */
 		return;
 	}
-	struct raft_snapshot s = { .index = 4, .term = 1, .configuration_index = 1 };
-	raft_configuration_init(&s.configuration);
-	raft_configuration_add(&s.configuration, 1, "n1", RAFT_VOTER);
-	char fsm[] = "state";
-	struct raft_buffer fb = { fsm, sizeof(fsm) };
-	s.bufs = &fb;
-	s.n_bufs = 1;
-	static struct raft_io_snapshot_put put;
-	static int st;
-	put.data = &st;
-	cr_assert_eq(io.snapshot_put(&io, 1, &put, &s, snap_put_cb), 0);
-	sl_qenv_pump(&env);
-	raft_configuration_close(&s.configuration);
+	put_snapshot(4);
 }
 
 Test(rio, load_after_a_crash_at_every_step_of_snapshot_put)
